@@ -1,0 +1,1 @@
+"""itilflow: ITIL process automation on Prefect 3."""

@@ -1,0 +1,151 @@
+"""The `itilflow` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from itilflow.settings import Settings, SettingsError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "demo", False):
+        overrides["demo"] = True
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    return Settings(**overrides)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from itilflow.policies import load_policies
+    from itilflow.stack import Stack, StackError
+
+    settings = _settings(args)
+    settings.require_secrets()
+    load_policies(settings.policy_dir)  # refuse to start on an invalid policy
+    stack = Stack(settings)
+
+    def terminate(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        print("starting the Prefect server, deployments, worker, runner and gateway ...")
+        stack.up()
+        if settings.demo:
+            from itilflow.demo import load_demo
+
+            print(load_demo(settings))
+        assert settings.api_token is not None
+        token = settings.api_token.get_secret_value() if settings.demo else "$ITILFLOW_API_TOKEN"
+        print(
+            f"\n  Prefect UI:   {stack.api_url.removesuffix('/api')}\n"
+            f"  Gateway:      {settings.public_url}  (API docs: {settings.public_url}/docs)\n"
+            f"  API token:    {token}\n"
+            f"  Data:         {stack.data_dir}  (logs in {stack.data_dir / 'logs'})\n\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        stack.watch()
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    except StackError as exc:
+        print(f"itilflow up: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+    return 0
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    from itilflow import runtime
+    from itilflow.runner import Runner, require_api_url
+
+    require_api_url()
+    rt = runtime.configure(_settings(args))
+    rt.policies  # noqa: B018 (refuse to start on an invalid policy)
+    runner = Runner(rt.engine, concurrency=rt.settings.runner_concurrency)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await runner.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from itilflow.gateway.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port, log_level="warning")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from itilflow.demo import load_demo
+
+    print(load_demo(_settings(args)))
+    return 0
+
+
+def cmd_check_policies(args: argparse.Namespace) -> int:
+    from itilflow.policies import PolicyError, load_policies
+
+    try:
+        load_policies(args.directory)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"policies in {args.directory or 'the packaged defaults'} are valid")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="itilflow", description=__doc__)
+    parser.add_argument("--data-dir", help="where the database, logs and Prefect's data live")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the whole stack on this machine")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: own secrets, sample engineers, CIs and incidents",
+    )
+    up.set_defaults(run=cmd_up)
+    sub.add_parser("runner", help="run the flows for due triggers (started by up)").set_defaults(
+        run=cmd_runner
+    )
+    sub.add_parser("gateway", help="serve the HTTP API (started by up)").set_defaults(
+        run=cmd_gateway
+    )
+    demo = sub.add_parser("demo", help="load sample engineers and CIs, open sample incidents")
+    demo.set_defaults(run=cmd_demo, demo=True)
+    check = sub.add_parser("check-policies", help="validate a policy folder")
+    check.add_argument("directory", nargs="?", type=Path)
+    check.set_defaults(run=cmd_check_policies)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SettingsError as exc:
+        print(f"itilflow: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The one clock every SLA, timer and report reads, so tests can move time instead of sleeping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+_frozen: datetime | None = None
+_offset = timedelta()
+
+
+def now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    if _frozen is not None:
+        return _frozen
+    return datetime.now(UTC) + _offset
+
+
+def freeze(at: datetime) -> None:
+    """Stop the clock at `at` (tests)."""
+    if at.tzinfo is None:
+        raise ValueError("freeze() needs a timezone-aware datetime")
+    global _frozen
+    _frozen = at.astimezone(UTC)
+
+
+def advance(by: timedelta) -> None:
+    """Move a frozen clock forward, or shift the running one (tests)."""
+    global _frozen, _offset
+    if _frozen is not None:
+        _frozen += by
+    else:
+        _offset += by
+
+
+def reset() -> None:
+    global _frozen, _offset
+    _frozen = None
+    _offset = timedelta()

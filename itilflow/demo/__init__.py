@@ -1,0 +1,58 @@
+"""Sample engineers, CIs and incidents, so a new user sees everything working in minutes."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import httpx
+import yaml
+
+from itilflow.models import (
+    ConfigurationItem,
+    Engineer,
+    Group,
+    create_db,
+    get_engine,
+    session_scope,
+)
+from itilflow.settings import Settings
+
+
+def demo_data() -> dict:
+    return yaml.safe_load(resources.files(__package__).joinpath("data.yaml").read_text("utf-8"))
+
+
+def load_people(settings: Settings) -> None:
+    data = demo_data()
+    assert settings.database_url is not None
+    engine = get_engine(settings.database_url)
+    create_db(engine)
+    with session_scope(engine) as session:
+        for group in data["groups"]:
+            session.merge(Group(**group))
+        session.flush()
+        for engineer in data["engineers"]:
+            session.merge(Engineer(**engineer))
+        for item in data["configuration_items"]:
+            session.merge(ConfigurationItem(**item))
+
+
+def load_demo(settings: Settings) -> str:
+    """Load the sample team and open the sample incidents through the gateway's API."""
+    settings.require_secrets()
+    assert settings.api_token is not None
+    load_people(settings)
+    headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
+    lines = []
+    for index, incident in enumerate(demo_data()["incidents"], start=1):
+        response = httpx.post(
+            f"{settings.public_url}/api/incidents",
+            json=incident,
+            # The same key on every run: a second `up --demo` opens nothing twice.
+            headers={**headers, "Idempotency-Key": f"demo-{index}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        ref = response.json()
+        lines.append(f"  {ref['number']}  {incident['title']}  {ref['url']}")
+    return "demo incidents:\n" + "\n".join(lines)

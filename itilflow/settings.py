@@ -1,0 +1,117 @@
+"""Settings from the environment or a `.env` file (prefix ITILFLOW_)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_SECRETS_FILE = "secrets.env"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ITILFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Demo mode may invent its own secrets (kept in the data folder); production must be given them.
+    demo: bool = False
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    policy_dir: Path | None = None
+
+    # An existing Prefect server; empty means `itilflow up` starts one on SQLite in data_dir.
+    prefect_api_url: str | None = None
+    prefect_port: int = 4200
+    work_pool: str = "itilflow"
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    public_url: str | None = None
+    max_body_bytes: int = 1_000_000
+
+    api_token: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout: float = 10.0
+    mail_from: str = "itilflow <itilflow@localhost>"
+
+    apprise_config: Path | None = None
+
+    # How many incident flows one runner process drives at once.
+    runner_concurrency: int = 8
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{(self.data_dir / 'itilflow.db').resolve()}"
+        if self.public_url is None:
+            self.public_url = f"http://{self.gateway_host}:{self.gateway_port}"
+        self.public_url = self.public_url.rstrip("/")
+        return self
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        assert self.database_url is not None
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return None
+
+    def require_secrets(self) -> None:
+        """Refuse to run with missing secrets outside demo mode; in demo mode make and keep them."""
+        if self.api_token and self.secret_key:
+            return
+        if not self.demo:
+            missing = [
+                name
+                for name, value in (
+                    ("ITILFLOW_API_TOKEN", self.api_token),
+                    ("ITILFLOW_SECRET_KEY", self.secret_key),
+                )
+                if not value
+            ]
+            raise SettingsError(
+                f"{', '.join(missing)} not set: the gateway refuses to start without its own "
+                "secrets outside demo mode (set them in the environment or .env, or use --demo)"
+            )
+        stored = load_demo_secrets(self.data_dir)
+        self.api_token = self.api_token or SecretStr(stored["ITILFLOW_API_TOKEN"])
+        self.secret_key = self.secret_key or SecretStr(stored["ITILFLOW_SECRET_KEY"])
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+def load_demo_secrets(data_dir: Path) -> dict[str, str]:
+    """Demo secrets: random at first, then reused so links and tokens survive restarts."""
+    path = data_dir / DEMO_SECRETS_FILE
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values[key.strip()] = value.strip()
+    wanted = ("ITILFLOW_API_TOKEN", "ITILFLOW_SECRET_KEY")
+    if all(values.get(key) for key in wanted):
+        return values
+    for key in wanted:
+        values.setdefault(key, secrets.token_urlsafe(32))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text("".join(f"{key}={values[key]}\n" for key in wanted))
+    return values
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

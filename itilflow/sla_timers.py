@@ -1,0 +1,144 @@
+"""Which timers an incident should have now, and bringing its stored triggers in line.
+
+`plan_timers` is a pure function of the incident, its timeline and the policies; `sync_triggers`
+writes the difference. It runs after every change of state, so a hold pauses the resolution timer,
+a resume moves it, an acknowledgement stops the escalation chain and a resolution ends them all.
+A timer that already fired is never planned again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from itilflow import clock
+from itilflow.models import (
+    OPEN_STATUSES,
+    FlowTrigger,
+    Incident,
+    add_trigger,
+    get_timeline,
+    list_triggers,
+)
+from itilflow.policies import (
+    EscalationSnapshot,
+    Policies,
+    StatusEvent,
+    compute_sla,
+    escalation_schedule,
+    progress_interval,
+)
+
+TIMER_KINDS = ("escalation", "response_due", "resolution_due", "progress")
+_STATUS_KINDS = {"opened", "acknowledged", "on_hold", "resumed", "resolved", "reopened", "closed"}
+
+
+@dataclass(frozen=True)
+class PlannedTimer:
+    key: str
+    kind: str
+    due_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_timers(
+    incident: Incident,
+    events: list[StatusEvent],
+    policies: Policies,
+    fired_keys: set[str],
+    now: datetime,
+) -> list[PlannedTimer]:
+    if incident.status not in OPEN_STATUSES or not incident.priority:
+        return []
+    figures = compute_sla(events, policies.sla, incident.priority, now)
+    kinds = {event.kind for event in events}
+    acknowledged = "acknowledged" in kinds
+    planned: list[PlannedTimer] = []
+
+    if incident.escalation:
+        snapshot = EscalationSnapshot.model_validate(incident.escalation)
+        chain_stopped = snapshot.stop_when == "acknowledged" and acknowledged
+        if not chain_stopped:
+            for step in escalation_schedule(snapshot, incident.opened_at):
+                planned.append(
+                    PlannedTimer(
+                        key=f"escalation:{step.step}:{step.repeat}",
+                        kind="escalation",
+                        due_at=step.due_at,
+                        data={"step": step.step, "repeat": step.repeat, "notify": step.notify},
+                    )
+                )
+
+    if figures.time_to_respond is None and figures.response_due is not None:
+        planned.append(PlannedTimer("response_due", "response_due", figures.response_due))
+    if not figures.paused and figures.resolution_due is not None:
+        planned.append(PlannedTimer("resolution_due", "resolution_due", figures.resolution_due))
+
+    interval = progress_interval(policies.sla, incident.priority)
+    if interval and not figures.paused:
+        # Reminders count from opening; the next one is the first not yet sent.
+        sequence = 1
+        while f"progress:{sequence}" in fired_keys:
+            sequence += 1
+        planned.append(
+            PlannedTimer(
+                f"progress:{sequence}",
+                "progress",
+                incident.opened_at + interval * sequence,
+                {"sequence": sequence},
+            )
+        )
+    return [timer for timer in planned if timer.key not in fired_keys]
+
+
+def sync_triggers(*, session: Session, incident: Incident, policies: Policies) -> None:
+    assert incident.id is not None
+    events = [
+        StatusEvent(at=entry.at, kind=entry.kind)
+        for entry in get_timeline(session=session, incident_id=incident.id)
+        if entry.kind in _STATUS_KINDS
+    ]
+    stored = {
+        trigger.key: trigger
+        for trigger in list_triggers(session=session, incident_id=incident.id)
+        if trigger.kind in TIMER_KINDS
+    }
+    fired = {key for key, trigger in stored.items() if trigger.done_at is not None}
+    planned = {
+        timer.key: timer for timer in plan_timers(incident, events, policies, fired, clock.now())
+    }
+    now = clock.now()
+    for key, trigger in stored.items():
+        if not trigger.pending:
+            if key in planned and trigger.cancelled_at is not None:
+                _revive(trigger, planned[key])
+                session.add(trigger)
+            continue
+        if key not in planned:
+            trigger.cancelled_at = now
+            session.add(trigger)
+        elif trigger.due_at != planned[key].due_at:
+            trigger.due_at = planned[key].due_at
+            session.add(trigger)
+    for key, timer in planned.items():
+        if key not in stored:
+            add_trigger(
+                session=session,
+                incident_id=incident.id,
+                kind=timer.kind,
+                key=key,
+                due_at=timer.due_at,
+                data=timer.data,
+            )
+    session.flush()
+
+
+def _revive(trigger: FlowTrigger, timer: PlannedTimer) -> None:
+    # A timer cancelled by a hold comes back on resume, at its recomputed deadline.
+    trigger.cancelled_at = None
+    trigger.claimed_until = None
+    trigger.due_at = timer.due_at
+    trigger.data = timer.data

@@ -1,0 +1,161 @@
+"""`itilflow up`: a Prefect server, the deployments, a worker, the runner and the gateway.
+
+Each part is a child process; Ctrl-C (or SIGTERM) stops them in reverse order. Everything lives
+under the data folder, so a second `up` finds its incidents and its Prefect history again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from itilflow.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    # A Prefect worker finishes its current runs on the first SIGTERM and exits on the second.
+    terms: int = 1
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    children: list[Child] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    @property
+    def api_url(self) -> str:
+        return self.settings.prefect_api_url or f"http://127.0.0.1:{self.settings.prefect_port}/api"
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        assert s.api_token is not None and s.secret_key is not None
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_HOME": str(self.data_dir / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # Runs started from the UI should start within a couple of seconds.
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "ITILFLOW_DATA_DIR": str(self.data_dir),
+            "ITILFLOW_DATABASE_URL": s.database_url or "",
+            "ITILFLOW_API_TOKEN": s.api_token.get_secret_value(),
+            "ITILFLOW_SECRET_KEY": s.secret_key.get_secret_value(),
+            "ITILFLOW_PUBLIC_URL": s.public_url or "",
+            "ITILFLOW_DEMO": "true" if s.demo else "false",
+        }
+        if s.policy_dir:
+            env["ITILFLOW_POLICY_DIR"] = str(s.policy_dir.resolve())
+        if s.apprise_config:
+            env["ITILFLOW_APPRISE_CONFIG"] = str(s.apprise_config.resolve())
+        return env
+
+    def start(self, name: str, args: list[str], *, terms: int = 1) -> Child:
+        log_dir = self.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = (log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            args,
+            env=self.env(),
+            cwd=PROJECT_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        child = Child(name, process, terms)
+        self.children.append(child)
+        return child
+
+    def run(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            args, env=self.env(), cwd=PROJECT_DIR, capture_output=True, text=True
+        )
+        if check and result.returncode != 0:
+            raise StackError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def wait_for(self, url: str, child: Child | None, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if child is not None and child.process.poll() is not None:
+                raise StackError(
+                    f"{child.name} exited with {child.process.returncode}; see "
+                    f"{self.data_dir / 'logs' / (child.name + '.log')}"
+                )
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise StackError(f"{url} did not answer within {timeout:.0f} s")
+
+    def up(self) -> None:
+        prefect = [sys.executable, "-m", "prefect"]
+        if not self.settings.prefect_api_url:
+            (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
+            server = self.start(
+                "prefect-server",
+                [
+                    *prefect,
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.settings.prefect_port),
+                ],
+            )
+            self.wait_for(self.api_url + "/health", server, timeout=120)
+        self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
+        self.run([*prefect, "--no-prompt", "deploy", "--all"])
+        self.start("worker", [*prefect, "worker", "start", "--pool", "itilflow"], terms=2)
+        itilflow = [sys.executable, "-m", "itilflow.cli"]
+        self.start("runner", [*itilflow, "runner"])
+        gateway = self.start("gateway", [*itilflow, "gateway"])
+        self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            for _ in range(child.terms):
+                if child.process.poll() is None:
+                    os.killpg(child.process.pid, signal.SIGTERM)
+                    try:
+                        child.process.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        continue
+            if child.process.poll() is None:
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+        self.children.clear()
+
+    def watch(self) -> None:
+        """Block until a child dies or we are told to stop."""
+        while True:
+            for child in self.children:
+                if child.process.poll() is not None:
+                    raise StackError(
+                        f"{child.name} exited with {child.process.returncode}; see "
+                        f"{self.data_dir / 'logs' / (child.name + '.log')}"
+                    )
+            time.sleep(1)

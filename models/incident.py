@@ -1,0 +1,159 @@
+"""Incidents and their append-only timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from itilflow import clock
+from itilflow.models.db import UTCDateTime
+
+
+class IncidentStatus(StrEnum):
+    new = "new"
+    assigned = "assigned"
+    acknowledged = "acknowledged"
+    on_hold = "on_hold"
+    resolved = "resolved"
+    closed = "closed"
+
+
+OPEN_STATUSES = (
+    IncidentStatus.new,
+    IncidentStatus.assigned,
+    IncidentStatus.acknowledged,
+    IncidentStatus.on_hold,
+)
+
+
+class IncidentBase(SQLModel):
+    title: str = Field(max_length=300)
+    description: str = Field(default="", max_length=20_000)
+    category: str | None = Field(default=None, max_length=64)
+    ci_name: str | None = Field(default=None, max_length=200)
+    impact: str | None = Field(default=None, max_length=32)
+    urgency: str | None = Field(default=None, max_length=32)
+    reporter_name: str | None = Field(default=None, max_length=200)
+    reporter_email: str | None = Field(default=None, max_length=320)
+    source: str = Field(default="api", max_length=32)
+
+
+class Incident(IncidentBase, table=True):
+    __table_args__ = (UniqueConstraint("dedup_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    priority: str | None = Field(default=None, max_length=2, index=True)
+    status: IncidentStatus = Field(default=IncidentStatus.new, index=True)
+    group_name: str | None = Field(default=None, index=True)
+    assignee: str | None = Field(default=None, index=True)
+    language: str | None = None
+    # Alerts dedupe on fingerprint + occurrence; API clients may send an Idempotency-Key.
+    dedup_key: str | None = Field(default=None, max_length=300)
+    fingerprint: str | None = Field(default=None, index=True)
+    labels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # The escalation chain as it was when the incident was opened (a later edit changes nothing).
+    escalation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    parent_id: int | None = Field(default=None, foreign_key="incident.id")
+    survey_score: int | None = None
+    survey_comment: str | None = None
+    opened_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime, index=True)
+    updated_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    @property
+    def number(self) -> str:
+        return incident_number(self.id)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+def incident_number(incident_id: int | None) -> str:
+    return f"INC-{incident_id:06d}" if incident_id is not None else "INC-?"
+
+
+def parse_incident_ref(ref: str | int) -> int:
+    """Accept 42, '42' or 'INC-000042'."""
+    text = str(ref).strip().upper().removeprefix("INC-")
+    if not text.isdigit():
+        raise ValueError(f"not an incident number: {ref!r} (expected e.g. INC-000042 or 42)")
+    return int(text)
+
+
+class TimelineEntry(SQLModel, table=True):
+    """Who did what and when. Rows are only ever added."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    actor: str = Field(max_length=200)
+    kind: str = Field(max_length=40, index=True)
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+def _refuse_change(*_: Any) -> None:
+    raise RuntimeError("the incident timeline is append-only")
+
+
+event.listen(TimelineEntry, "before_update", _refuse_change)
+event.listen(TimelineEntry, "before_delete", _refuse_change)
+
+
+def add_timeline(
+    *,
+    session: Session,
+    incident_id: int,
+    kind: str,
+    actor: str,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> TimelineEntry:
+    entry = TimelineEntry(
+        incident_id=incident_id, kind=kind, actor=actor, message=message, data=data or {}
+    )
+    session.add(entry)
+    return entry
+
+
+def get_timeline(*, session: Session, incident_id: int) -> list[TimelineEntry]:
+    statement = (
+        select(TimelineEntry)
+        .where(TimelineEntry.incident_id == incident_id)
+        .order_by(col(TimelineEntry.at), col(TimelineEntry.id))
+    )
+    return list(session.exec(statement))
+
+
+def get_incident(*, session: Session, incident_id: int) -> Incident | None:
+    return session.get(Incident, incident_id)
+
+
+def get_incident_by_dedup_key(*, session: Session, dedup_key: str) -> Incident | None:
+    return session.exec(select(Incident).where(Incident.dedup_key == dedup_key)).first()
+
+
+def list_incidents(
+    *, session: Session, status: str | None = None, limit: int = 100, offset: int = 0
+) -> list[Incident]:
+    statement = select(Incident).order_by(col(Incident.id).desc()).offset(offset).limit(limit)
+    if status:
+        statement = statement.where(Incident.status == status)
+    return list(session.exec(statement))
+
+
+def count_open_by_assignee(*, session: Session) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = session.exec(
+        select(Incident.assignee, func.count())
+        .where(col(Incident.status).in_(OPEN_STATUSES), col(Incident.assignee).is_not(None))
+        .group_by(Incident.assignee)
+    )
+    return {assignee: count for assignee, count in rows if assignee}

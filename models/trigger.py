@@ -1,0 +1,168 @@
+"""Durable triggers: work the runner must start as a flow run, now or at a deadline.
+
+One row stands for one flow run to start: an incident to open (due at once), an SLA timer or an
+escalation step (due at its deadline). The gateway writes them in the same transaction as the
+incident, so an accepted request is never lost even while the engine is down; the runner claims
+due rows with a lease and marks them done only after the flow run completed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint, func, or_, update
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from itilflow import clock
+from itilflow.models.db import UTCDateTime
+
+
+class FlowTrigger(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("incident_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    kind: str = Field(max_length=40)
+    # Unique per incident: "open", "escalation:1:0", "response_due", "progress:3", ...
+    key: str = Field(max_length=80)
+    due_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, max_length=200)
+    attempts: int = 0
+    last_error: str | None = None
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    flow_run_id: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.done_at is None and self.cancelled_at is None
+
+
+def add_trigger(
+    *,
+    session: Session,
+    incident_id: int,
+    kind: str,
+    key: str,
+    due_at: datetime,
+    data: dict[str, Any] | None = None,
+) -> FlowTrigger:
+    trigger = FlowTrigger(
+        incident_id=incident_id, kind=kind, key=key, due_at=due_at, data=data or {}
+    )
+    session.add(trigger)
+    return trigger
+
+
+def list_triggers(*, session: Session, incident_id: int) -> list[FlowTrigger]:
+    statement = (
+        select(FlowTrigger)
+        .where(FlowTrigger.incident_id == incident_id)
+        .order_by(col(FlowTrigger.due_at), col(FlowTrigger.id))
+    )
+    return list(session.exec(statement))
+
+
+def _claimable(now: datetime) -> Any:
+    return (
+        col(FlowTrigger.done_at).is_(None),
+        col(FlowTrigger.cancelled_at).is_(None),
+        col(FlowTrigger.due_at) <= now,
+        or_(col(FlowTrigger.claimed_until).is_(None), col(FlowTrigger.claimed_until) < now),
+    )
+
+
+def claim_due_triggers(
+    *, session: Session, limit: int, lease: timedelta, runner: str
+) -> list[FlowTrigger]:
+    """Claim up to `limit` due triggers; each claim is a conditional update, so two runners
+    never take the same row."""
+    now = clock.now()
+    candidates = session.exec(
+        select(FlowTrigger.id)
+        .where(*_claimable(now))
+        .order_by(col(FlowTrigger.due_at))
+        .limit(limit)
+    ).all()
+    claimed: list[int] = []
+    for trigger_id in candidates:
+        result = session.execute(
+            update(FlowTrigger)
+            .where(col(FlowTrigger.id) == trigger_id, *_claimable(now))
+            .values(claimed_until=now + lease, claimed_by=runner, attempts=FlowTrigger.attempts + 1)
+        )
+        if result.rowcount == 1:
+            claimed.append(trigger_id)
+    session.commit()
+    if not claimed:
+        return []
+    return list(
+        session.exec(
+            select(FlowTrigger)
+            .where(col(FlowTrigger.id).in_(claimed))
+            .order_by(col(FlowTrigger.due_at))
+        )
+    )
+
+
+def next_due_at(*, session: Session) -> datetime | None:
+    """When the earliest pending trigger is due (claimed ones count from their lease's end)."""
+    row = session.exec(
+        select(FlowTrigger.due_at, FlowTrigger.claimed_until)
+        .where(col(FlowTrigger.done_at).is_(None), col(FlowTrigger.cancelled_at).is_(None))
+        .order_by(col(FlowTrigger.due_at))
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    due_at, claimed_until = row
+    return max(due_at, claimed_until) if claimed_until else due_at
+
+
+def finish_trigger(*, session: Session, trigger_id: int, flow_run_id: str | None) -> None:
+    values: dict[str, Any] = {
+        "done_at": func.coalesce(FlowTrigger.done_at, clock.now()),
+        "last_error": None,
+    }
+    if flow_run_id:
+        values["flow_run_id"] = flow_run_id
+    session.execute(update(FlowTrigger).where(col(FlowTrigger.id) == trigger_id).values(values))
+
+
+def release_claims(*, session: Session, runner: str) -> int:
+    """A runner starting again takes back what it held when it stopped, without waiting for
+    its leases to end."""
+    return session.execute(
+        update(FlowTrigger)
+        .where(col(FlowTrigger.claimed_by) == runner, col(FlowTrigger.done_at).is_(None))
+        .values(claimed_until=None)
+    ).rowcount
+
+
+def release_trigger(*, session: Session, trigger_id: int, error: str, retry_at: datetime) -> None:
+    """A failed run: keep the row pending and let it be claimed again at `retry_at`."""
+    session.execute(
+        update(FlowTrigger)
+        .where(col(FlowTrigger.id) == trigger_id)
+        .values(claimed_until=retry_at, last_error=error[:2000])
+    )
+
+
+def cancel_triggers(*, session: Session, incident_id: int, keys: list[str] | None = None) -> int:
+    """Cancel pending triggers of an incident (all, or those with the given keys)."""
+    statement = (
+        update(FlowTrigger)
+        .where(
+            col(FlowTrigger.incident_id) == incident_id,
+            col(FlowTrigger.done_at).is_(None),
+            col(FlowTrigger.cancelled_at).is_(None),
+        )
+        .values(cancelled_at=clock.now())
+    )
+    if keys is not None:
+        statement = statement.where(col(FlowTrigger.key).in_(keys))
+    return session.execute(statement).rowcount

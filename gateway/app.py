@@ -4,7 +4,6 @@ Every write is committed before the response; the engine is never waited on. The
 up the stored triggers and starts the flows.
 """
 
-
 import hmac
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     mail_from: str = "itilflow <itilflow@localhost>"
 
     apprise_config: Path | None = None
+    # Seconds between the engine's retries of a failed email or chat message.
+    notify_retry_delays: list[float] = [2, 10, 30]
 
     # How many incident flows one runner process drives at once.
     runner_concurrency: int = 8

@@ -36,13 +36,21 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the gateway write while the runner reads; busy_timeout turns "database is locked"
-    # into a short wait instead of an error.
+    # into a short wait instead of an error. The driver's own transaction handling is switched
+    # off so that _begin_immediate decides how transactions start.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    # A deferred transaction that reads and then writes cannot wait for the write lock: SQLite
+    # answers "database is locked" at once. Taking the lock at BEGIN makes it wait instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @lru_cache(maxsize=8)
@@ -52,6 +60,7 @@ def get_engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10
         )
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 

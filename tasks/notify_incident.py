@@ -167,11 +167,18 @@ async def notify(
     """Plan, send on every channel at once, record. Returns channel -> error (None = sent)."""
     plan = plan_notification(incident_id, template, audience, key, extra or {})
     message = plan["message"]
+    settings = runtime().settings
+    retry = {
+        "retries": len(settings.notify_retry_delays),
+        "retry_delay_seconds": settings.notify_retry_delays,
+    }
     sends: dict[str, Any] = {}
     if plan["emails"]:
-        sends["email"] = send_email(message, plan["emails"], return_state=True)
-    if plan["tags"] and runtime().settings.apprise_config:
-        sends["chat"] = send_chat(
+        sends["email"] = send_email.with_options(**retry)(
+            message, plan["emails"], return_state=True
+        )
+    if plan["tags"]:
+        sends["chat"] = send_chat.with_options(**retry)(
             message["chat_title"], message["chat_body"], plan["tags"], return_state=True
         )
     states = dict(zip(sends, await asyncio.gather(*sends.values()), strict=True))

@@ -3,6 +3,7 @@ gateway app on a fresh database, and the clock."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from tests.support.smtp import SmtpCapture
 def prefect_server() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
+    # The test server's telemetry writes race its own SQLite writes; nothing is sent out anyway.
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     with prefect_test_harness(server_startup_timeout=120):
         yield
 

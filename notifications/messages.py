@@ -1,0 +1,193 @@
+"""Rendering notification templates into one message for every channel.
+
+See the package docstring for the template layout and the context each template needs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    pass_context,
+    select_autoescape,
+)
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+LANGUAGES: tuple[str, ...] = ("en", "zh_CN")
+
+INCIDENT_KEYS: frozenset[str] = frozenset(
+    {
+        "number",
+        "title",
+        "description",
+        "priority",
+        "status",
+        "category",
+        "ci",
+        "assignee",
+        "group",
+        "url",
+        "response_due",
+        "resolution_due",
+    }
+)
+
+# Context keys each template needs besides `incident`; every one must be present (None is allowed
+# except for survey_url and score). StrictUndefined enforces their presence when rendering.
+TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
+    "incident_opened": (),
+    "escalation": ("step", "target", "overdue_since"),
+    "sla_breach": ("sla", "due_at"),
+    "progress_reminder": ("last_update",),
+    "incident_resolved": ("resolution", "known_error"),
+    "survey_request": ("survey_url",),
+    "follow_up_opened": ("score", "comment"),
+}
+TEMPLATES: tuple[str, ...] = tuple(TEMPLATE_EXTRAS)
+
+# Shown for a None value, so a template never prints "None".
+MISSING = "—"
+
+_CHAT_SUFFIX = ".chat.txt"
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One notification rendered for email (subject, html, text) and chat (title, body)."""
+
+    subject: str
+    html: str
+    text: str
+    chat_title: str
+    chat_body: str
+
+
+def render_message(template: str, language: str, context: Mapping[str, Any]) -> RenderedMessage:
+    """Render `template` in `language` with `context` for every channel.
+
+    Raises ValueError for an unknown template or language, or an `incident` missing keys, and
+    jinja2.UndefinedError when the template reads a context key that was not given.
+    """
+    if template not in TEMPLATE_EXTRAS:
+        raise ValueError(f"unknown template {template!r}; templates: {', '.join(TEMPLATES)}")
+    if language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}; languages: {', '.join(LANGUAGES)}")
+    incident = context.get("incident")
+    if not isinstance(incident, Mapping):
+        raise ValueError(f"template {template!r} needs context['incident'] as a mapping")
+    if missing := sorted(INCIDENT_KEYS - incident.keys()):
+        raise ValueError(f"context['incident'] lacks key(s): {', '.join(missing)}")
+
+    base = f"{language}/{template}"
+    variables = dict(context)
+    subject = _one_line(_render_block(f"{base}.txt", "subject", variables))
+    text = _tidy(_render_block(f"{base}.txt", "body", variables))
+    chat_title = _one_line(_render_block(f"{base}{_CHAT_SUFFIX}", "title", variables))
+    chat_body = _tidy(_render_block(f"{base}{_CHAT_SUFFIX}", "body", variables))
+    html = _render(f"{base}.html", variables | {"subject": subject, "language": language})
+    return RenderedMessage(subject, html, text, chat_title, chat_body)
+
+
+def _render(name: str, variables: dict[str, Any]) -> str:
+    template = _environment().get_template(name)
+    with _naming(name):
+        return template.render(variables)
+
+
+def _render_block(name: str, block: str, variables: dict[str, Any]) -> str:
+    template: Template = _environment().get_template(name)
+    if block not in template.blocks:
+        raise ValueError(f"template {name} has no {{% block {block} %}}")
+    with _naming(name):
+        return "".join(template.blocks[block](template.new_context(variables)))
+
+
+@contextmanager
+def _naming(name: str) -> Iterator[None]:
+    """Add the template file to a rendering error: jinja's own message does not name it."""
+    try:
+        yield
+    except TemplateError as exc:
+        exc.add_note(f"while rendering notifications/templates/{name}")
+        raise
+
+
+@pass_context
+def _finalize(context: Context, value: Any) -> Any:
+    if value is None:
+        return MISSING
+    if context.name is not None and context.name.endswith(_CHAT_SUFFIX):
+        return _defuse_markup(str(value))
+    return value
+
+
+def _defuse_markup(value: str) -> str:
+    # Chat bodies go out as plain text, but Slack (`<!channel>`, `<url|label>`), Teams and
+    # HTML-rendering services would still read angle brackets as markup. Look-alike brackets
+    # keep the text readable everywhere; HTML entities would show literally on plain channels
+    # and be escaped twice by apprise's text-to-HTML conversion.
+    return value.replace("<", "‹").replace(">", "›")
+
+
+def _http_url(value: Any, required: bool = False) -> str | None:
+    """The value if it is an http(s) URL, else None: no javascript: or data: links in a mail.
+
+    With `required=True` a missing or unusable URL is an error (a survey mail without its link
+    is worthless).
+    """
+    # str() also makes a StrictUndefined value fail loudly; filters receive it unchecked.
+    url = "" if value is None else str(value).strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is not None and parts.scheme in {"http", "https"} and parts.netloc:
+        return url
+    if required:
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return None
+
+
+def _one_line(value: str) -> str:
+    # Subjects and titles are headers: a newline from a title must not start a new header line.
+    return " ".join(value.split())
+
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def _tidy(value: str) -> str:
+    # Template conditionals leave trailing spaces and blank runs; plain text should look written.
+    lines = [line.rstrip() for line in value.strip().splitlines()]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines))
+
+
+@cache
+def _environment() -> ImmutableSandboxedEnvironment:
+    """The one environment for every notification template (built on first use, not import)."""
+    environment = ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        # Every .html template (and partial) is escaped; text and chat output are plain text.
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    environment.filters["http_url"] = _http_url
+    return environment

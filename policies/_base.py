@@ -1,0 +1,53 @@
+"""What every policy model shares: strict keys, immutability, and keyed cross-field problems."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PRIORITIES: tuple[str, ...] = ("P1", "P2", "P3", "P4")
+Priority = Literal["P1", "P2", "P3", "P4"]
+
+# A short name a process owner types: a level, a group, a category, a skill.
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+
+
+class PolicyModel(BaseModel):
+    # extra="forbid": a misspelt key in a YAML file must fail loudly, not be ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Problems(ValueError):
+    """Several problems found by a model validator, each at a path below the model.
+
+    A plain ValueError would pin every problem to the model itself; the loader unpacks these so
+    each message names its own key (e.g. `matrix.medium.low`).
+    """
+
+    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            "; ".join(f"{format_path(path)}: {message}" for path, message in self.problems)
+        )
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """`("chains", "P1", "steps", 2, "after")` -> `chains.P1.steps[2].after`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def plain_list(values: Sequence[object]) -> str:
+    return ", ".join(str(value) for value in values)
+
+
+def raise_if(problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
+    if problems:
+        raise Problems(problems)

@@ -1,0 +1,50 @@
+"""Context factories for notification templates (see itilflow.notifications.TEMPLATE_EXTRAS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from itilflow.notifications import TEMPLATE_EXTRAS
+
+_EXTRAS: dict[str, Any] = {
+    "step": 2,
+    "target": "Duty Manager",
+    "overdue_since": "2026-11-23 09:30 UTC",
+    "sla": "resolution",
+    "due_at": "2026-11-23 13:00 UTC",
+    "last_update": "2026-11-23 10:15 UTC",
+    "resolution": "Restarted the primary database and cleared the stuck lock.",
+    "known_error": "KE-0042",
+    "survey_url": "https://itilflow.example/surveys/INC0001?token=abc",
+    "score": 2,
+    "comment": "It took three days.",
+}
+
+
+def make_incident(**overrides: Any) -> dict[str, Any]:
+    """An incident context mapping with every key set; `overrides` replace keys."""
+    incident: dict[str, Any] = {
+        "number": "INC0001",
+        "title": "Checkout database unreachable",
+        "description": "Orders fail with a timeout since 09:00.\nAll shops are affected.",
+        "priority": "P1",
+        "status": "in_progress",
+        "category": "database",
+        "ci": "db-orders-01",
+        "assignee": "alice",
+        "group": "DBA",
+        "url": "https://itilflow.example/incidents/INC0001",
+        "response_due": "2026-11-23 09:30 UTC",
+        "resolution_due": "2026-11-23 13:00 UTC",
+    }
+    return incident | overrides
+
+
+def make_context(template: str, *, incident: dict[str, Any] | None = None, **extras: Any) -> dict:
+    """The full context `template` needs: an incident plus its extra keys (overridable)."""
+    context: dict[str, Any] = {"incident": incident if incident is not None else make_incident()}
+    for key in TEMPLATE_EXTRAS[template]:
+        context[key] = extras.pop(key, _EXTRAS[key])
+    if extras:
+        raise TypeError(f"{template} does not take {sorted(extras)}")
+    return context

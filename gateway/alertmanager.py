@@ -63,12 +63,17 @@ def _apply_alert(
     if alert.status == "firing":
         if existing is not None:
             return "duplicate", existing.id, existing.number
-        impact, urgency, category = alert_impact_urgency(policies.routing, alert.labels)
+        # Unknown impact/severity labels fall back to the routing defaults: a label the policy
+        # does not know must not refuse the whole webhook (Alertmanager would resend it forever).
+        impact, urgency, category = alert_impact_urgency(
+            policies.routing, alert.labels, priority_policy=policies.priority
+        )
         new = incidents.NewIncident(
             title=alert_title(alert),
-            description=alert.annotations.get("description", ""),
-            category=category,
-            ci_name=alert.labels.get("ci") or alert.labels.get("instance"),
+            # Cut to the column sizes (a database that enforces them would refuse the row).
+            description=alert.annotations.get("description", "")[:20_000],
+            category=category[:64] if category else None,
+            ci_name=(alert.labels.get("ci") or alert.labels.get("instance") or "")[:200] or None,
             impact=impact,
             urgency=urgency,
             source="alertmanager",

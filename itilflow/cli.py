@@ -27,13 +27,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.require_secrets()
-    load_policies(settings.policy_dir)  # refuse to start on an invalid policy
+    policies = load_policies(settings.policy_dir)  # refuse to start on an invalid policy
     stack = Stack(settings)
+    inbox = None
+    if settings.demo and stack.demo_inbox:
+        from itilflow.demo.inbox import chat_tags
+
+        inbox = stack.use_demo_inbox(chat_tags(policies))
 
     def terminate(*_: object) -> None:
         raise KeyboardInterrupt
 
+    # Set both explicitly: a process started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
     try:
         print("starting the Prefect server, deployments, worker, runner and gateway ...")
         stack.up()
@@ -47,7 +54,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"\n  Prefect UI:   {stack.api_url.removesuffix('/api')}\n"
             f"  Gateway:      {settings.public_url}  (API docs: {settings.public_url}/docs)\n"
             f"  API token:    {token}\n"
-            f"  Data:         {stack.data_dir}  (logs in {stack.data_dir / 'logs'})\n\n"
+            f"  Data:         {stack.data_dir}  (logs in {stack.data_dir / 'logs'})\n"
+            + (f"  Notifications: {inbox}  (mail/*.eml, chat.jsonl)\n" if inbox else "")
+            + "\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
@@ -93,6 +102,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_inbox(args: argparse.Namespace) -> int:
+    from itilflow.demo.inbox import serve_inbox
+
+    settings = _settings(args)
+    serve_inbox(settings.data_dir / "demo-inbox", settings.demo_smtp_port, settings.demo_chat_port)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from itilflow.demo import load_demo
 
@@ -129,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", help="serve the HTTP API (started by up)").set_defaults(
         run=cmd_gateway
     )
+    sub.add_parser("demo-inbox", help="keep demo mail and chat in the data folder").set_defaults(
+        run=cmd_demo_inbox
+    )
     demo = sub.add_parser("demo", help="load sample engineers and CIs, open sample incidents")
     demo.set_defaults(run=cmd_demo, demo=True)
     check = sub.add_parser("check-policies", help="validate a policy folder")
@@ -139,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

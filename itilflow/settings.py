@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # Seconds between the engine's retries of a failed email or chat message.
     notify_retry_delays: list[float] = [2, 10, 30]
 
+    # Where `itilflow up --demo` keeps mail and chat when no SMTP server is configured.
+    demo_smtp_port: int = 2525
+    demo_chat_port: int = 2526
+
     # How many incident flows one runner process drives at once.
     runner_concurrency: int = 8
 

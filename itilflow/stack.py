@@ -31,6 +31,7 @@ class Child:
     process: subprocess.Popen[bytes]
     # A Prefect worker finishes its current runs on the first SIGTERM and exits on the second.
     terms: int = 1
+    grace: float = 15.0
 
 
 @dataclass
@@ -63,6 +64,8 @@ class Stack:
             "ITILFLOW_SECRET_KEY": s.secret_key.get_secret_value(),
             "ITILFLOW_PUBLIC_URL": s.public_url or "",
             "ITILFLOW_DEMO": "true" if s.demo else "false",
+            "ITILFLOW_SMTP_HOST": s.smtp_host,
+            "ITILFLOW_SMTP_PORT": str(s.smtp_port),
         }
         if s.policy_dir:
             env["ITILFLOW_POLICY_DIR"] = str(s.policy_dir.resolve())
@@ -70,7 +73,24 @@ class Stack:
             env["ITILFLOW_APPRISE_CONFIG"] = str(s.apprise_config.resolve())
         return env
 
-    def start(self, name: str, args: list[str], *, terms: int = 1) -> Child:
+    @property
+    def demo_inbox(self) -> bool:
+        """Demo mode keeps mail and chat in the data folder unless the user set their own."""
+        return "ITILFLOW_SMTP_HOST" not in os.environ and "ITILFLOW_SMTP_PORT" not in os.environ
+
+    def use_demo_inbox(self, tags: list[str]) -> Path:
+        from itilflow.demo.inbox import write_apprise_config
+
+        folder = self.data_dir / "demo-inbox"
+        self.settings.smtp_host = "127.0.0.1"
+        self.settings.smtp_port = self.settings.demo_smtp_port
+        if self.settings.apprise_config is None:
+            self.settings.apprise_config = write_apprise_config(
+                folder / "apprise.yaml", self.settings.demo_chat_port, tags
+            )
+        return folder
+
+    def start(self, name: str, args: list[str], *, terms: int = 1, grace: float = 15.0) -> Child:
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log = (log_dir / f"{name}.log").open("ab")
@@ -82,7 +102,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        child = Child(name, process, terms)
+        child = Child(name, process, terms, grace)
         self.children.append(child)
         return child
 
@@ -112,6 +132,9 @@ class Stack:
 
     def up(self) -> None:
         prefect = [sys.executable, "-m", "prefect"]
+        itilflow = [sys.executable, "-m", "itilflow.cli"]
+        if self.settings.demo and self.demo_inbox:
+            self.start("demo-inbox", [*itilflow, "demo-inbox"])
         if not self.settings.prefect_api_url:
             (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
             server = self.start(
@@ -129,19 +152,24 @@ class Stack:
             self.wait_for(self.api_url + "/health", server, timeout=120)
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
         self.run([*prefect, "--no-prompt", "deploy", "--all"])
-        self.start("worker", [*prefect, "worker", "start", "--pool", "itilflow"], terms=2)
-        itilflow = [sys.executable, "-m", "itilflow.cli"]
+        self.start(
+            "worker", [*prefect, "worker", "start", "--pool", "itilflow"], terms=2, grace=5
+        )
         self.start("runner", [*itilflow, "runner"])
         gateway = self.start("gateway", [*itilflow, "gateway"])
         self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)
 
     def stop(self) -> None:
+        # A second Ctrl-C (or a SIGTERM forwarded by a wrapper) must not cut the shutdown short
+        # and leave children running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in reversed(self.children):
             for _ in range(child.terms):
                 if child.process.poll() is None:
                     os.killpg(child.process.pid, signal.SIGTERM)
                     try:
-                        child.process.wait(timeout=15)
+                        child.process.wait(timeout=child.grace)
                     except subprocess.TimeoutExpired:
                         continue
             if child.process.poll() is None:

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The two commands of the quick start:
+#   ./dev.sh up     install into .venv (first time) and start itilflow with demo data
+#   ./dev.sh test   install what the tests need (Debian packages too) and run the suite
+set -euo pipefail
+cd "$(dirname "$0")"
+venv=${ITILFLOW_VENV:-.venv}
+
+ensure_venv() {
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  # Reinstall only when the project's dependencies changed.
+  stamp="$venv/.itilflow-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -e ".[test]"
+    touch "$stamp"
+  fi
+}
+
+case "${1:-}" in
+  up)
+    ensure_venv
+    shift
+    exec "$venv/bin/itilflow" up --demo "$@"
+    ;;
+  test)
+    ensure_venv
+    shift
+    bash .ci/install-test-deps.sh
+    "$venv/bin/ruff" check .
+    exec "$venv/bin/pytest" "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh up | test [pytest args]" >&2
+    exit 2
+    ;;
+esac

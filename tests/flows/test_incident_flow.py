@@ -221,3 +221,34 @@ async def test_a_notification_that_finally_fails_is_on_the_timeline(
         }
     assert {("opened", "email"), ("opened", "chat")} <= failures
     assert "sla_started" in kinds(rt, ref["id"])
+
+
+async def test_unanswered_p1_climbs_the_chain_and_reminds_every_30_minutes(
+    client, rt, smtp_server, http_sink
+):
+    clock.freeze(MONDAY_MORNING)
+    ref = open_incident(client)
+    await run(rt)
+    smtp_server.clear()
+
+    clock.freeze(MONDAY_MORNING + timedelta(minutes=31))
+    await run(rt)
+    timeline = kinds(rt, ref["id"])
+    assert timeline.count("escalated") == 6  # 0m, 10m, 15m, 20m, 25m, 30m of the P1 chain
+    assert timeline.count("sla_breached") == 1  # no response within 30 minutes
+    assert timeline.count("progress_reminder") == 1
+    recipients = {rcpt for mail in smtp_server.mails for rcpt in mail.rcpt_tos}
+    assert {"chen@example.com", "zhou@example.com"} <= recipients  # group lead, manager
+    pending = pending_keys(rt, ref["id"])
+    assert "progress:2" in pending and "progress:1" not in pending
+
+    with Session(rt.engine) as session:
+        lateness = [
+            entry.data["late_seconds"]
+            for entry in get_timeline(session=session, incident_id=ref["id"])
+            if entry.kind == "escalated"
+        ]
+    assert min(lateness) >= 0, "nothing fired before its time"
+
+    client.post(f"/api/incidents/{ref['id']}/resolve", json={"note": "fixed"})
+    assert not (pending_keys(rt, ref["id"]) - {"resolved:1"})

@@ -110,16 +110,22 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(tmp_path: Path):
 
         # A run of the UI's update-incident deployment, picked up by the worker.
         update = next(d for d in deployments if d["name"] == "update-incident")
-        run = httpx.post(
-            f"{prefect_api}/deployments/{update['id']}/create_flow_run",
-            json={
-                "parameters": {
-                    "incident": "INC-000001",
-                    "action": "acknowledge",
-                    "note": "from the UI",
-                }
-            },
-        )
+
+        def create_run() -> httpx.Response | None:
+            response = httpx.post(
+                f"{prefect_api}/deployments/{update['id']}/create_flow_run",
+                json={
+                    "parameters": {
+                        "incident": "INC-000001",
+                        "action": "acknowledge",
+                        "note": "from the UI",
+                    }
+                },
+            )
+            # 503 is Prefect's "try again": its SQLite database was busy (its client retries too).
+            return None if response.status_code == 503 else response
+
+        run = wait_until(create_run, timeout=60, what="the flow run to be created")
         assert run.status_code == 201, run.text
         wait_until(
             lambda: api.get("/api/incidents/1").json()["status"] == "acknowledged",

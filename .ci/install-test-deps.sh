@@ -21,6 +21,12 @@ set -euo pipefail
 # Debian packages needed by the test suite. Append new ones here.
 TEST_DEB_PACKAGES=(
   prometheus-alertmanager # tests/support/alertmanager.py (real Alertmanager e2e tests)
+  chromium                # tests/changes: the approval link clicked in a real browser
+  chromium-driver         # ... driven by selenium through Debian's chromedriver
+  libpango-1.0-0          # weasyprint (the monthly report's PDF)
+  libpangoft2-1.0-0       # weasyprint
+  fonts-wqy-microhei      # CJK glyphs in the zh_CN report's PDF
+  poppler-utils           # pdftoppm: tests/reports turn the PDF into PNG pages
 )
 
 POLICY_RC_D="${ITILFLOW_POLICY_RC_D:-/usr/sbin/policy-rc.d}"

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from itilflow import clock, incidents
-from itilflow.gateway import surveys
+from itilflow.gateway import changes, surveys
 from itilflow.gateway.alertmanager import apply_webhook
 from itilflow.gateway.schemas import (
     Action,
@@ -87,7 +87,11 @@ async def _too_large(send: Any, max_bytes: int) -> None:
     await send({"type": "http.response.body", "body": body.body})
 
 
-def create_app(settings: Settings, policies: Policies | None = None) -> Any:
+def create_app(
+    settings: Settings,
+    policies: Policies | None = None,
+    change_engine: changes.ChangeEngine | None = None,
+) -> Any:
     settings.require_secrets()
     assert settings.api_token is not None and settings.database_url is not None
     token = settings.api_token.get_secret_value()
@@ -325,6 +329,13 @@ def create_app(settings: Settings, policies: Policies | None = None) -> Any:
         raise AssertionError("unreachable")
 
     surveys.add_routes(app, engine=engine, settings=settings, policies=policies)
+    changes.add_routes(
+        app,
+        engine=engine,
+        settings=settings,
+        authorize=authorize,
+        change_engine=change_engine or changes.PrefectChangeEngine(),
+    )
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -1,5 +1,18 @@
 """Storage: SQLModel tables and small verb_noun functions taking a keyword-only session."""
 
+from itilflow.models.change import (
+    EDITABLE,
+    FINAL,
+    ApprovalRequest,
+    Change,
+    ChangeEntry,
+    ChangeStatus,
+    add_change_entry,
+    change_number,
+    get_change_timeline,
+    list_approval_requests,
+    parse_change_ref,
+)
 from itilflow.models.db import create_db, get_engine, session_scope
 from itilflow.models.incident import (
     OPEN_STATUSES,
@@ -36,6 +49,17 @@ from itilflow.models.trigger import (
 )
 
 __all__ = [
+    "EDITABLE",
+    "FINAL",
+    "ApprovalRequest",
+    "Change",
+    "ChangeEntry",
+    "ChangeStatus",
+    "add_change_entry",
+    "change_number",
+    "get_change_timeline",
+    "list_approval_requests",
+    "parse_change_ref",
     "OPEN_STATUSES",
     "ConfigurationItem",
     "Engineer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
@@ -43,10 +44,24 @@ class MailSettings(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent along with a mail (e.g. a report's PDF)."""
+
+    filename: str
+    data: bytes
+    mime_type: str = "application/octet-stream"
+
+
 async def asend_email(
-    message: RenderedMessage, *, to: Sequence[str], settings: MailSettings
+    message: RenderedMessage,
+    *,
+    to: Sequence[str],
+    settings: MailSettings,
+    attachments: Sequence[Attachment] = (),
 ) -> None:
-    """Send `message` (HTML with a plain-text alternative) to every address in `to`.
+    """Send `message` (HTML with a plain-text alternative) to every address in `to`, with
+    `attachments` as files.
 
     Raises ValueError when `to` holds no address, and NotificationError when the server cannot
     be reached, times out, refuses the login, the sender or any recipient, or rejects the data.
@@ -65,6 +80,10 @@ async def asend_email(
         # python-emails adds no Message-ID of its own; mail without one scores as spam.
         message_id=make_msgid(domain=domain),
     )
+    for attachment in attachments:
+        mail.attach(
+            data=attachment.data, filename=attachment.filename, mime_type=attachment.mime_type
+        )
     where = f"SMTP {settings.host}:{settings.port}"
     try:
         response = await mail.send_async(to=recipients, smtp=_smtp_options(settings))
@@ -94,13 +113,21 @@ async def asend_email(
         raise NotificationError(f"email via {where} refused for: {refused}")
 
 
-def send_email(message: RenderedMessage, *, to: Sequence[str], settings: MailSettings) -> None:
+def send_email(
+    message: RenderedMessage,
+    *,
+    to: Sequence[str],
+    settings: MailSettings,
+    attachments: Sequence[Attachment] = (),
+) -> None:
     """Synchronous twin of `asend_email`; it runs its own event loop with asyncio.run().
 
     Do not call it from a coroutine or anything else already inside a running event loop
     (RuntimeError): await `asend_email` there.
     """
-    run_sync(asend_email(message, to=to, settings=settings), "send_email")
+    run_sync(
+        asend_email(message, to=to, settings=settings, attachments=attachments), "send_email"
+    )
 
 
 def _smtp_options(settings: MailSettings) -> dict[str, Any]:

@@ -57,6 +57,27 @@ TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "survey_request": ("survey_url",),
     "follow_up_opened": ("score", "comment"),
 }
+# Change templates are about `change`, a mapping with CHANGE_KEYS, instead of `incident`.
+CHANGE_KEYS: frozenset[str] = frozenset(
+    {
+        "number",
+        "title",
+        "category",
+        "status",
+        "version",
+        "risk_level",
+        "risk_score",
+        "cis",
+        "planned_start",
+        "planned_end",
+        "url",
+    }
+)
+CHANGE_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
+    "approval_request": ("approver", "stage", "approve_url", "reject_url", "reasons", "reminder"),
+    "change_outcome": ("outcome", "summary"),
+}
+TEMPLATE_EXTRAS = {**TEMPLATE_EXTRAS, **CHANGE_TEMPLATE_EXTRAS}
 TEMPLATES: tuple[str, ...] = tuple(TEMPLATE_EXTRAS)
 
 # Shown for a None value, so a template never prints "None".
@@ -86,11 +107,16 @@ def render_message(template: str, language: str, context: Mapping[str, Any]) -> 
         raise ValueError(f"unknown template {template!r}; templates: {', '.join(TEMPLATES)}")
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; languages: {', '.join(LANGUAGES)}")
-    incident = context.get("incident")
-    if not isinstance(incident, Mapping):
-        raise ValueError(f"template {template!r} needs context['incident'] as a mapping")
-    if missing := sorted(INCIDENT_KEYS - incident.keys()):
-        raise ValueError(f"context['incident'] lacks key(s): {', '.join(missing)}")
+    subject_name, keys = (
+        ("change", CHANGE_KEYS)
+        if template in CHANGE_TEMPLATE_EXTRAS
+        else ("incident", INCIDENT_KEYS)
+    )
+    about = context.get(subject_name)
+    if not isinstance(about, Mapping):
+        raise ValueError(f"template {template!r} needs context[{subject_name!r}] as a mapping")
+    if missing := sorted(keys - about.keys()):
+        raise ValueError(f"context[{subject_name!r}] lacks key(s): {', '.join(missing)}")
 
     base = f"{language}/{template}"
     variables = dict(context)

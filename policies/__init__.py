@@ -13,6 +13,15 @@ from itilflow.policies.assignment import (
     choose_assignee,
 )
 from itilflow.policies.calendars import Calendar, CalendarSpec
+from itilflow.policies.change import (
+    ApprovalStage,
+    ChangePolicy,
+    RiskAssessment,
+    approval_stages,
+    assess_risk,
+    in_maintenance_window,
+    stage_outcome,
+)
 from itilflow.policies.durations import Duration, format_duration, parse_duration
 from itilflow.policies.escalation import (
     EscalationChain,
@@ -25,6 +34,7 @@ from itilflow.policies.escalation import (
 )
 from itilflow.policies.loader import Policies, PolicyError, default_policy_dir, load_policies
 from itilflow.policies.priority import PriorityPolicy, decide_priority
+from itilflow.policies.report import ReportPolicy
 from itilflow.policies.routing import (
     AlertmanagerPolicy,
     Route,
@@ -49,6 +59,13 @@ from itilflow.policies.sla import (
 PlannedStep = PlannedEscalation
 
 __all__ = [
+    "ApprovalStage",
+    "ChangePolicy",
+    "RiskAssessment",
+    "approval_stages",
+    "assess_risk",
+    "in_maintenance_window",
+    "stage_outcome",
     "CLOCK_KINDS",
     "PRIORITIES",
     "AlertmanagerPolicy",
@@ -68,6 +85,7 @@ __all__ = [
     "Policies",
     "PolicyError",
     "PriorityPolicy",
+    "ReportPolicy",
     "Route",
     "RoutingPolicy",
     "SlaFigures",

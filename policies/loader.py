@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from itilflow.policies._base import PolicyModel, Problems, format_path, plain_list, raise_if
 from itilflow.policies.assignment import AssignmentPolicy
+from itilflow.policies.change import ChangePolicy
 from itilflow.policies.escalation import EscalationPolicy
 from itilflow.policies.priority import PriorityPolicy
+from itilflow.policies.report import ReportPolicy
 from itilflow.policies.routing import RoutingPolicy
 from itilflow.policies.sla import SlaPolicy
 
@@ -30,7 +32,12 @@ FILES: dict[str, tuple[str, type[PolicyModel]]] = {
     "escalation": ("escalation.yaml", EscalationPolicy),
     "assignment": ("assignment.yaml", AssignmentPolicy),
     "routing": ("routing.yaml", RoutingPolicy),
+    "change": ("change.yaml", ChangePolicy),
+    "report": ("report.yaml", ReportPolicy),
 }
+# Files a folder may leave out: the packaged default is read instead (a policy folder written
+# before the monthly report existed keeps loading).
+OPTIONAL_FILES = frozenset({"report"})
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -59,6 +66,8 @@ class Policies(BaseModel):
     escalation: EscalationPolicy
     assignment: AssignmentPolicy
     routing: RoutingPolicy
+    change: ChangePolicy
+    report: ReportPolicy
 
     @model_validator(mode="after")
     def _cross_check(self) -> Policies:
@@ -101,14 +110,17 @@ def default_policy_dir() -> Traversable:
 
 
 def load_policies(directory: Path | str | None = None) -> Policies:
-    """Load and validate the five policy files; None loads the packaged defaults."""
+    """Load and validate the policy files; None loads the packaged defaults."""
     root: Traversable = default_policy_dir() if directory is None else Path(directory)
     if not root.is_dir():
         raise PolicyError([f"{root}: policy directory not found"])
     problems: list[str] = []
     parsed: dict[str, PolicyModel] = {}
     for field, (filename, model) in FILES.items():
-        data = _read_yaml(root.joinpath(filename), filename, problems)
+        path = root.joinpath(filename)
+        if field in OPTIONAL_FILES and not path.is_file():
+            path = default_policy_dir().joinpath(filename)
+        data = _read_yaml(path, filename, problems)
         if data is None:
             continue
         try:

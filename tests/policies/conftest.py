@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from itilflow.policies import Policies, default_policy_dir, load_policies
+from itilflow.policies.loader import FILES
 
-POLICY_FILES = ("priority", "sla", "escalation", "assignment", "routing")
+# Every file the loader reads, so a policy added later is copied too.
+POLICY_FILES = tuple(filename.removesuffix(".yaml") for filename, _ in FILES.values())
 
 
 @pytest.fixture(scope="session")

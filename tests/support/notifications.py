@@ -18,7 +18,33 @@ _EXTRAS: dict[str, Any] = {
     "survey_url": "https://itilflow.example/surveys/INC0001?token=abc",
     "score": 2,
     "comment": "It took three days.",
+    "approver": "chen",
+    "stage": "technical-lead",
+    "approve_url": "https://itilflow.example/approvals/tok?decision=approve",
+    "reject_url": "https://itilflow.example/approvals/tok?decision=reject",
+    "reasons": "+3 for a high-criticality CI; +1 normal change",
+    "reminder": False,
+    "outcome": "rolled back",
+    "summary": "Verification failed; 2 steps rolled back.",
 }
+
+
+def make_change(**overrides: Any) -> dict[str, Any]:
+    """A change context mapping with every key set; `overrides` replace keys."""
+    change: dict[str, Any] = {
+        "number": "CHG-000001",
+        "title": "Upgrade the payment service",
+        "category": "normal",
+        "status": "awaiting_approval",
+        "version": 2,
+        "risk_level": "medium",
+        "risk_score": 4.5,
+        "cis": "shop-payment",
+        "planned_start": "2026-11-24 22:00 CST",
+        "planned_end": "2026-11-24 23:00 CST",
+        "url": "https://itilflow.example/api/changes/1",
+    }
+    return change | overrides
 
 
 def make_incident(**overrides: Any) -> dict[str, Any]:
@@ -42,7 +68,13 @@ def make_incident(**overrides: Any) -> dict[str, Any]:
 
 def make_context(template: str, *, incident: dict[str, Any] | None = None, **extras: Any) -> dict:
     """The full context `template` needs: an incident plus its extra keys (overridable)."""
-    context: dict[str, Any] = {"incident": incident if incident is not None else make_incident()}
+    from itilflow.notifications.messages import CHANGE_TEMPLATE_EXTRAS
+
+    context: dict[str, Any] = (
+        {"change": make_change()}
+        if template in CHANGE_TEMPLATE_EXTRAS
+        else {"incident": incident if incident is not None else make_incident()}
+    )
     for key in TEMPLATE_EXTRAS[template]:
         context[key] = extras.pop(key, _EXTRAS[key])
     if extras:

@@ -1,0 +1,117 @@
+"""The change process: assess the risk, get the approvals, wait for the window, then back up,
+implement, verify, and roll back when verification fails."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow, pause_flow_run
+from prefect.exceptions import FlowPauseTimeout
+from prefect.input import RunInput
+
+from itilflow.change_steps import ChangePlan, aexecute_plan
+from itilflow.runtime import runtime
+from itilflow.tasks.assess_change_risk import assess_change_risk
+from itilflow.tasks.change_lifecycle import (
+    begin_change,
+    begin_implementation,
+    check_window,
+    expire_change,
+    mark_crashed,
+    notify_change,
+    open_rollback_incident,
+    record_change_outcome,
+    schedule_implementation,
+    summary_of,
+)
+from itilflow.tasks.record_approval_input import record_approval_input
+from itilflow.tasks.request_approvals import approval_step
+from itilflow.tasks.run_change_action import run_change_action
+
+
+class ApprovalDecision(RunInput):
+    """The resume form of a change waiting for approval (the emailed links resume it too)."""
+
+    approver: str
+    # No default: an empty resume must not count as a decision.
+    decision: Literal["approve", "reject"]
+    comment: str = ""
+
+
+def _on_crashed(flow: Any, flow_run: Any, state: Any) -> None:
+    change_id = (flow_run.parameters or {}).get("change_id")
+    if change_id is not None:
+        mark_crashed(int(change_id), state.message or "crashed")
+
+
+@flow(
+    name="implement-change",
+    flow_run_name="implement CHG-{change_id:06d} v{version}",
+    on_crashed=[_on_crashed],
+    on_cancellation=[_on_crashed],
+)
+async def implement_change(change_id: int, version: int) -> str:
+    """Backup, steps, verification; on a failure, roll back in reverse order and verify."""
+    plan = begin_implementation(change_id, version)
+    if plan is None:
+        return "skipped"
+
+    async def as_task(phase: str, name: str, action: Any) -> Any:
+        return await run_change_action(change_id, phase, name, action.model_dump(mode="json"))
+
+    outcome = await aexecute_plan(ChangePlan.model_validate(plan), runner=as_task)
+    status = record_change_outcome(change_id, outcome.model_dump(mode="json"))
+    if status == "rollback_failed":
+        open_rollback_incident(change_id)
+    await notify_change(change_id, status)
+    return status
+
+
+async def await_approvals(change_id: int, version: int) -> str:
+    """Ask each stage in turn and wait, paused, for decisions from links or the UI."""
+    wait = runtime().policies.change.timing.expire_after.total_seconds()
+    while True:
+        step = await approval_step(change_id, version)
+        if step["outcome"] != "pending":
+            return step["outcome"]
+        try:
+            decision = await pause_flow_run(
+                wait_for_input=ApprovalDecision, timeout=int(wait), poll_interval=1
+            )
+        except FlowPauseTimeout:
+            expire_change(change_id, version)
+            return "expired"
+        record_approval_input(
+            change_id, version, decision.approver, decision.decision, decision.comment
+        )
+
+
+@flow(name="change", flow_run_name="CHG-{change_id:06d}")
+async def manage_change(change_id: int) -> str:
+    """Risk, approvals, window, implementation: the whole change, on the record."""
+    version = begin_change(change_id)
+    if version is None:
+        return "nothing to do"
+    risk = assess_change_risk(change_id, version)
+    if risk["stale"]:
+        return "stale"
+    if risk["refused"]:
+        await notify_change(change_id, "refused")
+        return "refused"
+    decision = await await_approvals(change_id, version)
+    if decision == "stale":
+        return "superseded by a newer version"
+    if decision != "approved":
+        await notify_change(change_id, decision)
+        return decision
+    window = check_window(change_id, version)
+    if window["when"] == "missed":
+        await notify_change(change_id, "expired")
+        return "expired"
+    if window["when"] == "later":
+        await schedule_implementation(change_id, version, window["at"])
+        return f"scheduled for {window['at']}"
+    return await implement_change(change_id, version)
+
+
+__all__ = ["ApprovalDecision", "implement_change", "manage_change", "summary_of"]

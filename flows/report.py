@@ -1,0 +1,40 @@
+"""The monthly health report: figures, HTML and PDF, a Prefect artifact, email and chat.
+
+Scheduled on the first of each month by prefect.yaml (deployment `monthly-health-report`) for
+the month before; run it from the UI for any period, or with another SLA policy (what-if).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow
+
+from itilflow.runtime import runtime
+from itilflow.tasks.compute_report_figures import compute_report_figures
+from itilflow.tasks.publish_report import publish_report
+from itilflow.tasks.render_report import render_report
+from itilflow.tasks.send_report import send_report_chat, send_report_email
+
+
+@flow(name="monthly-health-report", flow_run_name="health report {period}", retries=1)
+async def monthly_health_report(
+    period: str | None = None,
+    language: Literal["en", "zh_CN"] | None = None,
+    what_if_policy_dir: str | None = None,
+) -> dict[str, Any]:
+    """Report `period` ("YYYY-MM"; default: the previous month in report.yaml's time zone) in
+    `language` (default: report.yaml's).
+
+    `what_if_policy_dir`: a policy folder or an sla.yaml file; its SLA compliance is shown next
+    to the current policy's. A what-if report is stored and published but not sent to anyone.
+    """
+    language = language or runtime().policies.report.language
+    report = compute_report_figures(period, what_if_policy_dir)
+    files = render_report(report, language)
+    await publish_report(report, language, files)
+    sent: dict[str, list[str]] = {"email": [], "chat": []}
+    if report.what_if_policy is None:
+        sent["email"] = await send_report_email(report, language, files)
+        sent["chat"] = await send_report_chat(report, language, files)
+    return {**report.summary(), "files": files, "sent": sent}

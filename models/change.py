@@ -1,0 +1,168 @@
+"""Change requests, their append-only timeline, and approval requests (one per emailed link)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from itilflow import clock
+from itilflow.models.db import UTCDateTime
+
+
+class ChangeStatus(StrEnum):
+    submitted = "submitted"
+    awaiting_approval = "awaiting_approval"
+    approved = "approved"
+    scheduled = "scheduled"
+    implementing = "implementing"
+    successful = "successful"
+    rolled_back = "rolled_back"
+    rollback_failed = "rollback_failed"
+    backup_failed = "backup_failed"
+    rejected = "rejected"
+    refused = "refused"
+    expired = "expired"
+    cancelled = "cancelled"
+    # The run died while the change was being applied: someone must look before anything else.
+    crashed = "crashed"
+
+
+# A change may still be edited (and its approvals restarted) in these states.
+EDITABLE = (
+    ChangeStatus.submitted,
+    ChangeStatus.awaiting_approval,
+    ChangeStatus.approved,
+    ChangeStatus.scheduled,
+)
+FINAL = (
+    ChangeStatus.successful,
+    ChangeStatus.rolled_back,
+    ChangeStatus.rollback_failed,
+    ChangeStatus.backup_failed,
+    ChangeStatus.rejected,
+    ChangeStatus.refused,
+    ChangeStatus.expired,
+    ChangeStatus.cancelled,
+)
+
+
+class Change(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=300)
+    description: str = ""
+    category: str = Field(default="normal", max_length=16)
+    ci_names: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    # itilflow.change_steps.ChangePlan as JSON: backup, steps with their undo, verification.
+    plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    planned_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    planned_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    requester: str = Field(default="api", max_length=200)
+    requester_email: str | None = None
+    # Every edit bumps the version; approval links are bound to one version.
+    version: int = 1
+    status: ChangeStatus = Field(default=ChangeStatus.submitted, index=True)
+    risk_score: float | None = None
+    risk_level: str | None = None
+    risk_reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    flow_run_id: str | None = None
+    incident_id: int | None = Field(default=None, foreign_key="incident.id")
+    review: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+
+    @property
+    def number(self) -> str:
+        return change_number(self.id)
+
+
+def change_number(change_id: int | None) -> str:
+    return f"CHG-{change_id:06d}" if change_id is not None else "CHG-?"
+
+
+def parse_change_ref(ref: str | int) -> int:
+    text = str(ref).strip().upper().removeprefix("CHG-")
+    if not text.isdigit():
+        raise ValueError(f"not a change number: {ref!r} (expected e.g. CHG-000042 or 42)")
+    return int(text)
+
+
+class ChangeEntry(SQLModel, table=True):
+    """The change's timeline: who did what and when. Rows are only ever added."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    change_id: int = Field(foreign_key="change.id", index=True)
+    at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    actor: str = Field(max_length=200)
+    kind: str = Field(max_length=40)
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+def _refuse_change(*_: Any) -> None:
+    raise RuntimeError("the change timeline is append-only")
+
+
+event.listen(ChangeEntry, "before_update", _refuse_change)
+event.listen(ChangeEntry, "before_delete", _refuse_change)
+
+
+class ApprovalRequest(SQLModel, table=True):
+    """One approver asked about one version of a change; the emailed link names this row."""
+
+    __table_args__ = (UniqueConstraint("nonce"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    change_id: int = Field(foreign_key="change.id", index=True)
+    version: int
+    stage: str
+    approver: str
+    # Random, single use: the link carries it and the decision consumes it.
+    nonce: str = Field(max_length=64)
+    sent_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    decision: str | None = None  # approve | reject
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_via: str | None = None  # link | prefect-ui | api
+    comment: str = ""
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+def add_change_entry(
+    *,
+    session: Session,
+    change_id: int,
+    kind: str,
+    actor: str,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> ChangeEntry:
+    entry = ChangeEntry(
+        change_id=change_id, kind=kind, actor=actor, message=message, data=data or {}
+    )
+    session.add(entry)
+    return entry
+
+
+def get_change_timeline(*, session: Session, change_id: int) -> list[ChangeEntry]:
+    return list(
+        session.exec(
+            select(ChangeEntry)
+            .where(ChangeEntry.change_id == change_id)
+            .order_by(col(ChangeEntry.at), col(ChangeEntry.id))
+        )
+    )
+
+
+def list_approval_requests(
+    *, session: Session, change_id: int, version: int | None = None
+) -> list[ApprovalRequest]:
+    statement = select(ApprovalRequest).where(ApprovalRequest.change_id == change_id)
+    if version is not None:
+        statement = statement.where(ApprovalRequest.version == version)
+    return list(session.exec(statement.order_by(col(ApprovalRequest.id))))

@@ -1,0 +1,230 @@
+"""Changes end to end: real files and a real service changed, approved by email link in a real
+browser, verified, and rolled back when verification fails."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.changes.conftest import wait_for
+from tests.support.change_service import ConfigService
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def plan_for(config: Path, service_url: str, expect: str) -> dict:
+    backup = config.with_suffix(".bak")
+    return {
+        "backup": [
+            {"name": "save config", "do": {"kind": "shell", "command": f"cp {config} {backup}"}}
+        ],
+        "steps": [
+            {
+                "name": "bump version",
+                "do": {"kind": "shell", "command": f"sed -i s/version=1/version=2/ {config}"},
+                "undo": {"kind": "shell", "command": f"cp {backup} {config}"},
+            }
+        ],
+        "verify": [
+            {
+                "name": "health",
+                "do": {"kind": "http", "url": f"{service_url}/health", "expect_text": expect},
+            }
+        ],
+        "rollback_verify": [
+            {
+                "name": "health",
+                "do": {"kind": "http", "url": f"{service_url}/health", "expect_text": "version=1"},
+            }
+        ],
+    }
+
+
+def approval_links(smtp_server, approver_email: str) -> dict[str, str]:
+    mail = wait_for(
+        f"the approval mail to {approver_email}",
+        lambda: next((m for m in smtp_server.mails if approver_email in m.rcpt_tos), None),
+    )
+    text = mail.message.get_body(("plain",)).get_content()
+    return {
+        decision: re.search(rf"(http://\S+/approvals/\S+\?decision={decision})", text).group(1)
+        for decision in ("approve", "reject")
+    }
+
+
+def status_of(gateway, number: str) -> str:
+    return gateway.get(f"/api/changes/{number}").json()["status"]
+
+
+def open_change(gateway, plan: dict) -> dict:
+    response = gateway.post(
+        "/api/changes",
+        json={
+            "title": "Upgrade the payment service config",
+            "category": "normal",
+            "cis": ["shop-payment"],
+            "plan": plan,
+            "requester_email": "owner@example.com",
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def click_in_browser(url: str, button: str, tmp_path: Path) -> str:
+    """Open the link in headless Chromium and press a button, as the approver would."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    assert chromium and driver_path, "chromium missing: run .ci/install-test-deps.sh"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-sync",
+        "--disable-component-update",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        driver.get(url)
+        driver.save_screenshot(str(tmp_path / "approval-page.png"))
+        driver.find_element(By.ID, button).click()
+        # The result page is the one with a message; wait for it to replace the form.
+        message = WebDriverWait(
+            driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        ).until(lambda d: d.find_element(By.ID, "message").text)
+        driver.save_screenshot(str(tmp_path / "approval-result.png"))
+        return message
+    finally:
+        driver.quit()
+
+
+def test_a_change_approved_in_the_browser_is_implemented_and_verified(
+    live_gateway, rt, smtp_server, tmp_path
+):
+    config = tmp_path / "app.conf"
+    config.write_text("version=1\n")
+    with ConfigService(config) as service:
+        change = open_change(live_gateway, plan_for(config, service.url, "version=2"))
+        links = approval_links(smtp_server, "chen@example.com")
+
+        # A mail scanner fetching the link decides nothing.
+        scanned = httpx.get(links["approve"], trust_env=False)
+        assert scanned.status_code == 200 and "<form" in scanned.text
+        assert status_of(live_gateway, change["number"]) == "awaiting_approval"
+
+        page = click_in_browser(links["approve"], "approve", tmp_path)
+        assert "recorded" in page
+
+        wait_for(
+            "the change to finish",
+            lambda: status_of(live_gateway, change["number"]) == "successful",
+        )
+        assert config.read_text() == "version=2\n"
+        assert httpx.get(f"{service.url}/health", trust_env=False).text == "ok version=2"
+
+    replay = httpx.post(
+        links["approve"].split("?")[0], data={"decision": "approve"}, trust_env=False
+    )
+    assert replay.status_code == 409 and "already used" in replay.text
+    kinds = [
+        e["kind"] for e in live_gateway.get(f"/api/changes/{change['number']}/timeline").json()
+    ]
+    for kind in (
+        "risk_assessed",
+        "approval_requested",
+        "approved",
+        "approved",
+        "implementation_started",
+        "backup_ok",
+        "step_ok",
+        "verify_ok",
+        "reviewed",
+    ):
+        assert kind in kinds
+    review = live_gateway.get(f"/api/changes/{change['number']}").json()["review"]
+    assert review["outcome"] == "successful"
+
+
+def test_a_change_whose_verification_fails_is_rolled_back(live_gateway, rt, smtp_server, tmp_path):
+    config = tmp_path / "app.conf"
+    config.write_text("version=1\n")
+    with ConfigService(config) as service:
+        change = open_change(live_gateway, plan_for(config, service.url, "version=3"))
+        links = approval_links(smtp_server, "sun@example.com")
+        decided = httpx.post(
+            links["approve"].split("?")[0],
+            data={"decision": "approve", "comment": "go"},
+            trust_env=False,
+        )
+        assert decided.status_code == 200, decided.text
+        wait_for("the rollback", lambda: status_of(live_gateway, change["number"]) == "rolled_back")
+        assert config.read_text() == "version=1\n"
+        assert httpx.get(f"{service.url}/health", trust_env=False).text == "ok version=1"
+    entries = live_gateway.get(f"/api/changes/{change['number']}/timeline").json()
+    kinds = [e["kind"] for e in entries]
+    assert (
+        kinds.index("verify_failed")
+        < kinds.index("rollback_ok")
+        < kinds.index("rollback_verify_ok")
+    )
+    outcome_mail = [m for m in smtp_server.mails if "owner@example.com" in m.rcpt_tos]
+    assert outcome_mail and "rolled back" in outcome_mail[-1].message["Subject"]
+
+
+def test_a_failed_rollback_opens_a_p1_incident(live_gateway, rt, smtp_server, tmp_path):
+    config = tmp_path / "app.conf"
+    config.write_text("version=1\n")
+    with ConfigService(config) as service:
+        plan = plan_for(config, service.url, "version=3")
+        plan["steps"][0]["undo"] = {"kind": "shell", "command": "exit 3"}
+        change = open_change(live_gateway, plan)
+        links = approval_links(smtp_server, "zhao@example.com")
+        httpx.post(links["reject"].split("?")[0], data={"decision": "approve"}, trust_env=False)
+        wait_for(
+            "the failed rollback",
+            lambda: status_of(live_gateway, change["number"]) == "rollback_failed",
+        )
+    incident_id = wait_for(
+        "the incident",
+        lambda: live_gateway.get(f"/api/changes/{change['number']}").json()["incident_id"],
+    )
+    incident = live_gateway.get(f"/api/incidents/{incident_id}").json()
+    assert incident["priority"] == "P1"
+    assert change["number"] in incident["title"]
+
+
+def test_a_rejection_ends_the_change_and_tells_the_requester(
+    live_gateway, rt, smtp_server, tmp_path
+):
+    config = tmp_path / "app.conf"
+    config.write_text("version=1\n")
+    change = open_change(live_gateway, plan_for(config, "http://127.0.0.1:9", "x"))
+    links = approval_links(smtp_server, "chen@example.com")
+    confirm = httpx.get(links["reject"], trust_env=False)
+    assert "Reject" in confirm.text
+    httpx.post(
+        links["reject"].split("?")[0], data={"decision": "reject", "comment": "no"}, trust_env=False
+    )
+    wait_for("the rejection", lambda: status_of(live_gateway, change["number"]) == "rejected")
+    assert config.read_text() == "version=1\n"
+    wait_for(
+        "the requester's mail",
+        lambda: [m for m in smtp_server.mails if "owner@example.com" in m.rcpt_tos],
+    )

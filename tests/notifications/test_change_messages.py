@@ -1,0 +1,36 @@
+"""The change templates: approval requests and outcomes, in both languages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from itilflow.notifications import LANGUAGES, render_message
+from tests.support.notifications import make_change, make_context
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("template", ["approval_request", "change_outcome"])
+def test_change_templates_render_in_every_part(template, language):
+    message = render_message(template, language, make_context(template))
+    for part in (message.subject, message.text, message.html, message.chat_title):
+        assert "CHG-000001" in part
+        assert "None" not in part
+    assert bool(CJK.search(message.text)) == (language == "zh_CN")
+
+
+def test_approval_mail_links_both_decisions_and_escapes_the_title():
+    context = make_context("approval_request")
+    context["change"] = make_change(title="<script>alert(1)</script>")
+    message = render_message("approval_request", "en", context)
+    assert "decision=approve" in message.html and "decision=reject" in message.html
+    assert "<script>" not in message.html
+    assert "&lt;script&gt;" in message.html
+
+
+def test_a_change_template_needs_a_change():
+    with pytest.raises(ValueError, match="change"):
+        render_message("approval_request", "en", {"incident": {}})

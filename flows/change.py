@@ -3,6 +3,7 @@ implement, verify, and roll back when verification fails."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from prefect import flow, pause_flow_run
@@ -22,9 +23,10 @@ from itilflow.tasks.change_lifecycle import (
     open_rollback_incident,
     record_change_outcome,
     schedule_implementation,
-    summary_of,
 )
 from itilflow.tasks.record_approval_input import record_approval_input
+from itilflow.tasks.record_change_request import record_change_request
+from itilflow.tasks.remind_approvers import send_approval_reminders, start_waiting_changes
 from itilflow.tasks.request_approvals import approval_step
 from itilflow.tasks.run_change_action import run_change_action
 
@@ -114,4 +116,45 @@ async def manage_change(change_id: int) -> str:
     return await implement_change(change_id, version)
 
 
-__all__ = ["ApprovalDecision", "implement_change", "manage_change", "summary_of"]
+@flow(name="request-change", flow_run_name="request {title}")
+async def request_change(
+    title: str,
+    plan: ChangePlan,
+    category: Literal["standard", "normal", "emergency"] = "normal",
+    cis: list[str] | None = None,
+    description: str = "",
+    planned_start: datetime | None = None,
+    planned_end: datetime | None = None,
+    requester_email: str | None = None,
+) -> str:
+    """Open a change from the Prefect UI; this run then carries it through approval.
+
+    Args:
+        title: what changes, in one line
+        plan: backup pre-steps, implementation steps each with its undo, verification checks
+        category: standard (pre-approved template), normal, or emergency (ECAB)
+        cis: affected configuration items
+        planned_start: start of the agreed window (with time zone); empty means at once
+        planned_end: end of the window
+        requester_email: who hears about the outcome
+    """
+    change_id = record_change_request(
+        title,
+        plan.model_dump(mode="json"),
+        category,
+        cis or [],
+        description,
+        planned_start,
+        planned_end,
+        requester_email,
+    )
+    return await manage_change(change_id)
+
+
+@flow(name="remind-approvers")
+async def remind_approvers() -> dict[str, int]:
+    """Scheduled: remind approvers who have not answered, escalate to the policy's contact, and
+    start the runs of changes stored while the engine could not be reached."""
+    reminded = await send_approval_reminders()
+    started = await start_waiting_changes()
+    return {"reminded": reminded, "started": started}

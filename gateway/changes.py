@@ -5,7 +5,6 @@ before the person clicks, so a GET never decides. The page's POST decides, once,
 paused change run is then resumed with the decision.
 """
 
-
 import asyncio
 import logging
 from collections.abc import Callable
@@ -330,6 +329,9 @@ def add_routes(
         with Session(engine, expire_on_commit=False) as session:
             try:
                 request, change = changes.read_token(session, token, secret=secret)
+            except changes.DecisionRefused as exc:
+                return page("This link cannot be used", message=f"{exc}.", status_code=400)
+            try:
                 changes.decide(
                     session=session, request=request, decision=decision, comment=comment, via="link"
                 )

@@ -78,8 +78,8 @@ def open_change(gateway, plan: dict) -> dict:
 def click_in_browser(url: str, button: str, tmp_path: Path) -> str:
     """Open the link in headless Chromium and press a button, as the approver would."""
     from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
 
@@ -228,3 +228,51 @@ def test_a_rejection_ends_the_change_and_tells_the_requester(
         "the requester's mail",
         lambda: [m for m in smtp_server.mails if "owner@example.com" in m.rcpt_tos],
     )
+
+
+def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_server, tmp_path):
+    """What the Prefect UI's resume form sends, through the same REST endpoint."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    config = tmp_path / "app.conf"
+    config.write_text("version=1\n")
+    with ConfigService(config) as service:
+        change = open_change(live_gateway, plan_for(config, service.url, "version=2"))
+        approval_links(smtp_server, "chen@example.com")
+        run_id = UUID(
+            wait_for(
+                "the run id",
+                lambda: live_gateway.get(f"/api/changes/{change['number']}").json()["flow_run_id"],
+            )
+        )
+
+        with get_client(sync_client=True) as prefect:
+            wait_for(
+                "the pause", lambda: prefect.read_flow_run(run_id).state.type == StateType.PAUSED
+            )
+            empty = prefect.resume_flow_run(run_id, run_input={})
+            assert empty.status.value == "REJECT"  # no decision given: nothing happens
+            outsider = prefect.resume_flow_run(
+                run_id, run_input={"approver": "mallory", "decision": "approve"}
+            )
+            assert outsider.status.value == "ACCEPT"
+            wait_for(
+                "the run to pause again",
+                lambda: prefect.read_flow_run(run_id).state.type == StateType.PAUSED,
+            )
+            assert status_of(live_gateway, change["number"]) == "awaiting_approval"
+            accepted = prefect.resume_flow_run(
+                run_id,
+                run_input={"approver": "zhao", "decision": "approve", "comment": "from the UI"},
+            )
+            assert accepted.status.value == "ACCEPT"
+        wait_for(
+            "the change to finish",
+            lambda: status_of(live_gateway, change["number"]) == "successful",
+        )
+    entries = live_gateway.get(f"/api/changes/{change['number']}/timeline").json()
+    assert any(e["kind"] == "decision_refused" and "mallory" in e["message"] for e in entries)
+    assert any(e["kind"] == "approved" and "prefect-ui" in e["message"] for e in entries)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import task
+from sqlmodel import col, select
+
+from itilflow import changes, clock
+from itilflow.change_messages import change_context, email_of
+from itilflow.models import (
+    ApprovalRequest,
+    Change,
+    ChangeStatus,
+    add_change_entry,
+    session_scope,
+)
+from itilflow.notifications import asend_email, render_message
+from itilflow.runtime import runtime
+
+
+@task(name="send-approval-reminders")
+async def send_approval_reminders() -> int:
+    """Remind each approver with an open request every `remind_every`; after `escalate_after`
+    tell the policy's escalation contact too (once)."""
+    rt = runtime()
+    timing = rt.policies.change.timing
+    now = clock.now()
+    mails = []
+    with session_scope(rt.engine) as session:
+        open_requests = session.exec(
+            select(ApprovalRequest).where(
+                col(ApprovalRequest.decision).is_(None),
+                col(ApprovalRequest.voided_at).is_(None),
+                col(ApprovalRequest.expires_at) > now,
+            )
+        ).all()
+        for request in open_requests:
+            change = session.get(Change, request.change_id)
+            if (
+                change is None
+                or change.status != ChangeStatus.awaiting_approval
+                or change.version != request.version
+            ):
+                continue
+            last = request.reminded_at or request.sent_at
+            recipients = []
+            if now - last >= timing.remind_every:
+                recipients.append(request.approver)
+                request.reminded_at = now
+            if (
+                timing.escalate_to
+                and request.escalated_at is None
+                and now - request.sent_at >= timing.escalate_after
+            ):
+                recipients.append(timing.escalate_to)
+                request.escalated_at = now
+            if not recipients:
+                continue
+            session.add(request)
+            token = changes.approval_token(request, secret=rt.secret, policies=rt.policies)
+            link = f"{rt.settings.public_url}/approvals/{token}"
+            context = {
+                "change": change_context(
+                    change, policies=rt.policies, public_url=rt.settings.public_url or ""
+                ),
+                "approver": request.approver,
+                "stage": request.stage,
+                "approve_url": f"{link}?decision=approve",
+                "reject_url": f"{link}?decision=reject",
+                "reasons": "; ".join(change.risk_reasons) or "none",
+                "reminder": True,
+            }
+            add_change_entry(
+                session=session,
+                change_id=change.id or 0,
+                kind="approval_reminded",
+                actor="flow:remind-approvers",
+                message=f"{request.stage}: reminded {', '.join(recipients)} "
+                f"(waiting since {request.sent_at.isoformat()})",
+            )
+            # The escalation contact sees the approver's own link: they chase, not decide.
+            for who in recipients:
+                if address := email_of(session, who):
+                    mails.append((address, context))
+    for address, context in mails:
+        message = render_message("approval_request", rt.policies.change.language, context)
+        await asend_email(message, to=[address], settings=rt.mail)
+    return len(mails)
+
+
+@task(name="start-waiting-changes")
+async def start_waiting_changes(older_than: timedelta = timedelta(minutes=1)) -> int:
+    """Changes stored while the engine was down have no run yet: start one for each."""
+    from itilflow.gateway.changes import PrefectChangeEngine
+
+    rt = runtime()
+    with session_scope(rt.engine) as session:
+        waiting = session.exec(
+            select(Change.id).where(
+                Change.status == ChangeStatus.submitted,
+                col(Change.flow_run_id).is_(None),
+                Change.updated_at <= clock.now() - older_than,
+            )
+        ).all()
+    engine = PrefectChangeEngine()
+    for change_id in waiting:
+        if change_id is not None:
+            await engine.start(change_id)
+    return len(waiting)

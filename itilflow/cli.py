@@ -117,6 +117,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api(settings: Settings) -> object:
+    import httpx
+
+    settings.require_secrets()
+    assert settings.api_token is not None
+    return httpx.Client(
+        base_url=settings.public_url or "",
+        timeout=30,
+        headers={"Authorization": f"Bearer {settings.api_token.get_secret_value()}"},
+    )
+
+
+def cmd_change_submit(args: argparse.Namespace) -> int:
+    import yaml
+
+    body = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+    for key in ("planned_start", "planned_end"):
+        if body.get(key) is not None:
+            body[key] = str(body[key])
+    response = _api(_settings(args)).post("/api/changes", json=body)  # type: ignore[attr-defined]
+    if response.status_code != 201:
+        print(f"refused ({response.status_code}): {response.json().get('detail')}", file=sys.stderr)
+        return 1
+    change = response.json()
+    print(f"{change['number']} submitted: {change['url']}")
+    return 0
+
+
+def cmd_change_show(args: argparse.Namespace) -> int:
+    api = _api(_settings(args))
+    change = api.get(f"/api/changes/{args.change}")  # type: ignore[attr-defined]
+    if change.status_code != 200:
+        print(change.json().get("detail"), file=sys.stderr)
+        return 1
+    data = change.json()
+    print(f"{data['number']} v{data['version']} {data['status']}: {data['title']}")
+    for entry in api.get(f"/api/changes/{args.change}/timeline").json():  # type: ignore[attr-defined]
+        print(f"  {entry['at'][:19]}  {entry['kind']:<22} {entry['message']}")
+    return 0
+
+
 def cmd_check_policies(args: argparse.Namespace) -> int:
     from itilflow.policies import PolicyError, load_policies
 
@@ -151,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", help="load sample engineers and CIs, open sample incidents")
     demo.set_defaults(run=cmd_demo, demo=True)
+    change = sub.add_parser("change", help="submit a change request or show one")
+    change_sub = change.add_subparsers(dest="change_command", required=True)
+    submit = change_sub.add_parser("submit", help="submit a change from a YAML file")
+    submit.add_argument("file", help="e.g. docs/examples/change.yaml")
+    submit.set_defaults(run=cmd_change_submit)
+    show = change_sub.add_parser("show", help="a change's status and timeline")
+    show.add_argument("change", help="e.g. CHG-000001")
+    show.set_defaults(run=cmd_change_show)
     check = sub.add_parser("check-policies", help="validate a policy folder")
     check.add_argument("directory", nargs="?", type=Path)
     check.set_defaults(run=cmd_check_policies)

@@ -276,3 +276,27 @@ def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_s
     entries = live_gateway.get(f"/api/changes/{change['number']}/timeline").json()
     assert any(e["kind"] == "decision_refused" and "mallory" in e["message"] for e in entries)
     assert any(e["kind"] == "approved" and "prefect-ui" in e["message"] for e in entries)
+
+
+def test_the_cli_submits_the_example_change_and_shows_its_timeline(
+    live_gateway, rt, smtp_server, monkeypatch, capsys
+):
+    from pathlib import Path
+
+    from itilflow.cli import main
+
+    for name, value in {
+        "ITILFLOW_PUBLIC_URL": rt.settings.public_url,
+        "ITILFLOW_API_TOKEN": rt.settings.api_token.get_secret_value(),
+        "ITILFLOW_SECRET_KEY": rt.settings.secret_key.get_secret_value(),
+    }.items():
+        monkeypatch.setenv(name, value)
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "change.yaml"
+    assert main(["change", "submit", str(example)]) == 0
+    number = capsys.readouterr().out.split()[0]
+    links = approval_links(smtp_server, "chen@example.com")
+    httpx.post(links["approve"].split("?")[0], data={"decision": "approve"}, trust_env=False)
+    wait_for("the change", lambda: status_of(live_gateway, number) == "successful")
+    assert main(["change", "show", number]) == 0
+    shown = capsys.readouterr().out
+    assert f"{number} v1 successful" in shown and "step_ok" in shown

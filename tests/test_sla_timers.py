@@ -48,9 +48,9 @@ def test_a_new_p1_has_its_whole_chain_and_both_deadlines(policies):
     escalations = sorted(
         (t.due_at - OPENED, t.data["notify"]) for t in timers.values() if t.kind == "escalation"
     )
-    assert escalations[0] == (timedelta(0), "on_call")
+    assert escalations[0] == (timedelta(minutes=5), "on_call")
     assert escalations[-1] == (timedelta(minutes=30), "manager")
-    assert len(escalations) == 6  # 0m, 10m + 2 repeats, 15m, 30m
+    assert len(escalations) == 6  # 5m, 10m + 2 repeats, 15m, 30m
 
 
 def test_acknowledging_stops_the_chain_and_the_response_timer(policies):

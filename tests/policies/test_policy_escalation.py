@@ -68,7 +68,7 @@ def test_schedule_expands_repeats_in_time_order(defaults: Policies) -> None:
     snapshot = snapshot_escalation(defaults.escalation, "P1")
     planned = escalation_schedule(snapshot, OPENED)
     assert [(p.step, p.repeat, p.due_at, p.notify) for p in planned] == [
-        (0, 0, minutes(0), "on_call"),
+        (0, 0, minutes(5), "on_call"),
         (1, 0, minutes(10), "on_call"),
         (1, 1, minutes(15), "on_call"),
         (2, 0, minutes(15), "group_lead"),

@@ -20,20 +20,9 @@ from itilflow.models import (
     add_trigger,
     get_incident,
     get_incident_by_dedup_key,
-    get_timeline,
 )
-from itilflow.policies import Policies, StatusEvent, decide_priority
-from itilflow.sla_timers import sync_triggers
-
-STATUS_EVENT_KINDS = {
-    "opened",
-    "acknowledged",
-    "on_hold",
-    "resumed",
-    "resolved",
-    "reopened",
-    "closed",
-}
+from itilflow.policies import Policies, decide_priority
+from itilflow.sla_timers import status_events, sync_triggers
 
 
 class ActionError(ValueError):
@@ -136,14 +125,6 @@ def classify(incident: Incident, policies: Policies) -> str:
     impact = incident.impact or policies.priority.default_impact
     urgency = incident.urgency or policies.priority.default_urgency
     return decide_priority(policies.priority, impact, urgency)
-
-
-def status_events(session: Session, incident_id: int) -> list[StatusEvent]:
-    return [
-        StatusEvent(at=entry.at, kind=entry.kind)
-        for entry in get_timeline(session=session, incident_id=incident_id)
-        if entry.kind in STATUS_EVENT_KINDS
-    ]
 
 
 def load_incident(session: Session, incident_id: int) -> Incident:

@@ -24,6 +24,7 @@ from itilflow.models import (
     list_triggers,
 )
 from itilflow.policies import (
+    CLOCK_KINDS,
     EscalationSnapshot,
     Policies,
     StatusEvent,
@@ -33,7 +34,6 @@ from itilflow.policies import (
 )
 
 TIMER_KINDS = ("escalation", "response_due", "resolution_due", "progress")
-_STATUS_KINDS = {"opened", "acknowledged", "on_hold", "resumed", "resolved", "reopened", "closed"}
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,18 @@ def plan_timers(
     return [timer for timer in planned if timer.key not in fired_keys]
 
 
+def status_events(session: Session, incident_id: int) -> list[StatusEvent]:
+    """The timeline entries that drive the SLA clocks, as the policies read them."""
+    return [
+        StatusEvent(at=entry.at, kind=entry.kind)
+        for entry in get_timeline(session=session, incident_id=incident_id)
+        if entry.kind in CLOCK_KINDS
+    ]
+
+
 def sync_triggers(*, session: Session, incident: Incident, policies: Policies) -> None:
     assert incident.id is not None
-    events = [
-        StatusEvent(at=entry.at, kind=entry.kind)
-        for entry in get_timeline(session=session, incident_id=incident.id)
-        if entry.kind in _STATUS_KINDS
-    ]
+    events = status_events(session, incident.id)
     stored = {
         trigger.key: trigger
         for trigger in list_triggers(session=session, incident_id=incident.id)

@@ -152,9 +152,7 @@ class Stack:
             self.wait_for(self.api_url + "/health", server, timeout=120)
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
         self.run([*prefect, "--no-prompt", "deploy", "--all"])
-        self.start(
-            "worker", [*prefect, "worker", "start", "--pool", "itilflow"], terms=2, grace=5
-        )
+        self.start("worker", [*prefect, "worker", "start", "--pool", "itilflow"], terms=2, grace=5)
         self.start("runner", [*itilflow, "runner"])
         gateway = self.start("gateway", [*itilflow, "gateway"])
         self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)

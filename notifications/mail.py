@@ -125,9 +125,7 @@ def send_email(
     Do not call it from a coroutine or anything else already inside a running event loop
     (RuntimeError): await `asend_email` there.
     """
-    run_sync(
-        asend_email(message, to=to, settings=settings, attachments=attachments), "send_email"
-    )
+    run_sync(asend_email(message, to=to, settings=settings, attachments=attachments), "send_email")
 
 
 def _smtp_options(settings: MailSettings) -> dict[str, Any]:

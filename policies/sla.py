@@ -210,6 +210,9 @@ def compute_sla(
             resolution_due = calendar.add_business_time(start, target.resolution - elapsed)
         last_start, elapsed_before_last = start, elapsed
         elapsed += part
+    # Only a deadline reached within running time can be missed; a projected one cannot (an
+    # incident resolved while on hold had time left, however long the hold).
+    used_up = resolution_due is not None
     if resolution_due is None and state != "paused":
         # Not used up yet: project from the last running segment.
         resolution_due = calendar.add_business_time(
@@ -233,7 +236,8 @@ def compute_sla(
         time_on_hold=on_hold,
         response_breached=(responded_at or now) > response_due,
         resolution_breached=(
-            resolution_due is not None
+            used_up
+            and resolution_due is not None
             and resolution_moment is not None
             and resolution_moment > resolution_due
         ),

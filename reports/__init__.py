@@ -1,1 +1,63 @@
+"""The monthly health report: figures by SQL aggregation, SVG charts, HTML and PDF.
 
+    report = compute_report(engine, policies, period="2026-10", now=clock.now())
+    html = render_html(report, "zh_CN")
+    pdf = render_pdf(html)
+
+Sections come from a registry (`itilflow.reports.sections`): incidents today; changes, problems
+and inspections show "no data" until their tables and figures exist. `itilflow.reports.incidents`
+says how each incident figure is counted.
+"""
+
+from itilflow.reports.compute import compute_report, load_sla_policy
+from itilflow.reports.figures import (
+    Availability,
+    Breakdown,
+    Compliance,
+    DurationStats,
+    IncidentMonth,
+    IncidentSection,
+    Report,
+    SectionResult,
+    SlaMonth,
+    WhatIf,
+)
+from itilflow.reports.period import Month, parse_period, previous_month, report_months
+from itilflow.reports.render import (
+    LANGUAGES,
+    PdfUnavailable,
+    render_html,
+    render_mail,
+    render_markdown,
+    render_pdf,
+)
+from itilflow.reports.sections import SECTIONS, Section, SectionContext, register_section
+
+__all__ = [
+    "LANGUAGES",
+    "SECTIONS",
+    "Availability",
+    "Breakdown",
+    "Compliance",
+    "DurationStats",
+    "IncidentMonth",
+    "IncidentSection",
+    "Month",
+    "PdfUnavailable",
+    "Report",
+    "Section",
+    "SectionContext",
+    "SectionResult",
+    "SlaMonth",
+    "WhatIf",
+    "compute_report",
+    "load_sla_policy",
+    "parse_period",
+    "previous_month",
+    "register_section",
+    "render_html",
+    "render_mail",
+    "render_markdown",
+    "render_pdf",
+    "report_months",
+]

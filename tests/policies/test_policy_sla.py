@@ -330,3 +330,17 @@ def test_bad_input() -> None:
 def test_policy_rejects_pausing_on_a_clock_event() -> None:
     with pytest.raises(ValidationError, match="'resolved' cannot pause the clock"):
         make_policy(pause_on=["resolved"])
+
+
+def test_resolved_while_on_hold_is_not_breached_by_the_hold(defaults) -> None:
+    # 1 h running, then on hold, resolved 9 h later: 1 h of a 4 h target used.
+    opened = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+    events = [
+        StatusEvent(at=opened, kind="opened"),
+        StatusEvent(at=opened + timedelta(hours=1), kind="on_hold"),
+        StatusEvent(at=opened + timedelta(hours=10), kind="resolved"),
+    ]
+    figures = compute_sla(events, defaults.sla, "P1", opened + timedelta(hours=11))
+    assert figures.time_to_resolve == timedelta(hours=1)
+    assert figures.time_on_hold == timedelta(hours=9)
+    assert not figures.resolution_breached

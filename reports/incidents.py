@@ -1,0 +1,611 @@
+"""The incident figures of a report, by SQL aggregation over the incident table and timeline.
+
+How each figure is counted (the report's "how to read" notes say the same):
+
+- Cohort: an incident belongs to the month it was opened in (`incident.opened_at`, month
+  boundaries at midnight in report.yaml's time zone). Its outcome is what the timeline says up to
+  the moment the report is made (`as_of`), so last month's late incidents count with what
+  happened to them since.
+- SLA compliance: derived in SQL from the timeline with the same rules as `compute_sla`: business
+  time on the priority's calendar from `opened` to the first `acknowledged`/`resolved`/`closed`
+  (response), and the business time of the running stretches of the resolution clock (stopped by
+  `pause_on` statuses and by resolution, continued by `reopened`). The calendars' open intervals
+  are written to a TEMP table with their cumulative business seconds, so "business time between
+  a and b" is two indexed look-ups. A target is met when the time used is at most the target;
+  an incident still open and within its target is `pending` and left out of the rate.
+- MTTA / MTTR: wall-clock seconds from opening to the first response / to the resolution it
+  stands in (hold time included: that is how long the reporter waited). Median and p90 by the
+  nearest-rank method (the smallest value with at least p% of the values at or below it), in SQL
+  with ROW_NUMBER() over each month.
+- First-contact resolution: an incident standing resolved that was never reopened, assigned once
+  (one `assigned` entry: no reassignment), still held by that first engineer, and never escalated
+  up the chain (no `escalated` entry notifying a group lead or a manager; the chain's pages to the
+  assignee, group or on-call do not count). Rate: of the incidents standing resolved.
+- Reopen rate: incidents reopened at least once, of those resolved at least once.
+- Escalations: incidents with any `escalated` entry, the number of entries, and the incidents
+  whose chain reached a group lead or manager.
+- CSAT: `incident.survey_score` (the latest answer) of the month's incidents.
+- Availability per CI: the union of the open stretches (opened or reopened until resolved or
+  closed) of incidents of report.yaml's `downtime_priorities` on that CI, clipped to each month
+  (and to `as_of` for the month under way); availability = 1 - downtime / the month's length.
+  Unlike the other figures this is not a cohort: an outage that began earlier still counts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from itilflow.models import Incident, TimelineEntry
+from itilflow.policies import PRIORITIES, SlaPolicy
+from itilflow.reports.db import epoch, epoch_sql, sql_time
+from itilflow.reports.figures import (
+    Availability,
+    Breakdown,
+    Compliance,
+    DurationStats,
+    IncidentMonth,
+    IncidentSection,
+    SlaMonth,
+    WhatIf,
+)
+from itilflow.reports.period import Month
+
+INCIDENT = Incident.__tablename__
+TIMELINE = TimelineEntry.__tablename__
+
+# The clock events of compute_sla, ranked so that events at the same instant apply in lifecycle
+# order (as compute_sla does).
+CLOCK_KINDS = ("opened", "acknowledged", "on_hold", "resumed", "resolved", "reopened", "closed")
+
+
+def _rank_sql(column: str) -> str:
+    whens = " ".join(f"WHEN '{kind}' THEN {rank}" for rank, kind in enumerate(CLOCK_KINDS))
+    return f"CASE {column} {whens} ELSE {len(CLOCK_KINDS)} END"
+
+
+# Timestamps are exact to the microsecond; sums of business time carry float rounding only.
+_TOLERANCE = 0.0001
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    return ", ".join("?" for _ in values) or "NULL"
+
+
+def prepare(
+    conn: sqlite3.Connection, months: list[Month], as_of: datetime, extra_kinds: Sequence[str]
+) -> None:
+    """Write the TEMP tables every incident query reads: months, cohort, clock events, facts.
+
+    `extra_kinds`: timeline kinds that some SLA policy of this report pauses the clock on.
+    """
+    as_of_text, as_of_s = sql_time(as_of), epoch(as_of)
+    conn.execute(
+        "CREATE TEMP TABLE _rpt_month (idx INTEGER PRIMARY KEY, key TEXT, start_s REAL, "
+        "end_s REAL, end_eff_s REAL, start_txt TEXT, end_txt TEXT)"
+    )
+    conn.executemany(
+        "INSERT INTO _rpt_month VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                index,
+                month.key,
+                epoch(month.start),
+                epoch(month.end),
+                min(epoch(month.end), as_of_s),
+                sql_time(month.start),
+                sql_time(month.end),
+            )
+            for index, month in enumerate(months)
+        ],
+    )
+    # The cohort: incidents opened in one of the months (an index range scan per month).
+    conn.execute(
+        "CREATE TEMP TABLE _rpt_inc (id INTEGER PRIMARY KEY, month INTEGER, priority TEXT, "
+        "category TEXT, ci TEXT, assignee TEXT, score INTEGER)"
+    )
+    conn.execute(
+        f"""
+        INSERT INTO _rpt_inc
+        SELECT i.id, m.idx, i.priority, i.category, i.ci_name, i.assignee, i.survey_score
+        FROM _rpt_month m
+        JOIN {INCIDENT} i ON i.opened_at >= m.start_txt AND i.opened_at < m.end_txt
+        WHERE i.opened_at <= ?
+        """,
+        (as_of_text,),
+    )
+    # The timeline entries the figures read, known at as_of, in one pass over the timeline:
+    # clock events numbered in the order compute_sla applies them, assignments and escalations.
+    kinds = tuple(dict.fromkeys((*CLOCK_KINDS, *extra_kinds, "assigned", "escalated")))
+    conn.execute(
+        "CREATE TEMP TABLE _rpt_ev (incident_id INTEGER, ord INTEGER, at_s REAL, kind TEXT, "
+        "detail TEXT)"
+    )
+    conn.execute(
+        f"""
+        INSERT INTO _rpt_ev
+        SELECT incident_id,
+               ROW_NUMBER() OVER (PARTITION BY incident_id ORDER BY at, rank, id),
+               at_s, kind, detail
+        FROM (
+            SELECT t.incident_id, t.id, t.at, {epoch_sql("t.at")} AS at_s, t.kind,
+                   {_rank_sql("t.kind")} AS rank,
+                   CASE t.kind WHEN 'assigned' THEN json_extract(t.data, '$.engineer')
+                               WHEN 'escalated' THEN json_extract(t.data, '$.notify') END
+                       AS detail
+            FROM _rpt_inc c JOIN {TIMELINE} t ON t.incident_id = c.id
+            WHERE t.kind IN ({_placeholders(kinds)}) AND t.at <= ?
+        )
+        """,
+        (*kinds, as_of_text),
+    )
+    conn.execute("CREATE INDEX _rpt_ev_i ON _rpt_ev (incident_id, ord)")
+    # One row per incident: everything but the SLA (which depends on a policy).
+    conn.execute(
+        """
+        CREATE TEMP TABLE _rpt_fact AS
+        WITH opened AS (
+            SELECT incident_id AS id, MIN(at_s) AS opened_s, MIN(ord) AS opened_ord
+            FROM _rpt_ev WHERE kind = 'opened' GROUP BY incident_id
+        ),
+        clock AS (
+            SELECT e.incident_id AS id,
+                   MIN(CASE WHEN e.kind IN ('acknowledged', 'resolved', 'closed')
+                            THEN e.at_s END) AS responded_s,
+                   SUM(e.kind = 'reopened') AS reopens,
+                   MAX(e.kind IN ('resolved', 'closed')) AS ever_resolved,
+                   MAX(CASE WHEN e.kind = 'reopened' THEN e.ord END) AS last_reopen_ord
+            FROM _rpt_ev e JOIN opened o ON o.id = e.incident_id AND e.ord >= o.opened_ord
+            GROUP BY e.incident_id
+        ),
+        final AS (
+            SELECT e.incident_id AS id, MIN(e.at_s) AS resolved_s
+            FROM _rpt_ev e JOIN clock k ON k.id = e.incident_id
+            WHERE e.kind IN ('resolved', 'closed') AND e.ord > COALESCE(k.last_reopen_ord, 0)
+            GROUP BY e.incident_id
+        ),
+        other AS (
+            SELECT incident_id AS id,
+                   SUM(kind = 'assigned') AS assignments,
+                   MAX(CASE WHEN kind = 'assigned' THEN detail END) AS engineer,
+                   SUM(kind = 'escalated') AS escalations,
+                   SUM(kind = 'escalated' AND detail IN ('group_lead', 'manager'))
+                       AS hierarchical
+            FROM _rpt_ev WHERE kind IN ('assigned', 'escalated')
+            GROUP BY incident_id
+        )
+        SELECT c.id, c.month, c.priority, c.category, c.ci, c.score,
+               o.opened_s, o.opened_ord, k.responded_s,
+               COALESCE(k.reopens, 0) AS reopens,
+               COALESCE(k.ever_resolved, 0) AS ever_resolved,
+               f.resolved_s,
+               COALESCE(x.escalations, 0) AS escalations,
+               COALESCE(x.hierarchical, 0) AS hierarchical,
+               (f.resolved_s IS NOT NULL AND COALESCE(k.reopens, 0) = 0
+                AND x.assignments = 1 AND x.engineer IS NOT NULL AND x.engineer = c.assignee
+                AND COALESCE(x.hierarchical, 0) = 0) AS first_contact
+        FROM _rpt_inc c
+        LEFT JOIN opened o ON o.id = c.id
+        LEFT JOIN clock k ON k.id = c.id
+        LEFT JOIN final f ON f.id = c.id
+        LEFT JOIN other x ON x.id = c.id
+        """
+    )
+    conn.execute("CREATE UNIQUE INDEX _rpt_fact_i ON _rpt_fact (id)")
+
+
+# --- SLA compliance, for one SLA policy ---------------------------------------------------------
+
+
+def _business(cal: str, at: str) -> str:
+    """SQL: business seconds on calendar `cal` from the table's origin up to instant `at`."""
+    return (
+        f"COALESCE((SELECT k.cum_s + MIN({at} - k.start_s, k.end_s - k.start_s) FROM _rpt_cal k "
+        f"WHERE k.cal = {cal} AND k.start_s <= {at} ORDER BY k.start_s DESC LIMIT 1), 0)"
+    )
+
+
+def _load_policy(
+    conn: sqlite3.Connection, policy: SlaPolicy, start: datetime, as_of: datetime
+) -> None:
+    for table in ("_rpt_cal", "_rpt_target", "_rpt_pause"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute("CREATE TEMP TABLE _rpt_cal (cal TEXT, start_s REAL, end_s REAL, cum_s REAL)")
+    conn.execute(
+        "CREATE TEMP TABLE _rpt_target (priority TEXT PRIMARY KEY, cal TEXT, "
+        "response_s REAL, resolution_s REAL, asof_b REAL)"
+    )
+    conn.execute("CREATE TEMP TABLE _rpt_pause (kind TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO _rpt_pause VALUES (?)", [(k,) for k in set(policy.pause_on)])
+    # Open intervals of each calendar in use, from a day before the first month to a day after
+    # as_of (every event the queries look at lies in between), with the business seconds before
+    # each. Calendar._intervals is the walk compute_sla's arithmetic uses, so both agree.
+    origin, until, as_of_s = start - timedelta(days=1), as_of + timedelta(days=1), epoch(as_of)
+    at_as_of: dict[str, float] = {}
+    for name in sorted({target.calendar for target in policy.targets.values()}):
+        calendar = policy.calendars[name].calendar()
+        rows, total, at_as_of[name] = [], 0.0, 0.0
+        for opens, closes in calendar._intervals(origin):  # noqa: SLF001
+            if opens >= until:
+                break
+            start_s, end_s = epoch(opens), epoch(closes)
+            rows.append((name, start_s, end_s, total))
+            if start_s <= as_of_s:
+                at_as_of[name] = total + min(as_of_s, end_s) - start_s
+            total += end_s - start_s
+        conn.executemany("INSERT INTO _rpt_cal VALUES (?, ?, ?, ?)", rows)
+    conn.executemany(
+        "INSERT INTO _rpt_target VALUES (?, ?, ?, ?, ?)",
+        [
+            (
+                priority,
+                target.calendar,
+                target.response.total_seconds(),
+                target.resolution.total_seconds(),
+                at_as_of[target.calendar],
+            )
+            for priority, target in policy.targets.items()
+        ],
+    )
+    conn.execute("CREATE INDEX _rpt_cal_i ON _rpt_cal (cal, start_s)")
+
+
+def _in_open(cal: str, at: str) -> str:
+    """SQL: whether business time runs right up to instant `at` (opens < at <= closes)."""
+    return (
+        f"COALESCE((SELECT k.end_s >= {at} FROM _rpt_cal k WHERE k.cal = {cal} "
+        f"AND k.start_s < {at} ORDER BY k.start_s DESC LIMIT 1), 0)"
+    )
+
+
+def _status_sql() -> str:
+    """SQL (CTEs ending in `status`): each cohort incident's response and resolution outcome
+    (met / breached / pending) under the policy in _rpt_cal / _rpt_target / _rpt_pause.
+
+    A target used up exactly is breached when the moment that counts (the response, the
+    resolution, or as_of while open) came after the deadline: the clock was paused or closed
+    (outside business hours) when the time ran out. This is compute_sla's `moment > due`.
+    """
+    return f"""
+        WITH ev AS (
+            SELECT e.incident_id AS id, e.ord, e.at_s,
+                   CASE WHEN e.kind IN (SELECT kind FROM _rpt_pause) THEN 'paused'
+                        WHEN e.kind IN ('resolved', 'closed') THEN 'resolved'
+                        ELSE 'running' END AS state
+            FROM _rpt_ev e JOIN _rpt_fact f ON f.id = e.incident_id
+            WHERE e.ord >= f.opened_ord
+              AND (e.kind IN ('opened', 'resumed', 'reopened', 'resolved', 'closed')
+                   OR e.kind IN (SELECT kind FROM _rpt_pause))
+        ),
+        changes AS (
+            SELECT id, ord, at_s, state,
+                   LAG(state) OVER (PARTITION BY id ORDER BY ord) AS before
+            FROM ev
+        ),
+        -- Where the state changes, the business time on the incident's calendar (one look-up
+        -- per change; a segment ends where the next begins, or at as_of).
+        marks AS (
+            SELECT c.id, c.ord, c.at_s, c.state, c.before, t.cal, t.asof_b,
+                   {_business("t.cal", "c.at_s")} AS b
+            FROM changes c JOIN _rpt_fact f ON f.id = c.id
+            JOIN _rpt_target t ON t.priority = f.priority
+            WHERE c.before IS NULL OR c.before != c.state
+        ),
+        seg AS (
+            SELECT id, cal, state, before, at_s AS s, b,
+                   COALESCE(LEAD(b) OVER w, asof_b) AS b_end,
+                   ROW_NUMBER() OVER (PARTITION BY id ORDER BY ord DESC) AS from_end
+            FROM marks
+            WINDOW w AS (PARTITION BY id ORDER BY ord)
+        ),
+        per AS (
+            SELECT seg.id, seg.cal, t.resolution_s,
+                   SUM(CASE WHEN seg.state = 'running' THEN seg.b_end - seg.b ELSE 0 END)
+                       AS elapsed,
+                   MAX(CASE WHEN seg.from_end = 1 THEN seg.state END) AS final_state,
+                   MAX(CASE WHEN seg.from_end = 1 THEN seg.before END) AS before_final,
+                   MAX(CASE WHEN seg.from_end = 1 AND seg.state = 'resolved' THEN seg.s END)
+                       AS resolved_s,
+                   MIN(CASE WHEN seg.before IS NULL THEN seg.b END) AS opened_b
+            FROM seg JOIN _rpt_fact f ON f.id = seg.id
+            JOIN _rpt_target t ON t.priority = f.priority
+            GROUP BY seg.id
+        ),
+        resp AS (
+            SELECT f.id, t.response_s, COALESCE(f.responded_s, :as_of) AS moment,
+                   CASE WHEN f.responded_s IS NULL THEN t.asof_b
+                        ELSE {_business("t.cal", "f.responded_s")} END - per.opened_b AS used,
+                   t.cal
+            FROM _rpt_fact f JOIN _rpt_target t ON t.priority = f.priority
+            JOIN per ON per.id = f.id
+        ),
+        status AS (
+            SELECT f.id, f.month, f.priority,
+                   CASE WHEN resp.used > resp.response_s + :tol THEN 'breached'
+                        WHEN resp.used >= resp.response_s - :tol
+                             AND NOT {_in_open("resp.cal", "resp.moment")} THEN 'breached'
+                        WHEN f.responded_s IS NOT NULL THEN 'met'
+                        ELSE 'pending' END AS response,
+                   CASE WHEN per.elapsed > per.resolution_s + :tol THEN 'breached'
+                        WHEN per.elapsed >= per.resolution_s - :tol
+                             AND (per.final_state = 'paused' OR per.before_final = 'paused'
+                                  OR NOT {_in_open("per.cal", "COALESCE(per.resolved_s, :as_of)")})
+                             THEN 'breached'
+                        WHEN per.final_state = 'resolved' THEN 'met'
+                        ELSE 'pending' END AS resolution
+            FROM _rpt_fact f
+            JOIN per ON per.id = f.id
+            JOIN resp ON resp.id = f.id
+        )
+    """
+
+
+def sla_months(
+    conn: sqlite3.Connection, policy: SlaPolicy, months: list[Month], as_of: datetime
+) -> list[SlaMonth]:
+    """Response and resolution compliance per month (and priority) under `policy`."""
+    _load_policy(conn, policy, months[0].start, as_of)
+    as_of_s = epoch(as_of)
+    rows = conn.execute(
+        f"""
+        {_status_sql()}
+        SELECT month, priority,
+               SUM(response = 'met'), SUM(response = 'breached'), SUM(response = 'pending'),
+               SUM(resolution = 'met'), SUM(resolution = 'breached'),
+               SUM(resolution = 'pending')
+        FROM status GROUP BY month, priority
+        """,
+        {"as_of": as_of_s, "tol": _TOLERANCE},
+    ).fetchall()
+    per_month: dict[int, dict[str, dict[str, Compliance]]] = {}
+    for month, priority, r_met, r_br, r_pe, s_met, s_br, s_pe in rows:
+        per_month.setdefault(month, {})[priority] = {
+            "response": Compliance(met=r_met, breached=r_br, pending=r_pe),
+            "resolution": Compliance(met=s_met, breached=s_br, pending=s_pe),
+        }
+    result = []
+    for index in range(len(months)):
+        by_priority = per_month.get(index, {})
+        result.append(
+            SlaMonth(
+                response=_total(by_priority, "response"),
+                resolution=_total(by_priority, "resolution"),
+                by_priority=by_priority,
+            )
+        )
+    return result
+
+
+def _total(by_priority: dict[str, dict[str, Compliance]], which: str) -> Compliance:
+    parts = [figures[which] for figures in by_priority.values()]
+    return Compliance(
+        met=sum(p.met for p in parts),
+        breached=sum(p.breached for p in parts),
+        pending=sum(p.pending for p in parts),
+    )
+
+
+# --- everything else ----------------------------------------------------------------------------
+
+
+def _durations(conn: sqlite3.Connection, value: str, where: str) -> dict[int, DurationStats]:
+    rows = conn.execute(
+        f"""
+        WITH d AS (SELECT month, {value} AS v FROM _rpt_fact WHERE {where}),
+        r AS (
+            SELECT month, v,
+                   ROW_NUMBER() OVER (PARTITION BY month ORDER BY v) AS rn,
+                   COUNT(*) OVER (PARTITION BY month) AS n
+            FROM d
+        )
+        SELECT month, n,
+               MAX(CASE WHEN rn = (n * 50 + 99) / 100 THEN v END),
+               MAX(CASE WHEN rn = (n * 90 + 99) / 100 THEN v END)
+        FROM r GROUP BY month
+        """
+    ).fetchall()
+    return {
+        month: DurationStats(count=n, median=_seconds(median), p90=_seconds(p90))
+        for month, n, median, p90 in rows
+    }
+
+
+def _seconds(value: float | None) -> float | None:
+    # Float sums of exact timestamps: milliseconds are all the report and the tests need.
+    return None if value is None else round(value, 3)
+
+
+def _breakdown(conn: sqlite3.Connection, column: str, months: int, top: int) -> list[Breakdown]:
+    rows = conn.execute(
+        f"""
+        WITH c AS (SELECT {column} AS name, month, COUNT(*) AS n FROM _rpt_fact
+                   GROUP BY {column}, month),
+        ranked AS (
+            SELECT name, SUM(CASE WHEN month = :last THEN n ELSE 0 END) AS current,
+                   SUM(n) AS total
+            FROM c GROUP BY name
+            ORDER BY current DESC, total DESC, name IS NULL, name LIMIT :top
+        )
+        SELECT r.name, c.month, c.n FROM ranked r JOIN c ON c.name IS r.name
+        ORDER BY r.current DESC, r.total DESC, r.name IS NULL, r.name
+        """,
+        {"last": months - 1, "top": top},
+    ).fetchall()
+    found: dict[str | None, list[int]] = {}
+    for name, month, count in rows:
+        found.setdefault(name, [0] * months)[month] = count
+    return [Breakdown(name=name, counts=counts) for name, counts in found.items()]
+
+
+def incident_months(
+    conn: sqlite3.Connection, months: list[Month], sla: list[SlaMonth], survey_scale: int
+) -> list[IncidentMonth]:
+    counts: dict[int, dict[str, int]] = {}
+    for month, priority, n in conn.execute(
+        "SELECT month, priority, COUNT(*) FROM _rpt_fact GROUP BY month, priority"
+    ):
+        counts.setdefault(month, {})[priority or "unclassified"] = n
+    totals = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            """
+            SELECT month, COUNT(*), SUM(resolved_s IS NOT NULL), SUM(first_contact),
+                   SUM(ever_resolved), SUM(ever_resolved AND reopens > 0),
+                   SUM(escalations > 0), SUM(escalations), SUM(hierarchical > 0),
+                   COUNT(score), AVG(score)
+            FROM _rpt_fact GROUP BY month
+            """
+        )
+    }
+    scores: dict[int, dict[int, int]] = {}
+    for month, score, n in conn.execute(
+        "SELECT month, score, COUNT(*) FROM _rpt_fact WHERE score IS NOT NULL GROUP BY month, score"
+    ):
+        scores.setdefault(month, {})[int(score)] = n
+    mtta = _durations(conn, "responded_s - opened_s", "responded_s IS NOT NULL")
+    mttr = _durations(conn, "resolved_s - opened_s", "resolved_s IS NOT NULL")
+
+    result = []
+    for index, month in enumerate(months):
+        row = totals.get(index)
+        by_priority = {p: counts.get(index, {}).get(p, 0) for p in (*PRIORITIES, "unclassified")}
+        distribution = {s: scores.get(index, {}).get(s, 0) for s in range(1, survey_scale + 1)}
+        if row is None:
+            result.append(
+                IncidentMonth(
+                    month=month.key,
+                    by_priority=by_priority,
+                    sla=sla[index],
+                    csat_distribution=distribution,
+                )
+            )
+            continue
+        opened, resolved, fcr, ever, reopened, esc_inc, esc, hier, answers, average = row
+        result.append(
+            IncidentMonth(
+                month=month.key,
+                opened=opened,
+                by_priority=by_priority,
+                sla=sla[index],
+                mtta=mtta.get(index, DurationStats()),
+                mttr=mttr.get(index, DurationStats()),
+                resolved=resolved,
+                first_contact=fcr,
+                ever_resolved=ever,
+                reopened=reopened,
+                escalated_incidents=esc_inc,
+                escalations=esc,
+                hierarchical_escalations=hier,
+                csat_responses=answers,
+                csat_average=average,
+                csat_distribution=distribution,
+            )
+        )
+    return result
+
+
+def availability(
+    conn: sqlite3.Connection,
+    months: list[Month],
+    as_of: datetime,
+    priorities: Sequence[str],
+    top: int,
+) -> list[Availability]:
+    """Downtime and availability per CI and month; the least available CIs of the last month
+    first, only CIs with some downtime in the months shown."""
+    if not priorities:
+        return []
+    as_of_text = sql_time(as_of)
+    rows = conn.execute(
+        f"""
+        WITH cand AS (
+            SELECT id, ci_name AS ci FROM {INCIDENT}
+            WHERE priority IN ({_placeholders(priorities)}) AND ci_name IS NOT NULL
+              AND opened_at < ? AND opened_at <= ?
+              AND (resolved_at IS NULL OR resolved_at >= ?)
+        ),
+        ev AS (
+            SELECT c.ci, t.incident_id AS id, {epoch_sql("t.at")} AS at_s,
+                   CASE WHEN t.kind IN ('opened', 'reopened') THEN 1 ELSE 0 END AS down,
+                   ROW_NUMBER() OVER (PARTITION BY t.incident_id
+                                      ORDER BY t.at, {_rank_sql("t.kind")},
+                                      t.id) AS ord
+            FROM cand c JOIN {TIMELINE} t ON t.incident_id = c.id
+            WHERE t.kind IN ('opened', 'reopened', 'resolved', 'closed') AND t.at <= ?
+        ),
+        seg AS (
+            SELECT ci, down, at_s AS s,
+                   COALESCE(LEAD(at_s) OVER (PARTITION BY id ORDER BY ord), ?) AS e
+            FROM ev
+        ),
+        down AS (SELECT ci, s, e FROM seg WHERE down = 1 AND e > s),
+        marked AS (
+            SELECT ci, s, e,
+                   CASE WHEN s <= MAX(e) OVER (PARTITION BY ci ORDER BY s, e
+                                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                        THEN 0 ELSE 1 END AS starts
+            FROM down
+        ),
+        grouped AS (
+            SELECT ci, s, e,
+                   SUM(starts) OVER (PARTITION BY ci ORDER BY s, e ROWS UNBOUNDED PRECEDING)
+                   AS island
+            FROM marked
+        ),
+        islands AS (SELECT ci, MIN(s) AS s, MAX(e) AS e FROM grouped GROUP BY ci, island)
+        SELECT m.idx, i.ci, SUM(MIN(i.e, m.end_eff_s) - MAX(i.s, m.start_s))
+        FROM islands i JOIN _rpt_month m ON i.s < m.end_eff_s AND i.e > m.start_s
+        GROUP BY m.idx, i.ci
+        """,
+        (
+            *priorities,
+            sql_time(months[-1].end),
+            as_of_text,
+            sql_time(months[0].start),
+            as_of_text,
+            epoch(as_of),
+        ),
+    ).fetchall()
+    lengths = [max(0.0, min(epoch(m.end), epoch(as_of)) - epoch(m.start)) for m in months]
+    downtime: dict[str, list[float]] = {}
+    for index, ci, seconds in rows:
+        downtime.setdefault(ci, [0.0] * len(months))[index] = round(seconds, 3)
+    result = [
+        Availability(
+            ci=ci,
+            downtime=[d if lengths[i] else None for i, d in enumerate(values)],
+            availability=[
+                round(1 - d / lengths[i], 6) if lengths[i] else None for i, d in enumerate(values)
+            ],
+        )
+        for ci, values in downtime.items()
+    ]
+    result.sort(key=lambda a: (a.availability[-1] if a.availability[-1] is not None else 1, a.ci))
+    return result[:top]
+
+
+def compute_incident_section(
+    conn: sqlite3.Connection,
+    *,
+    months: list[Month],
+    as_of: datetime,
+    sla_policy: SlaPolicy,
+    survey_scale: int,
+    downtime_priorities: Sequence[str],
+    top: int,
+    what_if: tuple[str, SlaPolicy] | None = None,
+) -> IncidentSection:
+    pause_kinds = [*sla_policy.pause_on, *(what_if[1].pause_on if what_if else [])]
+    prepare(conn, months, as_of, pause_kinds)
+    sla = sla_months(conn, sla_policy, months, as_of)
+    other = None
+    if what_if is not None:
+        other = WhatIf(policy=what_if[0], sla=sla_months(conn, what_if[1], months, as_of))
+    return IncidentSection(
+        months=incident_months(conn, months, sla, survey_scale),
+        categories=_breakdown(conn, "category", len(months), top),
+        cis=_breakdown(conn, "ci", len(months), top),
+        availability=availability(conn, months, as_of, downtime_priorities, top),
+        what_if=other,
+    )

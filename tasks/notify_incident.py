@@ -145,13 +145,11 @@ def record_notification(
                 )
 
 
-def _error_of(state: State) -> str | None:
+def error_of(state: State) -> str | None:
+    """The failure as the engine recorded it (its message names the exception); reading the
+    result instead would hand back an un-awaited coroutine inside an async flow."""
     if state.is_completed():
         return None
-    try:
-        state.result(raise_on_failure=True)
-    except BaseException as exc:  # noqa: BLE001 (any failure is recorded, never raised here)
-        return f"{type(exc).__name__}: {exc}"
     return state.message or state.type.value
 
 
@@ -182,7 +180,7 @@ async def notify(
             message["chat_title"], message["chat_body"], plan["tags"], return_state=True
         )
     states = dict(zip(sends, await asyncio.gather(*sends.values()), strict=True))
-    outcomes = {channel: _error_of(state) for channel, state in states.items()}
+    outcomes = {channel: error_of(state) for channel, state in states.items()}
     if outcomes:
         record_notification(incident_id, plan, outcomes, actor)
     return outcomes

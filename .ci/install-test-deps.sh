@@ -27,6 +27,8 @@ TEST_DEB_PACKAGES=(
   libpangoft2-1.0-0       # weasyprint
   fonts-wqy-microhei      # CJK glyphs in the zh_CN report's PDF
   poppler-utils           # pdftoppm: tests/reports turn the PDF into PNG pages
+  prometheus-node-exporter # tests/inspections: a real /metrics to scrape
+  prometheus              # tests/inspections: the PromQL path (scrapes that node_exporter)
 )
 
 POLICY_RC_D="${ITILFLOW_POLICY_RC_D:-/usr/sbin/policy-rc.d}"

@@ -7,6 +7,7 @@ from prefect import flow
 
 from itilflow.tasks.assign_incident import assign_incident
 from itilflow.tasks.classify_incident import classify_incident
+from itilflow.tasks.match_known_error import match_known_error
 from itilflow.tasks.notify_incident import notify
 from itilflow.tasks.send_survey import send_survey
 from itilflow.tasks.start_sla_timers import start_sla_timers
@@ -17,12 +18,14 @@ async def open_incident(incident_id: int) -> str:
     """Classify, assign, notify the assignee and the routed channels, start the SLA timers."""
     priority = classify_incident(incident_id)
     assign_incident(incident_id)
+    known_error = match_known_error(incident_id)
     await notify(
         incident_id,
         "incident_opened",
         audience=["assignee", "on_call"],
         key="opened",
         actor="flow:open-incident",
+        extra={"known_error": known_error},
     )
     start_sla_timers(incident_id)
     return priority

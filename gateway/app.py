@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from itilflow import clock, incidents
-from itilflow.gateway import changes, surveys
+from itilflow.gateway import changes, inspections, problems, surveys
 from itilflow.gateway.alertmanager import apply_webhook
 from itilflow.gateway.schemas import (
     Action,
@@ -115,7 +115,7 @@ def create_app(
         with Session(engine, expire_on_commit=False) as session:
             yield session
 
-    def authorize(authorization: Annotated[str | None, Header()] = None) -> str:
+    async def authorize(authorization: Annotated[str | None, Header()] = None) -> str:
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
             raise HTTPException(
@@ -336,6 +336,8 @@ def create_app(
         authorize=authorize,
         change_engine=change_engine or changes.PrefectChangeEngine(),
     )
+    problems.add_routes(app, engine=engine, authorize=authorize)
+    inspections.add_routes(app, engine=engine, authorize=authorize)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

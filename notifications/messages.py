@@ -49,6 +49,8 @@ INCIDENT_KEYS: frozenset[str] = frozenset(
 # Context keys each template needs besides `incident`; every one must be present (None is allowed
 # except for survey_url and score). StrictUndefined enforces their presence when rendering.
 TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
+    # incident_opened may also be given `known_error` (None, or a mapping with problem, article,
+    # title, workaround and reason: the known error the incident matched).
     "incident_opened": (),
     "escalation": ("step", "target", "overdue_since"),
     "sla_breach": ("sla", "due_at"),
@@ -79,6 +81,30 @@ CHANGE_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
 }
 TEMPLATE_EXTRAS = {**TEMPLATE_EXTRAS, **CHANGE_TEMPLATE_EXTRAS}
 TEMPLATES: tuple[str, ...] = tuple(TEMPLATE_EXTRAS)
+# Problem templates are about `problem`, a mapping with PROBLEM_KEYS (`incidents` is a list of
+# mappings with number, title, opened_at). They stay out of TEMPLATE_EXTRAS and TEMPLATES, whose
+# tests give every template an incident or a change; render_message knows them all.
+PROBLEM_KEYS: frozenset[str] = frozenset(
+    {
+        "number",
+        "title",
+        "description",
+        "status",
+        "match",
+        "owner",
+        "group",
+        "incident_count",
+        "incidents",
+        "workaround",
+        "url",
+    }
+)
+# event: "opened" | "updated" (new incidents linked) | "reopened" (recurred after the fix).
+PROBLEM_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {"problem_opened": ("event",)}
+ALL_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
+    **TEMPLATE_EXTRAS,
+    **PROBLEM_TEMPLATE_EXTRAS,
+}
 
 # Shown for a None value, so a template never prints "None".
 MISSING = "—"
@@ -103,13 +129,17 @@ def render_message(template: str, language: str, context: Mapping[str, Any]) -> 
     Raises ValueError for an unknown template or language, or an `incident` missing keys, and
     jinja2.UndefinedError when the template reads a context key that was not given.
     """
-    if template not in TEMPLATE_EXTRAS:
-        raise ValueError(f"unknown template {template!r}; templates: {', '.join(TEMPLATES)}")
+    if template not in ALL_TEMPLATE_EXTRAS:
+        raise ValueError(
+            f"unknown template {template!r}; templates: {', '.join(ALL_TEMPLATE_EXTRAS)}"
+        )
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; languages: {', '.join(LANGUAGES)}")
     subject_name, keys = (
         ("change", CHANGE_KEYS)
         if template in CHANGE_TEMPLATE_EXTRAS
+        else ("problem", PROBLEM_KEYS)
+        if template in PROBLEM_TEMPLATE_EXTRAS
         else ("incident", INCIDENT_KEYS)
     )
     about = context.get(subject_name)

@@ -32,8 +32,16 @@ from itilflow.policies.escalation import (
     escalation_schedule,
     snapshot_escalation,
 )
+from itilflow.policies.inspection import InspectionPolicy
 from itilflow.policies.loader import Policies, PolicyError, default_policy_dir, load_policies
 from itilflow.policies.priority import PriorityPolicy, decide_priority
+from itilflow.policies.problem import (
+    ROOT_CAUSE_CATEGORIES,
+    ProblemOwner,
+    ProblemPolicy,
+    problem_owner,
+    quiet_until,
+)
 from itilflow.policies.report import ReportPolicy
 from itilflow.policies.routing import (
     AlertmanagerPolicy,
@@ -83,8 +91,14 @@ __all__ = [
     "PlannedEscalation",
     "PlannedStep",
     "Policies",
+    "InspectionPolicy",
     "PolicyError",
     "PriorityPolicy",
+    "ProblemOwner",
+    "ProblemPolicy",
+    "ROOT_CAUSE_CATEGORIES",
+    "problem_owner",
+    "quiet_until",
     "ReportPolicy",
     "Route",
     "RoutingPolicy",

@@ -21,7 +21,9 @@ from itilflow.policies._base import PolicyModel, Problems, format_path, plain_li
 from itilflow.policies.assignment import AssignmentPolicy
 from itilflow.policies.change import ChangePolicy
 from itilflow.policies.escalation import EscalationPolicy
+from itilflow.policies.inspection import InspectionPolicy
 from itilflow.policies.priority import PriorityPolicy
+from itilflow.policies.problem import ProblemPolicy
 from itilflow.policies.report import ReportPolicy
 from itilflow.policies.routing import RoutingPolicy
 from itilflow.policies.sla import SlaPolicy
@@ -34,10 +36,12 @@ FILES: dict[str, tuple[str, type[PolicyModel]]] = {
     "routing": ("routing.yaml", RoutingPolicy),
     "change": ("change.yaml", ChangePolicy),
     "report": ("report.yaml", ReportPolicy),
+    "problem": ("problem.yaml", ProblemPolicy),
+    "inspection": ("inspection.yaml", InspectionPolicy),
 }
 # Files a folder may leave out: the packaged default is read instead (a policy folder written
-# before the monthly report existed keeps loading).
-OPTIONAL_FILES = frozenset({"report"})
+# before the monthly report, the problem review or inspections existed keeps loading).
+OPTIONAL_FILES = frozenset({"report", "problem", "inspection"})
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -68,6 +72,8 @@ class Policies(BaseModel):
     routing: RoutingPolicy
     change: ChangePolicy
     report: ReportPolicy
+    problem: ProblemPolicy
+    inspection: InspectionPolicy
 
     @model_validator(mode="after")
     def _cross_check(self) -> Policies:
@@ -101,6 +107,23 @@ class Policies(BaseModel):
                         f"{plain_list(urgencies)}",
                     )
                 )
+        for group_name, group in self.inspection.groups.items():
+            for target_name, target in group.targets.items():
+                for index, check in enumerate(target.checks):
+                    mapping = self.inspection.incident_for(check)
+                    at = ("inspection", "groups", group_name, "targets", target_name, "checks")
+                    for key, value, levels in (
+                        ("impact", mapping.impact, impacts),
+                        ("urgency", mapping.urgency, urgencies),
+                    ):
+                        if value not in levels:
+                            problems.append(
+                                (
+                                    (*at, index, "incident", key),
+                                    f"{value!r} is not an {key} level in priority.yaml; "
+                                    f"expected one of {plain_list(levels)}",
+                                )
+                            )
         raise_if(problems)
         return self
 

@@ -66,7 +66,7 @@ class Runner:
         self,
         engine: Engine,
         *,
-        concurrency: int = 8,
+        concurrency: int = 2,
         poll_seconds: float = 0.2,
         name: str | None = None,
     ) -> None:

@@ -53,8 +53,10 @@ class Settings(BaseSettings):
     demo_smtp_port: int = 2525
     demo_chat_port: int = 2526
 
-    # How many incident flows one runner process drives at once.
-    runner_concurrency: int = 8
+    # How many flow runs one runner process drives at once. Against a Prefect server on SQLite,
+    # concurrent runs make its database answer "busy" (503) and its client back off 2-8 s:
+    # measured (bench/engine_concurrency.py) 2.5-5.7 runs/s one at a time, 0.6-1.9/s with 4-16.
+    runner_concurrency: int = 2
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

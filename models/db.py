@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,10 +48,35 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _begin_immediate(connection: Any) -> None:
-    # A deferred transaction that reads and then writes cannot wait for the write lock: SQLite
-    # answers "database is locked" at once. Taking the lock at BEGIN makes it wait instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+class _WriterQueue:
+    """One SQLite transaction at a time per process, queued in order on a lock.
+
+    A deferred transaction that reads and then writes cannot wait for SQLite's write lock (it
+    answers "database is locked" at once), so transactions BEGIN IMMEDIATE. Left to SQLite, the
+    threads waiting for that lock poll it with sleeps of up to 100 ms: under load most of the
+    gateway's time went there (bench/intake.py). A lock in the process hands the database over
+    at once; SQLite's busy timeout still arbitrates between processes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def begin(self, connection: Any) -> None:
+        # The timeout keeps a thread that holds one transaction and opens a second from waiting
+        # on itself for ever; it then falls back to SQLite's own waiting.
+        if self._lock.acquire(timeout=30):
+            connection.info["itilflow_writer"] = True
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def end(self, connection: Any) -> None:
+        if connection.info.pop("itilflow_writer", False):
+            self._lock.release()
+
+    def checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        # A connection returned to the pool without a commit or rollback event (closed on an
+        # error) must not keep the lock: the pool record shares its info with the connection.
+        if record.info.pop("itilflow_writer", False):
+            self._lock.release()
 
 
 @lru_cache(maxsize=8)
@@ -60,7 +86,11 @@ def get_engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10
         )
         event.listen(engine, "connect", _tune_sqlite)
-        event.listen(engine, "begin", _begin_immediate)
+        writers = _WriterQueue()
+        event.listen(engine, "begin", writers.begin)
+        event.listen(engine, "commit", writers.end)
+        event.listen(engine, "rollback", writers.end)
+        event.listen(engine, "checkin", writers.checkin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 

@@ -154,6 +154,18 @@ def base_env() -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds a process and its live children have used so far (Linux /proc;
+    uvicorn --workers N runs the app in children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)
+
+
 # ---------------------------------------------------------------------------------- services
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import _common
@@ -33,6 +35,7 @@ from _common import (
     alertmanager_payload,
     banner,
     base_env,
+    cpu_seconds,
     firing_alert,
     itilflow_env,
     percentile,
@@ -152,10 +155,84 @@ def report(name: str, sent: dict[str, tuple[float, float]], arrivals: Arrivals) 
     return figures
 
 
+class CpuMeter:
+    """CPU seconds used by each process of the stack between start() and stop()."""
+
+    def __init__(self, procs: dict[str, Any]) -> None:
+        self.procs = procs
+        self.t0 = 0.0
+        self.before: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.before = {name: self._cpu(proc) for name, proc in self.procs.items()}
+
+    def stop(self) -> str:
+        wall = time.monotonic() - self.t0
+        parts = [
+            f"{name} {(self._cpu(proc) - self.before[name]) / wall:.0%}"
+            for name, proc in self.procs.items()
+        ]
+        return f"  CPU over {wall:.0f}s (share of one core): " + ", ".join(parts)
+
+    @staticmethod
+    def _cpu(proc: Any) -> float:
+        return time.process_time() if proc is None else cpu_seconds(proc.pid)
+
+
+def engine_report(api_url: str) -> None:
+    """What the engine recorded: flow and task run durations by name, and flow-run starts/s."""
+    from datetime import datetime
+
+    def parse(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    def fetch(kind: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while len(rows) < 5000:
+            page = httpx.post(
+                f"{api_url}/{kind}/filter",
+                json={"limit": 200, "offset": len(rows), "sort": "EXPECTED_START_TIME_ASC"},
+                timeout=30,
+                trust_env=False,
+            ).json()
+            rows += page
+            if len(page) < 200:
+                return rows
+        return rows
+
+    banner("engine: run durations recorded by the Prefect server")
+    for kind in ("flow_runs", "task_runs"):
+        by_name: dict[str, list[float]] = {}
+        for run in fetch(kind):
+            start, end = parse(run.get("start_time")), parse(run.get("end_time"))
+            if start and end:
+                name = run["name"].split(" ")[0] if kind == "flow_runs" else run["name"]
+                name = name.rsplit("-", 1)[0] if kind == "task_runs" else name
+                by_name.setdefault(name, []).append((end - start).total_seconds())
+        for name, values in sorted(by_name.items()):
+            print(f"  {kind[:-5]:<5} {name:<22} {summary(values)}")
+
+
+def server_pid(server: PrefectServer) -> int:
+    """`prefect server start` serves from a uvicorn child: profile that one if there is one."""
+    assert server.proc is not None
+    try:
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
+    except OSError:
+        children = ""
+    return int(children.split()[0]) if children.split() else server.proc.pid
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--concurrency", type=int, default=8, help="runner concurrency")
+    parser.add_argument("--concurrency", type=int, default=2, help="runner concurrency")
+    parser.add_argument(
+        "--profile",
+        choices=["runner", "server"],
+        help="record the runner (GIL-holding samples) or the Prefect server with py-spy",
+    )
     args = parser.parse_args()
     spaced_n, burst_n, bursts = (15, 10, 1) if args.quick else (50, 20, 2)
 
@@ -189,6 +266,33 @@ def main() -> None:
         runner_log = tmp / "runner.log"
         runner = spawn([PYTHON, "-m", "itilflow.cli", "runner"], env=runner_env, log=runner_log)
         print(f"stack up in {time.monotonic() - t0:.1f}s; runner concurrency {args.concurrency}")
+        meter = CpuMeter(
+            {
+                "prefect server": server.proc,
+                "runner": runner,
+                "gateway": gateway.proc,
+                "bench": None,
+            }
+        )
+        spy = None
+        if args.profile:
+            spy = spawn(
+                [
+                    str(Path(PYTHON).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(runner.pid if args.profile == "runner" else server_pid(server)),
+                    "--gil" if args.profile == "runner" else "--subprocesses",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "100",
+                    "--output",
+                    str(tmp / "profile.raw"),
+                ],
+                env=base_env(),
+                log=tmp / "py-spy.log",
+            )
 
         # Warm-up: the runner's first flow run pays for imports and the client's first requests.
         banner("warm-up (not counted)")
@@ -200,16 +304,29 @@ def main() -> None:
 
         results: dict[str, dict[str, Any]] = {}
         banner(f"spaced: {spaced_n} alerts, one every 200 ms")
+        meter.start()
         sent = asyncio.run(post_alerts(gateway, list(range(spaced_n)), run="sp", spacing=0.2))
         wait_all(arrivals, list(sent))
         results["spaced"] = report("spaced", sent, arrivals)
+        print(meter.stop())
 
         for b in range(bursts):
             banner(f"burst {b + 1}: {burst_n} alerts at once")
             time.sleep(5)  # let the escalation runs of the previous phase drain
+            meter.start()
             sent = asyncio.run(post_alerts(gateway, list(range(burst_n)), run=f"b{b}x", spacing=0))
             wait_all(arrivals, list(sent))
             results[f"burst{b + 1}"] = report(f"burst {b + 1}", sent, arrivals)
+            print(meter.stop())
+        time.sleep(3)
+        engine_report(server.api_url)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+            from intake import print_profile
+
+            banner(f"py-spy of the {args.profile}")
+            print_profile(tmp / "profile.raw", top=70)
 
         banner("summary")
         print(

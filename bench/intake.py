@@ -37,6 +37,7 @@ from _common import (
     Gateway,
     alertmanager_payload,
     banner,
+    cpu_seconds,
     firing_alert,
     itilflow_env,
     percentile,
@@ -175,18 +176,6 @@ async def send_load_raw(
         "errors": dict(errors),
         "created": created,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """user+system CPU seconds a process and its live children have used so far (Linux /proc;
-    uvicorn --workers N runs the app in children)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0.0
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def count_rows(db: Path, run: str) -> tuple[int, int]:
@@ -464,7 +453,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     alerts = args.alerts or (500 if args.quick else 5000)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
     variants = [(1, 16), (1, 64), (10, 16), (10, 64)]
     if args.quick:
         variants = [(1, 32), (10, 16)]

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -100,6 +103,25 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(tmp_path: Path):
         assert incidents
         wait_until(lambda: list((data / "demo-inbox" / "mail").glob("*.eml")), what="mail")
         wait_until(lambda: (data / "demo-inbox" / "chat.jsonl").exists(), what="chat")
+
+        # The demo change waits for its technical lead; approve it from the emailed link.
+        def approval_link() -> str | None:
+            for mail in sorted((data / "demo-inbox" / "mail").glob("*.eml")):
+                text = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+                body = text.get_body(("plain",)).get_content()
+                found = re.search(r"(http://\S+/approvals/\S+)\?decision=approve", body)
+                if found and "chen@example.com" in text["To"]:
+                    return found.group(1)
+            return None
+
+        link = wait_until(approval_link, timeout=120, what="the approval mail")
+        assert httpx.get(link).status_code == 200
+        assert httpx.post(link, data={"decision": "approve"}).status_code == 200
+        wait_until(
+            lambda: api.get("/api/changes/1").json()["status"] == "successful",
+            timeout=120,
+            what="the demo change to be implemented",
+        )
 
         # Every deployment in prefect.yaml is registered on the server.
         declared = {

@@ -55,4 +55,13 @@ def load_demo(settings: Settings) -> str:
         response.raise_for_status()
         ref = response.json()
         lines.append(f"  {ref['number']}  {incident['title']}  {ref['url']}")
-    return "demo incidents:\n" + "\n".join(lines)
+    with httpx.Client(base_url=settings.public_url or "", headers=headers, timeout=30) as api:
+        for change in demo_data().get("changes", []):
+            # Only once: a second `up --demo` finds it already there.
+            if api.get("/api/changes/1").status_code == 200:
+                break
+            response = api.post("/api/changes", json=change)
+            response.raise_for_status()
+            ref = response.json()
+            lines.append(f"  {ref['number']}  {change['title']}  (approval mails in the inbox)")
+    return "demo incidents and changes:\n" + "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 PRIORITIES: tuple[str, ...] = ("P1", "P2", "P3", "P4")
 Priority = Literal["P1", "P2", "P3", "P4"]
@@ -51,3 +51,38 @@ def plain_list(values: Sequence[object]) -> str:
 def raise_if(problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
     if problems:
         raise Problems(problems)
+
+
+def _cron_line(value: str) -> str:
+    from datetime import datetime
+
+    from cronsim import CronSim, CronSimError
+
+    text = " ".join(value.split())
+    if len(text.split()) != 5:
+        raise ValueError(
+            "expected a cron line of five fields like '0 8 1 * *' "
+            f"(minute hour day month weekday), got {value!r}"
+        )
+    try:
+        CronSim(text, datetime(2026, 1, 1))  # noqa: DTZ001 (validation only)
+    except CronSimError as error:
+        raise ValueError(f"expected a valid cron line like '0 8 1 * *': {error}") from None
+    return text
+
+
+def _time_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"expected an IANA time zone like 'Asia/Shanghai' or 'Europe/Berlin', got {value!r}"
+        ) from None
+    return value
+
+
+# A schedule as process owners write it (read in the policy's time zone).
+CronLine = Annotated[str, AfterValidator(_cron_line)]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]

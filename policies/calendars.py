@@ -11,18 +11,17 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
-    field_validator,
     model_validator,
 )
 
-from itilflow.policies._base import PolicyModel, raise_if
+from itilflow.policies._base import PolicyModel, TimeZoneName, raise_if
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -67,24 +66,13 @@ class CalendarSpec(PolicyModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     always_open: bool = Field(False, alias="24x7")
     # Weekdays left out are closed.
     hours: dict[Weekday, list[TimeRange]] = {}
     holidays: list[date] = []
     # Weekend days worked instead of a holiday (China's make-up days); they get Monday's hours.
     extra_workdays: list[date] = []
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"expected an IANA time zone like 'Asia/Shanghai' or 'Europe/Berlin', got {value!r}"
-            ) from None
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> CalendarSpec:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from itilflow.policies._base import Name, PolicyModel, plain_list, raise_if
+from itilflow.policies._base import Name, PolicyModel, TimeZoneName, plain_list, raise_if
 from itilflow.policies.durations import Duration
 
 ChangeCategory = Literal["standard", "normal", "emergency"]
@@ -96,7 +96,7 @@ class ApprovalTiming(PolicyModel):
 
 
 class ChangePolicy(PolicyModel):
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     risk: RiskPolicy = RiskPolicy()
     maintenance_windows: list[MaintenanceWindow] = []
     freeze_windows: list[FreezeWindow] = []
@@ -107,17 +107,6 @@ class ChangePolicy(PolicyModel):
     # Apprise tags told of every change's outcome.
     notify_tags: list[Name] = []
     language: Literal["en", "zh_CN"] = "en"
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"expected an IANA time zone like 'Asia/Shanghai', got {value!r}"
-            ) from None
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> ChangePolicy:

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
 from pydantic import Field, field_validator, model_validator
 
-from itilflow.policies._base import Name, PolicyModel, plain_list, raise_if
+from itilflow.policies._base import CronLine, Name, PolicyModel, TimeZoneName, plain_list, raise_if
 from itilflow.policies.durations import Duration
 
 Status = Literal["ok", "warning", "critical", "error"]
@@ -231,37 +229,11 @@ class TargetGroup(PolicyModel):
     description: str = ""
     # A cron line read in `timezone`; prefect.yaml's deployment `inspection-<group>` carries the
     # same schedule (a test keeps the two in step).
-    schedule: str
-    timezone: str = "UTC"
+    schedule: CronLine
+    timezone: TimeZoneName = "UTC"
     # Checks in flight at once.
     concurrency: int = Field(50, ge=1, le=1000)
     targets: dict[Name, Target] = Field(min_length=1)
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        text = " ".join(value.split())
-        if len(text.split()) != 5:
-            raise ValueError(
-                f"expected a cron line of five fields like '*/5 * * * *' "
-                f"(minute hour day month weekday), got {value!r}"
-            )
-        try:
-            CronSim(text, datetime(2026, 1, 1))  # noqa: DTZ001 (validation only)
-        except CronSimError as error:
-            raise ValueError(f"expected a valid cron line like '*/5 * * * *': {error}") from None
-        return text
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"expected an IANA time zone like 'Asia/Shanghai' or 'UTC', got {value!r}"
-            ) from None
-        return value
 
 
 class InspectionPolicy(PolicyModel):

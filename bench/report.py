@@ -4,11 +4,13 @@
 
 Writes N incidents (default 100,000; --quick 10,000) spread over the 12 months up to October
 2026, each with a realistic timeline (opened, assigned, acknowledged, holds, escalations,
-resolutions, reopens, closes: about 6 entries each), into a fresh SQLite database, then makes the
+resolutions, reopens, closes: about 6 entries each), 10,000 changes (--changes), 1,000 problems
+with their known-error entries (--problems) and 100,000 inspection check results (--checks) over
+the same months, into a fresh SQLite database, then makes the
 October report in a child process (so its memory is the report's, not the generator's) and prints:
 
-- the SQL stages (TEMP tables, SLA under the policy, the other figures, availability), each
-  timed around its queries: the "bare SQL" time;
+- the SQL stages (TEMP tables, SLA under the policy, the other figures, availability, and the
+  change, problem and inspection sections), each timed around its queries: the "bare SQL" time;
 - compute_report (SQL + assembling the figures), HTML, PDF, and the whole;
 - the same with a what-if policy (SLA computed twice);
 - peak memory: the child's max RSS (SQLite's page cache and weasyprint included), and
@@ -16,8 +18,7 @@ October report in a child process (so its memory is the report's, not the genera
   untimed run: tracemalloc slows pure-Python weasyprint down several times).
 
 Wall and CPU seconds are both printed: on a shared machine the CPU time is the steadier figure.
-Goal (issue 5): < 10 s and < 500 MB for 100,000 incidents. Changes do not exist yet, so the
-10,000 changes of the issue are not generated; their section shows "no data".
+Goal (issue 5): < 10 s and < 500 MB for 100,000 incidents and 10,000 changes.
 """
 
 from __future__ import annotations
@@ -137,11 +138,122 @@ def generate(path: Path, count: int, seed: int = 7) -> int:
     return len(timeline)
 
 
+CHANGE_OUTCOMES = {
+    "successful": 80,
+    "rolled_back": 6,
+    "rollback_failed": 1,
+    "backup_failed": 2,
+    "rejected": 4,
+    "cancelled": 3,
+    "expired": 1,
+    "implementing": 1,
+    "scheduled": 2,
+}
+CHECK_STATUSES = {"ok": 90, "warning": 6, "critical": 3, "error": 1}
+
+
+def generate_processes(
+    path: Path, changes: int, problems: int, checks: int, seed: int = 11
+) -> None:
+    """Changes (category, final status, updated_at), problems with `known_error` timeline
+    entries, and inspection runs of 100 check results each, spread over the same 12 months."""
+    rng = random.Random(seed)
+    span = (NOW - FIRST).total_seconds()
+    outcomes, weights = list(CHANGE_OUTCOMES), list(CHANGE_OUTCOMES.values())
+    change_rows = []
+    for number in range(1, changes + 1):
+        created = FIRST + timedelta(seconds=rng.random() * span)
+        updated = min(created + timedelta(seconds=rng.expovariate(1 / 259200)), NOW)
+        category = rng.choices(["standard", "normal", "emergency"], [40, 52, 8])[0]
+        change_rows.append(
+            (
+                number,
+                f"change {number}",
+                "",
+                category,
+                "[]",
+                "{}",
+                "api",
+                1,
+                rng.choices(outcomes, weights)[0],
+                "[]",
+                stamp(created),
+                stamp(updated),
+            )
+        )
+    problem_rows, entries = [], []
+    for number in range(1, problems + 1):
+        created = FIRST + timedelta(seconds=rng.random() * span)
+        closed = created + timedelta(seconds=rng.expovariate(1 / (20 * 86400)))
+        closed = closed if closed < NOW and rng.random() < 0.7 else None
+        known = rng.random() < 0.4
+        problem_rows.append(
+            (
+                number,
+                f"problem {number}",
+                "",
+                "closed" if closed else "investigating",
+                "ci",
+                f"srv-{number:05d}",
+                "[]",
+                "",
+                "",
+                int(known),
+                stamp(created),
+                stamp(closed or created),
+                stamp(closed) if closed else None,
+            )
+        )
+        entries.append((number, stamp(created), "bench", "opened", "", "{}"))
+        if known:
+            at = created + timedelta(seconds=rng.random() * 10 * 86400)
+            entries.append((number, stamp(min(at, NOW)), "bench", "known_error", "", "{}"))
+    statuses, status_weights = list(CHECK_STATUSES), list(CHECK_STATUSES.values())
+    targets = [f"node-{n:03d}" for n in range(100)]
+    runs, results = [], []
+    for run in range(1, checks // 100 + 1):
+        at = stamp(FIRST + timedelta(seconds=rng.random() * span))
+        runs.append((run, "all", at, at))
+        for target in targets:
+            # a few targets fail far more often than the others
+            status = "critical" if rng.random() < (0.3 if target < "node-005" else 0.0) else None
+            status = status or rng.choices(statuses, status_weights)[0]
+            results.append((run, target, "http", "http", status, "", "", "{}", 1, at))
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO change (id, title, description, category, ci_names, plan, requester, "
+            "version, status, risk_reasons, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            change_rows,
+        )
+        db.executemany(
+            "INSERT INTO problem (id, title, description, status, match_kind, match_value, whys, "
+            "root_cause, workaround, known_error, created_at, updated_at, closed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            problem_rows,
+        )
+        db.executemany(
+            "INSERT INTO problementry (problem_id, at, actor, kind, message, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            entries,
+        )
+        db.executemany(
+            'INSERT INTO inspectionrun (id, "group", started_at, finished_at, targets, ok, '
+            "warning, critical, error) VALUES (?, ?, ?, ?, 100, 0, 0, 0, 0)",
+            runs,
+        )
+        db.executemany(
+            "INSERT INTO checkresult (run_id, target, check_name, check_type, status, unit, "
+            "message, details, attempts, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            results,
+        )
+
+
 def measure(path: Path, what_if: Path) -> dict[str, object]:
     """The report, timed stage by stage (runs in the child process)."""
     from itilflow.models import get_engine
     from itilflow.policies import load_policies
-    from itilflow.reports import compute_report, incidents, render_html, render_pdf
+    from itilflow.reports import compute_report, incidents, render_html, render_pdf, sections
 
     stages: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -164,6 +276,11 @@ def measure(path: Path, what_if: Path) -> dict[str, object]:
     )
     incidents._breakdown = timed("sql: categories and CIs", incidents._breakdown)
     incidents.availability = timed("sql: availability", incidents.availability)
+    sections.compute_change_section = timed("sql: changes", sections.compute_change_section)
+    sections.compute_problem_section = timed("sql: problems", sections.compute_problem_section)
+    sections.compute_inspection_section = timed(
+        "sql: inspections", sections.compute_inspection_section
+    )
 
     engine = get_engine(f"sqlite:///{path}")
     policies = load_policies()
@@ -186,6 +303,9 @@ def measure(path: Path, what_if: Path) -> dict[str, object]:
     _, python_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     month = report.incidents.current
+    changes = report.section("changes").data.current
+    problems = report.section("problems").data.current
+    inspections = report.section("inspections").data
     return {
         "stages": sql_only,
         "bare_sql": (sum(w for w, _ in sql_only.values()), sum(c for _, c in sql_only.values())),
@@ -204,6 +324,19 @@ def measure(path: Path, what_if: Path) -> dict[str, object]:
             "resolution": month.sla.resolution.rate,
             "mttr_median_h": (month.mttr.median or 0) / 3600,
         },
+        "october_processes": {
+            "changes": changes.changes,
+            "success_rate": changes.success_rate,
+            "rollback_rate": changes.rollback_rate,
+            "emergency_rate": changes.emergency_rate,
+            "not_implemented": changes.not_implemented,
+            "problems_opened": problems.opened,
+            "problems_closed": problems.closed,
+            "known_errors": problems.known_errors,
+            "check_results": inspections.current.results,
+            "pass_rate": inspections.current.pass_rate,
+            "most_failing": [(t.target, t.failing) for t in inspections.failing_targets],
+        },
     }
 
 
@@ -211,6 +344,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 incidents")
     parser.add_argument("--incidents", type=int, default=None)
+    parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--problems", type=int, default=1_000)
+    parser.add_argument("--checks", type=int, default=100_000, help="inspection check results")
     parser.add_argument("--keep", type=Path, default=None, help="keep the database in DIR")
     parser.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--what-if", type=Path, default=None, help=argparse.SUPPRESS)
@@ -236,10 +372,12 @@ def main() -> None:
     try:
         started = time.perf_counter()
         rows = generate(database, count)
+        generate_processes(database, args.changes, args.problems, args.checks)
         print(
-            f"generated {count:,} incidents, {rows:,} timeline rows over 12 months "
-            f"in {time.perf_counter() - started:.1f} s ({database.stat().st_size / 2**20:.0f} MB); "
-            "changes: none (the table does not exist yet)"
+            f"generated {count:,} incidents, {rows:,} timeline rows, {args.changes:,} changes, "
+            f"{args.problems:,} problems, {args.checks // 100 * 100:,} check results over 12 "
+            f"months in {time.perf_counter() - started:.1f} s "
+            f"({database.stat().st_size / 2**20:.0f} MB)"
         )
         child = subprocess.run(
             [sys.executable, __file__, "--measure", str(database), "--what-if", str(strict)],
@@ -249,6 +387,7 @@ def main() -> None:
         )
         result = json.loads(child.stdout.strip().splitlines()[-1])
         print(f"report for 2026-10 (7 months of history: {result['october']})")
+        print(f"  changes, problems, inspections in 2026-10: {result['october_processes']}")
         print(f"  {'':<42} {'wall':>8} {'CPU':>8}")
         rows = [
             *result["stages"].items(),

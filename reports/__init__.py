@@ -4,9 +4,9 @@
     html = render_html(report, "zh_CN")
     pdf = render_pdf(html)
 
-Sections come from a registry (`itilflow.reports.sections`): incidents today; changes, problems
-and inspections show "no data" until their tables and figures exist. `itilflow.reports.incidents`
-says how each incident figure is counted.
+Sections come from a registry (`itilflow.reports.sections`): incidents, changes, problems and
+inspections; a section whose tables do not exist shows "no data". `itilflow.reports.incidents`
+says how each incident figure is counted, `itilflow.reports.processes` the others.
 """
 
 from itilflow.reports.compute import compute_report, load_sla_policy

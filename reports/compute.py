@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from itilflow.policies import Policies, PolicyError, SlaPolicy
 from itilflow.policies.loader import _explain, _line, _read_yaml
-from itilflow.reports.db import existing_tables, snapshot
+from itilflow.reports.db import existing_tables, snapshot, write_months
 from itilflow.reports.figures import Report, SectionResult
 from itilflow.reports.period import parse_period, previous_month, report_months
 from itilflow.reports.sections import SECTIONS, SectionContext
@@ -55,6 +55,7 @@ def compute_report(
     tables = existing_tables(engine)
     results: list[SectionResult] = []
     with snapshot(engine) as conn:
+        write_months(conn, months, now)
         context = SectionContext(
             conn=conn,
             months=months,

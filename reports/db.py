@@ -10,12 +10,14 @@ The transaction is rolled back at the end, which also drops the TEMP tables.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
+
+from itilflow.reports.period import Month
 
 _PRAGMAS = {"temp_store": 2, "cache_size": -131072}  # MEMORY; 128 MiB at most
 
@@ -74,3 +76,30 @@ def epoch_sql(column: str) -> str:
     """SQL: seconds since the epoch of a stored DateTime column ('YYYY-MM-DD HH:MM:SS.ffffff'),
     exact to the microsecond (julianday() would round to ~50 us). unixepoch(): SQLite >= 3.38."""
     return f"(unixepoch({column}) + CAST(substr({column}, 20) AS REAL))"
+
+
+def write_months(conn: sqlite3.Connection, months: Sequence[Month], as_of: datetime) -> None:
+    """(Re)write the TEMP table `_rpt_month` every section reads: one row per report month,
+    oldest first (idx 0), with its bounds as epoch seconds and as stored text; `end_eff_s` stops
+    at `as_of` for the month under way."""
+    as_of_s = epoch(as_of)
+    conn.execute("DROP TABLE IF EXISTS temp._rpt_month")
+    conn.execute(
+        "CREATE TEMP TABLE _rpt_month (idx INTEGER PRIMARY KEY, key TEXT, start_s REAL, "
+        "end_s REAL, end_eff_s REAL, start_txt TEXT, end_txt TEXT)"
+    )
+    conn.executemany(
+        "INSERT INTO _rpt_month VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                index,
+                month.key,
+                epoch(month.start),
+                epoch(month.end),
+                min(epoch(month.end), as_of_s),
+                sql_time(month.start),
+                sql_time(month.end),
+            )
+            for index, month in enumerate(months)
+        ],
+    )

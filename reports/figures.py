@@ -112,6 +112,102 @@ class IncidentSection(Figures):
         return self.months[-1]
 
 
+class ChangeCounts(Figures):
+    """Changes whose implementation finished in a month (successful, rolled_back,
+    rollback_failed or backup_failed), counted in the month of their `updated_at`."""
+
+    changes: int = 0
+    successful: int = 0
+    rolled_back: int = 0
+    rollback_failed: int = 0
+    backup_failed: int = 0
+    emergency: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def success_rate(self) -> float | None:
+        return ratio(self.successful, self.changes)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rollback_rate(self) -> float | None:
+        return ratio(self.rolled_back + self.rollback_failed, self.changes)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def emergency_rate(self) -> float | None:
+        return ratio(self.emergency, self.changes)
+
+
+class ChangeMonth(ChangeCounts):
+    month: str
+    # Closed without being implemented (rejected, refused, expired, cancelled) in the month.
+    not_implemented: int = 0
+    # standard, normal, emergency (always), then any other category found, by name
+    by_category: dict[str, ChangeCounts] = {}
+
+
+class ChangeSection(Figures):
+    months: list[ChangeMonth]
+
+    @property
+    def current(self) -> ChangeMonth:
+        return self.months[-1]
+
+
+class ProblemMonth(Figures):
+    month: str
+    opened: int = 0
+    closed: int = 0
+    # Problems first marked a known error in the month (their timeline's `known_error` entry).
+    known_errors: int = 0
+
+
+class ProblemSection(Figures):
+    months: list[ProblemMonth]
+
+    @property
+    def current(self) -> ProblemMonth:
+        return self.months[-1]
+
+
+class InspectionCounts(Figures):
+    results: int = 0
+    ok: int = 0
+    warning: int = 0
+    critical: int = 0
+    error: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def failing(self) -> int:
+        """Results that are not ok (any other status counts as not ok)."""
+        return self.results - self.ok
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def pass_rate(self) -> float | None:
+        return ratio(self.ok, self.results)
+
+
+class InspectionMonth(InspectionCounts):
+    month: str
+
+
+class FailingTarget(InspectionCounts):
+    target: str
+
+
+class InspectionSection(Figures):
+    months: list[InspectionMonth]
+    # The report month's most failing targets (most non-ok results first), at most 5.
+    failing_targets: list[FailingTarget]
+
+    @property
+    def current(self) -> InspectionMonth:
+        return self.months[-1]
+
+
 class SectionResult(Figures):
     key: str
     status: Literal["ok", "no_data"]

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 
 from itilflow.models import Incident, TimelineEntry
 from itilflow.policies import PRIORITIES, SlaPolicy
-from itilflow.reports.db import epoch, epoch_sql, sql_time
+from itilflow.reports.db import epoch, epoch_sql, sql_time, write_months
 from itilflow.reports.figures import (
     Availability,
     Breakdown,
@@ -80,26 +80,8 @@ def prepare(
 
     `extra_kinds`: timeline kinds that some SLA policy of this report pauses the clock on.
     """
-    as_of_text, as_of_s = sql_time(as_of), epoch(as_of)
-    conn.execute(
-        "CREATE TEMP TABLE _rpt_month (idx INTEGER PRIMARY KEY, key TEXT, start_s REAL, "
-        "end_s REAL, end_eff_s REAL, start_txt TEXT, end_txt TEXT)"
-    )
-    conn.executemany(
-        "INSERT INTO _rpt_month VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                index,
-                month.key,
-                epoch(month.start),
-                epoch(month.end),
-                min(epoch(month.end), as_of_s),
-                sql_time(month.start),
-                sql_time(month.end),
-            )
-            for index, month in enumerate(months)
-        ],
-    )
+    as_of_text = sql_time(as_of)
+    write_months(conn, months, as_of)
     # The cohort: incidents opened in one of the months (an index range scan per month).
     conn.execute(
         "CREATE TEMP TABLE _rpt_inc (id INTEGER PRIMARY KEY, month INTEGER, priority TEXT, "

@@ -1,14 +1,15 @@
-"""The report's sections: a registry, so a later process (changes, problems, inspections) adds
-its section without touching the others.
+"""The report's sections: a registry, so a process (incidents, changes, problems, inspections)
+adds its section without touching the others.
 
 A section names the tables it reads. When one is missing (the process does not exist yet in
 this installation) the section shows "no data" and its figures are not computed. A section
 registered without a `compute` function is a placeholder: "no data" even once its tables exist.
 
 To add one: write `compute(context) -> Figures` (SQL on `context.conn`, which is inside the
-report's read snapshot with the TEMP tables `_rpt_month` (idx, key, start_s, end_s, end_eff_s,
-start_txt, end_txt) already written), a template `templates/_base/sections/<key>.html` that
-reads `section.data`, a title in each language's `strings.html`, and `register_section(...)`.
+report's read snapshot with the TEMP table `_rpt_month` (idx, key, start_s, end_s, end_eff_s,
+start_txt, end_txt) already written by compute_report), a template
+`templates/_base/sections/<key>.html` that reads `section.data`, a title in each language's
+`strings.html`, and `register_section(...)`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from itilflow.policies import ReportPolicy, SlaPolicy
 from itilflow.reports.figures import Figures
 from itilflow.reports.incidents import INCIDENT, TIMELINE, compute_incident_section
 from itilflow.reports.period import Month
+from itilflow.reports.processes import (
+    CHANGE,
+    CHECK_RESULT,
+    PROBLEM,
+    PROBLEM_ENTRY,
+    compute_change_section,
+    compute_inspection_section,
+    compute_problem_section,
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,24 @@ def _incidents(context: SectionContext) -> Figures:
 
 
 register_section(Section("incidents", (INCIDENT, TIMELINE), _incidents))
-# Placeholders until their processes exist (their issues register the real ones).
-register_section(Section("changes", ("change",)))
-register_section(Section("problems", ("problem",)))
-register_section(Section("inspections", ("inspection",)))
+register_section(
+    Section(
+        "changes",
+        (CHANGE,),
+        lambda c: compute_change_section(c.conn, c.months, c.as_of),
+    )
+)
+register_section(
+    Section(
+        "problems",
+        (PROBLEM, PROBLEM_ENTRY),
+        lambda c: compute_problem_section(c.conn, c.months, c.as_of),
+    )
+)
+register_section(
+    Section(
+        "inspections",
+        (CHECK_RESULT,),
+        lambda c: compute_inspection_section(c.conn, c.months, c.as_of),
+    )
+)

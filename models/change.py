@@ -6,11 +6,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from itilflow import clock
 from itilflow.models.db import UTCDateTime
+from itilflow.models.timeline import TimelineFields, append_only
 
 
 class ChangeStatus(StrEnum):
@@ -90,24 +91,14 @@ def parse_change_ref(ref: str | int) -> int:
     return int(text)
 
 
-class ChangeEntry(SQLModel, table=True):
+class ChangeEntry(TimelineFields, table=True):
     """The change's timeline: who did what and when. Rows are only ever added."""
 
     id: int | None = Field(default=None, primary_key=True)
     change_id: int = Field(foreign_key="change.id", index=True)
-    at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
-    actor: str = Field(max_length=200)
-    kind: str = Field(max_length=40)
-    message: str = ""
-    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
-def _refuse_change(*_: Any) -> None:
-    raise RuntimeError("the change timeline is append-only")
-
-
-event.listen(ChangeEntry, "before_update", _refuse_change)
-event.listen(ChangeEntry, "before_delete", _refuse_change)
+append_only(ChangeEntry, "change")
 
 
 class ApprovalRequest(SQLModel, table=True):

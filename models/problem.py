@@ -7,11 +7,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, text
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from itilflow import clock
 from itilflow.models.db import UTCDateTime
+from itilflow.models.timeline import TimelineFields, append_only
 
 
 class ProblemStatus(StrEnum):
@@ -102,24 +103,14 @@ class ProblemIncident(SQLModel, table=True):
     linked_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 
 
-class ProblemEntry(SQLModel, table=True):
+class ProblemEntry(TimelineFields, table=True):
     """The problem's timeline: who did what and when. Rows are only ever added."""
 
     id: int | None = Field(default=None, primary_key=True)
     problem_id: int = Field(foreign_key="problem.id", index=True)
-    at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
-    actor: str = Field(max_length=200)
-    kind: str = Field(max_length=40)
-    message: str = ""
-    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
-def _refuse_change(*_: Any) -> None:
-    raise RuntimeError("the problem timeline is append-only")
-
-
-event.listen(ProblemEntry, "before_update", _refuse_change)
-event.listen(ProblemEntry, "before_delete", _refuse_change)
+append_only(ProblemEntry, "problem")
 
 
 class KnowledgeArticle(SQLModel, table=True):

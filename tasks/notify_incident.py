@@ -153,6 +153,25 @@ def error_of(state: State) -> str | None:
     return state.message or state.type.value
 
 
+async def deliver(plan: dict[str, Any]) -> dict[str, str | None]:
+    """Send a planned message by email and chat at once, each retried by the engine.
+    Returns channel -> error (None = sent); channels with nobody to reach are left out."""
+    message = plan["message"]
+    delays = runtime().settings.notify_retry_delays
+    retry = {"retries": len(delays), "retry_delay_seconds": delays}
+    sends: dict[str, Any] = {}
+    if plan["emails"]:
+        sends["email"] = send_email.with_options(**retry)(
+            message, plan["emails"], return_state=True
+        )
+    if plan["tags"]:
+        sends["chat"] = send_chat.with_options(**retry)(
+            message["chat_title"], message["chat_body"], plan["tags"], return_state=True
+        )
+    states = dict(zip(sends, await asyncio.gather(*sends.values()), strict=True))
+    return {channel: error_of(state) for channel, state in states.items()}
+
+
 async def notify(
     incident_id: int,
     template: str,
@@ -164,23 +183,7 @@ async def notify(
 ) -> dict[str, str | None]:
     """Plan, send on every channel at once, record. Returns channel -> error (None = sent)."""
     plan = plan_notification(incident_id, template, audience, key, extra or {})
-    message = plan["message"]
-    settings = runtime().settings
-    retry = {
-        "retries": len(settings.notify_retry_delays),
-        "retry_delay_seconds": settings.notify_retry_delays,
-    }
-    sends: dict[str, Any] = {}
-    if plan["emails"]:
-        sends["email"] = send_email.with_options(**retry)(
-            message, plan["emails"], return_state=True
-        )
-    if plan["tags"]:
-        sends["chat"] = send_chat.with_options(**retry)(
-            message["chat_title"], message["chat_body"], plan["tags"], return_state=True
-        )
-    states = dict(zip(sends, await asyncio.gather(*sends.values()), strict=True))
-    outcomes = {channel: error_of(state) for channel, state in states.items()}
+    outcomes = await deliver(plan)
     if outcomes:
         record_notification(incident_id, plan, outcomes, actor)
     return outcomes

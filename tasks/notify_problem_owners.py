@@ -18,7 +18,7 @@ from itilflow.models import (
 )
 from itilflow.notifications import render_message
 from itilflow.runtime import runtime
-from itilflow.tasks.notify_incident import error_of, send_chat, send_email
+from itilflow.tasks.notify_incident import deliver
 
 # What the owner hears about; resolved and closed are on the timeline only.
 ANNOUNCED = ("opened", "updated", "reopened")
@@ -91,20 +91,7 @@ def record_problem_notification(
 async def notify_problem_owner(event: problems.ProblemEvent) -> dict[str, str | None]:
     """Plan, send on every channel at once, record. Returns channel -> error (None = sent)."""
     plan = plan_problem_notification(event)
-    message = plan["message"]
-    delays = runtime().settings.notify_retry_delays
-    retry = {"retries": len(delays), "retry_delay_seconds": delays}
-    sends: dict[str, Any] = {}
-    if plan["emails"]:
-        sends["email"] = send_email.with_options(**retry)(
-            message, plan["emails"], return_state=True
-        )
-    if plan["tags"]:
-        sends["chat"] = send_chat.with_options(**retry)(
-            message["chat_title"], message["chat_body"], plan["tags"], return_state=True
-        )
-    states = dict(zip(sends, await asyncio.gather(*sends.values()), strict=True))
-    outcomes = {channel: error_of(state) for channel, state in states.items()}
+    outcomes = await deliver(plan)
     if outcomes:
         record_problem_notification(event.problem_id, plan, outcomes)
     return outcomes

@@ -152,8 +152,8 @@ button{padding:.5rem 1rem;margin-right:.5rem} .approve{background:#00875a;color:
 <p><label>Comment<br><textarea name="comment" rows="3" cols="50" maxlength="2000"></textarea>
 </label></p>
 <p>
-<button class="approve" type="submit" name="decision" value="approve" id="approve"
-{% if suggested == "reject" %}{% endif %}>Approve</button>
+<button class="approve" type="submit" name="decision" value="approve" id="approve">Approve
+</button>
 <button class="reject" type="submit" name="decision" value="reject" id="reject">Reject</button>
 </p>
 <p><small>Your decision is recorded when you press a button; this link works once.</small></p>
@@ -318,7 +318,6 @@ def add_routes(
                 change=change,
                 request=request,
                 form=True,
-                suggested=decision,
             )
 
     @app.post("/approvals/{token}", response_class=HTMLResponse, tags=["approvals"])

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     apprise_config: Path | None = None
     # Seconds between the engine's retries of a failed email or chat message.
     notify_retry_delays: list[float] = [2, 10, 30]
+    # After those retries: when the runner tries a failed notification again (then with back-off).
+    redeliver_after_seconds: float = 30
+    # Messages sent at once by one flow run (mail relays and chat services limit connections).
+    notify_concurrency: int = 10
 
     # Where `itilflow up --demo` keeps mail and chat when no SMTP server is configured.
     demo_smtp_port: int = 2525

@@ -36,6 +36,7 @@ from itilflow.models import (
     FlowTrigger,
     add_timeline,
     claim_due_triggers,
+    count_claimable,
     finish_trigger,
     release_claims,
     release_trigger,
@@ -44,7 +45,9 @@ from itilflow.models import (
 
 log = logging.getLogger("itilflow.runner")
 
-LEASE = timedelta(minutes=10)
+# Short, and renewed while a batch runs: another runner takes over a dead one's claims within it.
+LEASE = timedelta(seconds=60)
+RENEW_EVERY = LEASE / 4
 FIRST_BACKOFF = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
 
@@ -62,10 +65,23 @@ class Batch:
     triggers: list[FlowTrigger]
 
 
+# Each flow is a lane with one batch at a time: new incidents never wait behind a batch of
+# timers or of redeliveries, and two batches of one kind never compete for the engine (on a
+# SQLite Prefect server concurrent runs meet its 503 "busy" and the client's 2-8 s back-off).
+LANES = ("open", "resolved", "notify", "timers")  # "timers": every other kind
+
+
 def _flow_of(trigger: FlowTrigger) -> str:
-    if trigger.kind in ("open", "resolved", "notify"):
-        return trigger.kind
-    return "timers"
+    return trigger.kind if trigger.kind in LANES else "timers"
+
+
+def claim_filter(busy: set[str]) -> dict[str, list[str] | None] | None:
+    """The kinds a runner may claim while the `busy` lanes run a batch; None: claim nothing."""
+    named = [lane for lane in LANES if lane != "timers"]
+    if "timers" in busy:
+        free = [lane for lane in named if lane not in busy]
+        return {"only_kinds": free, "skip_kinds": None} if free else None
+    return {"only_kinds": None, "skip_kinds": [lane for lane in named if lane in busy]}
 
 
 def make_batches(triggers: list[FlowTrigger]) -> list[Batch]:
@@ -108,7 +124,7 @@ class Runner:
         self,
         engine: Engine,
         *,
-        concurrency: int = 2,
+        concurrency: int = len(LANES),
         poll_seconds: float = 0.2,
         batch_size: int = BATCH_SIZE,
         name: str | None = None,
@@ -119,25 +135,34 @@ class Runner:
         self.poll_seconds = poll_seconds
         self.name = name or default_runner_name()
         self._running: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()  # triggers of the batches running now
+        self._busy: dict[str, int] = {}  # lane -> batches running in it
         self.completed = 0
         self.failed = 0
 
     def _claim(self, limit: int) -> list[FlowTrigger]:
+        kinds = claim_filter(set(self._busy))
+        if kinds is None:
+            return []
         with Session(self.engine, expire_on_commit=False) as session:
-            return claim_due_triggers(session=session, limit=limit, lease=LEASE, runner=self.name)
+            return claim_due_triggers(
+                session=session, limit=limit, lease=LEASE, runner=self.name, **kinds
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         with session_scope(self.engine) as session:
             taken_back = release_claims(session=session, runner=self.name)
         if taken_back:
             log.info("took back %d triggers claimed before a restart", taken_back)
+        renewed_at = asyncio.get_running_loop().time()
         while not stop.is_set():
+            if asyncio.get_running_loop().time() - renewed_at >= RENEW_EVERY.total_seconds():
+                await asyncio.to_thread(self._renew)
+                renewed_at = asyncio.get_running_loop().time()
             free = len(self._running) < self.concurrency
             claimed = await asyncio.to_thread(self._claim, self.batch_size) if free else []
             for batch in make_batches(claimed):
-                job = asyncio.create_task(self._run_batch(batch))
-                self._running.add(job)
-                job.add_done_callback(self._running.discard)
+                self._launch(batch)
             if len(claimed) < self.batch_size or not free:
                 # Nothing more is due now, or no room: wait a little, for a run to end, or
                 # until told to stop.
@@ -169,21 +194,28 @@ class Runner:
         await task
 
     def _due_count(self) -> int:
-        from sqlmodel import col, func, select
-
-        now = clock.now()
         with Session(self.engine) as session:
-            return session.exec(
-                select(func.count())
-                .select_from(FlowTrigger)
-                .where(
-                    col(FlowTrigger.done_at).is_(None),
-                    col(FlowTrigger.cancelled_at).is_(None),
-                    col(FlowTrigger.due_at) <= now,
-                )
-            ).one()
+            return count_claimable(session=session)
+
+    def _launch(self, batch: Batch) -> None:
+        # Marked busy before the task first runs, so that the next claim already skips the lane.
+        self._held |= {trigger.id or 0 for trigger in batch.triggers}
+        self._busy[batch.flow] = self._busy.get(batch.flow, 0) + 1
+        job = asyncio.create_task(self._run_batch(batch))
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
 
     async def _run_batch(self, batch: Batch) -> None:
+        ids = {trigger.id or 0 for trigger in batch.triggers}
+        try:
+            await self._run_and_settle(batch)
+        finally:
+            self._held -= ids
+            self._busy[batch.flow] -= 1
+            if not self._busy[batch.flow]:
+                del self._busy[batch.flow]
+
+    async def _run_and_settle(self, batch: Batch) -> None:
         try:
             state = await _start(batch)
         except Exception as exc:  # noqa: BLE001 (the engine itself failed: retry later)

@@ -3,15 +3,27 @@ gateway answer 500. Each is now a 4xx that says what is wrong, and nothing is st
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from itilflow import changes
+from itilflow.gateway.app import create_app
 from itilflow.models import Change, ChangeEntry, ChangeStatus, session_scope
 from itilflow.policies import ROOT_CAUSE_CATEGORIES
-from tests.faults.gateway_support import PLAN, seed_objects
+from tests.faults.gateway_support import PLAN, RecordingChangeEngine, bearer, seed_objects
+
+
+@pytest.fixture
+def client(rt: Any) -> Iterator[TestClient]:
+    """The gateway with change runs recorded, not started (no Prefect server needed)."""
+    app = create_app(rt.settings, rt.policies, change_engine=RecordingChangeEngine())
+    with TestClient(app, headers=bearer(rt)) as test_client:
+        yield test_client
+
 
 # More digits than a 64-bit row id holds: SQLite's driver raised OverflowError on it.
 TOO_BIG = "9" * 30

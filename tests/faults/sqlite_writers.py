@@ -6,12 +6,15 @@ prints what it did as one JSON line.
 - gateway: opens incidents (the incident, its `opened` entry and its `open` trigger)
 - worker: comments on one shared incident (read, then write the same row)
 - runner: claims due triggers and finishes them, until STOP_FILE exists and none is left
+- holder: one process stalled inside a write transaction: it takes SQLite's write lock and
+  keeps it for WRITES seconds (a backup, a stuck process), while the others go on
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -127,6 +130,30 @@ def run_triggers(database_url: str, stop_file: Path, tally: Tally, name: str) ->
             time.sleep(IDLE_PAUSE)
 
 
+def hold_write_lock(database_url: str, seconds: float, tally: Tally) -> None:
+    """Take the write lock with the plain driver (no queue of ours) and sit on it."""
+    connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30)
+    deadline = time.monotonic() + 60
+    # Wait for the gateways' first incident (the shared one is there already), so that the
+    # lock is taken while the others write.
+    while connection.execute("SELECT count(*) FROM incident").fetchone()[0] < 2:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    started = time.monotonic()
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        connection.execute("COMMIT")
+        with tally._lock:
+            tally.attempted += 1
+        tally.note(started, [1])
+    except sqlite3.Error as exc:
+        tally.note(started, [], repr(exc))
+    finally:
+        connection.close()
+
+
 def run_role(
     role: str, database_url: str, threads: int, writes: int, stop_file: Path, tally: Tally
 ) -> None:
@@ -141,6 +168,8 @@ def run_role(
             comment(database_url, writes, tally, name)
         elif role == "runner":
             run_triggers(database_url, stop_file, tally, name)
+        elif role == "holder":
+            hold_write_lock(database_url, writes, tally)
         else:
             raise ValueError(f"unknown role {role!r}")
 

@@ -5,20 +5,23 @@ up the stored triggers and starts the flows.
 """
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
 from itilflow import clock, incidents
 from itilflow.gateway import changes, inspections, problems, surveys
-from itilflow.gateway.alertmanager import apply_webhook
+from itilflow.gateway.alertmanager import AlertResult, apply_alert_groups, outcomes_of
 from itilflow.gateway.schemas import (
     Action,
     ActionIn,
+    AlertIn,
     AlertmanagerResult,
     AlertmanagerWebhook,
     IncidentIn,
@@ -27,6 +30,7 @@ from itilflow.gateway.schemas import (
     SlaOut,
     TimelineOut,
 )
+from itilflow.gateway.writer import GroupWriter
 from itilflow.models import (
     Incident,
     create_db,
@@ -39,6 +43,8 @@ from itilflow.policies import Policies, compute_sla, load_policies
 from itilflow.settings import Settings
 
 API_PREFIX = "/api"
+# Alerts per transaction at most, when many webhooks wait: keeps each commit short.
+ALERTS_PER_TRANSACTION = 2000
 
 
 class BodyTooLarge(Exception):
@@ -99,7 +105,25 @@ def create_app(
     engine = get_engine(settings.database_url)
     create_db(engine)
 
+    def store_alert_groups(session: Session, groups: Sequence[list[AlertIn]]) -> list[Any]:
+        return apply_alert_groups(session, groups, policies=policies)
+
+    alert_writer: GroupWriter[list[AlertIn], list[AlertResult]] = GroupWriter(
+        engine,
+        store_alert_groups,
+        name="alertmanager",
+        size_of=len,
+        max_group=ALERTS_PER_TRANSACTION,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Whatever is queued is written (and answered) before the process goes.
+        await anyio.to_thread.run_sync(alert_writer.close)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="itilflow gateway",
         version="0.1.0",
         description=(
@@ -312,21 +336,21 @@ def create_app(
         response_model=AlertmanagerResult,
         tags=["alerts"],
         summary="Prometheus Alertmanager webhook receiver (payload version 4)",
+        responses={503: {"description": "nothing was stored (database unavailable): resend"}},
     )
-    def alertmanager_webhook(
-        body: AlertmanagerWebhook, session: SessionDep, _: Client
-    ) -> AlertmanagerResult:
-        for attempt in range(3):
-            try:
-                outcomes = apply_webhook(session, body, policies=policies, url_of=url_of)
-                session.commit()
-                return AlertmanagerResult(alerts=outcomes)
-            except IntegrityError:
-                # A concurrent delivery of the same alert stored it first: read it again.
-                session.rollback()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    async def alertmanager_webhook(body: AlertmanagerWebhook, _: Client) -> AlertmanagerResult:
+        # No worker thread and no session per request: the alerts go to the one writer thread,
+        # which stores them with the webhooks that arrive meanwhile, in one transaction.
+        try:
+            results = await alert_writer.awrite(body.alerts)
+        except SQLAlchemyError as exc:
+            # Nothing of this webhook was stored; Alertmanager sends it again on a 5xx.
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the alerts could not be stored, nothing was: send them again",
+                headers={"Retry-After": "5"},
+            ) from exc
+        return AlertmanagerResult(alerts=outcomes_of(body.alerts, results, url_of))
 
     surveys.add_routes(app, engine=engine, settings=settings, policies=policies)
     changes.add_routes(

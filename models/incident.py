@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint, insert
+from sqlalchemy import select as core_select
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from itilflow import clock
@@ -128,6 +130,49 @@ def get_incident(*, session: Session, incident_id: int) -> Incident | None:
 
 def get_incident_by_dedup_key(*, session: Session, dedup_key: str) -> Incident | None:
     return session.exec(select(Incident).where(Incident.dedup_key == dedup_key)).first()
+
+
+# Bound parameters per statement stay well below SQLite's oldest limit (999) and PostgreSQL's.
+_KEYS_PER_STATEMENT = 500
+
+
+def incident_ids_by_dedup_key(*, session: Session, dedup_keys: Collection[str]) -> dict[str, int]:
+    """The stored incidents among `dedup_keys` (key -> id): one SELECT ... IN for up to 500
+    keys, instead of one query per key."""
+    table = Incident.__table__  # type: ignore[attr-defined]
+    keys = sorted(set(dedup_keys))
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+        chunk = keys[start : start + _KEYS_PER_STATEMENT]
+        rows = session.execute(
+            core_select(table.c.dedup_key, table.c.id).where(table.c.dedup_key.in_(chunk))
+        )
+        found.update(dict(rows.all()))
+    return found
+
+
+def insert_incident_rows(*, session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert incident rows with SQLAlchemy Core, no ORM objects; returns their ids in the
+    order of `rows`. Rows that all carry a dedup key go in one multi-row INSERT ... RETURNING
+    and are matched back by their key: SQLAlchemy's ordered RETURNING falls back to one
+    statement per row on SQLite. Each row must name the same columns."""
+    if not rows:
+        return []
+    table = Incident.__table__  # type: ignore[attr-defined]
+    keys = [row.get("dedup_key") for row in rows]
+    if len(rows) == 1 or None in keys or len(set(keys)) != len(keys):
+        return [
+            session.execute(insert(table).returning(table.c.id), row).scalar_one() for row in rows
+        ]
+    result = session.execute(insert(table).returning(table.c.dedup_key, table.c.id), list(rows))
+    ids = dict(result.all())
+    return [ids[key] for key in keys]
+
+
+def insert_timeline_rows(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Append timeline rows with one Core INSERT (executemany), no ORM objects."""
+    if rows:
+        session.execute(insert(TimelineEntry.__table__), list(rows))  # type: ignore[attr-defined]
 
 
 def list_incidents(

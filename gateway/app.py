@@ -4,6 +4,7 @@ Every write is committed before the response; the engine is never waited on. The
 up the stored triggers and starts the flows.
 """
 
+import gc
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -118,6 +119,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _freeze_startup_objects()
         yield
         # Whatever is queued is written (and answered) before the process goes.
         await anyio.to_thread.run_sync(alert_writer.close)
@@ -364,6 +366,20 @@ def create_app(
     inspections.add_routes(app, engine=engine, authorize=authorize)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+_startup_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Move what the imports and the app built (Prefect, SQLAlchemy, pydantic: most of the
+    heap) out of the collector's sight. A full collection then takes ~1 ms instead of 70-110 ms,
+    which stalled every request in flight and set the intake's p99 (bench/intake.py)."""
+    global _startup_frozen
+    if not _startup_frozen:
+        _startup_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 class _BodyLimit:

@@ -28,6 +28,8 @@ from itilflow.models.incident import insert_incident_rows, insert_timeline_rows
 from itilflow.policies import Policies, decide_priority
 from itilflow.sla_timers import status_events, sync_triggers
 
+_INSERT_TRIGGER = insert(FlowTrigger.__table__)  # type: ignore[attr-defined]
+
 
 class ActionError(ValueError):
     """An action that the incident's state does not allow; nothing was changed."""
@@ -176,8 +178,8 @@ def open_incidents(
         ],
     )
     # The same row add_trigger() writes: the runner claims it as it claims any other.
-    session.execute(
-        insert(FlowTrigger.__table__),  # type: ignore[attr-defined]
+    session.connection().execute(
+        _INSERT_TRIGGER,
         [
             {
                 "incident_id": incident_id,

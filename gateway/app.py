@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from itilflow import clock, incidents
@@ -37,6 +37,7 @@ from itilflow.models import (
     create_db,
     get_engine,
     get_timeline,
+    incident_number,
     list_incidents,
     parse_incident_ref,
 )
@@ -117,12 +118,24 @@ def create_app(
         max_group=ALERTS_PER_TRANSACTION,
     )
 
+    def store_incident_requests(
+        session: Session, requests: Sequence[incidents.OpenRequest]
+    ) -> list[incidents.Opened]:
+        return incidents.open_requested_incidents(
+            session=session, requests=requests, policies=policies
+        )
+
+    incident_writer: GroupWriter[incidents.OpenRequest, incidents.Opened] = GroupWriter(
+        engine, store_incident_requests, name="incidents", max_group=ALERTS_PER_TRANSACTION
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _freeze_startup_objects()
         yield
         # Whatever is queued is written (and answered) before the process goes.
         await anyio.to_thread.run_sync(alert_writer.close)
+        await anyio.to_thread.run_sync(incident_writer.close)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -201,11 +214,13 @@ def create_app(
         response_model=IncidentRef,
         status_code=status.HTTP_201_CREATED,
         tags=["incidents"],
-        responses={200: {"description": "an incident with this Idempotency-Key already exists"}},
+        responses={
+            200: {"description": "an incident with this Idempotency-Key already exists"},
+            503: {"description": "nothing was stored (database unavailable): resend"},
+        },
     )
-    def create_incident(
+    async def create_incident(
         body: IncidentIn,
-        session: SessionDep,
         client: Client,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> Any:
@@ -222,30 +237,30 @@ def create_app(
             labels=body.labels,
             source="api",
         )
+        try:
+            # Refused here, before the writer: nothing of it reaches a transaction.
+            incidents.validate_new_incident(new, policies)
+        except incidents.InvalidIncident as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         dedup_key = f"api:{idempotency_key}" if idempotency_key else None
         try:
-            incident, created = incidents.open_incident(
-                session=session, new=new, policies=policies, actor=client, dedup_key=dedup_key
+            opened = await incident_writer.awrite(
+                incidents.OpenRequest(new=new, actor=client, dedup_key=dedup_key)
             )
-            session.commit()
-        except incidents.InvalidIncident as exc:
-            session.rollback()
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-        except IntegrityError:
-            # Two requests with one key raced; the other one stored it.
-            session.rollback()
-            incident, created = incidents.open_incident(
-                session=session, new=new, policies=policies, actor=client, dedup_key=dedup_key
-            )
-        assert incident.id is not None
+        except SQLAlchemyError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the incident could not be stored, nothing was: send it again",
+                headers={"Retry-After": "5"},
+            ) from exc
         ref = IncidentRef(
-            id=incident.id,
-            number=incident.number,
-            url=url_of(incident.id),
-            status=incident.status.value,
-            created=created,
+            id=opened.id,
+            number=incident_number(opened.id),
+            url=url_of(opened.id),
+            status=opened.status,
+            created=opened.created,
         )
-        return JSONResponse(ref.model_dump(), status_code=201 if created else 200)
+        return JSONResponse(ref.model_dump(), status_code=201 if opened.created else 200)
 
     @app.get(f"{API_PREFIX}/incidents", response_model=list[IncidentOut], tags=["incidents"])
     def get_incidents(

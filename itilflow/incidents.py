@@ -24,7 +24,11 @@ from itilflow.models import (
     get_incident,
     get_incident_by_dedup_key,
 )
-from itilflow.models.incident import insert_incident_rows, insert_timeline_rows
+from itilflow.models.incident import (
+    incident_ids_by_dedup_key,
+    insert_incident_rows,
+    insert_timeline_rows,
+)
 from itilflow.policies import Policies, decide_priority
 from itilflow.sla_timers import status_events, sync_triggers
 
@@ -194,6 +198,61 @@ def open_incidents(
         ],
     )
     return ids
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """One request to open an incident, as the JSON API receives it."""
+
+    new: NewIncident
+    actor: str
+    dedup_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Opened:
+    id: int
+    status: str
+    created: bool
+
+
+def open_requested_incidents(
+    *, session: Session, requests: Sequence[OpenRequest], policies: Policies
+) -> list[Opened]:
+    """Open the incidents of several requests together (one lookup of their dedup keys, bulk
+    inserts), in order. A dedup key stored before, or earlier in `requests`, returns that
+    incident and stores nothing new."""
+    known = incident_ids_by_dedup_key(
+        session=session, dedup_keys=[r.dedup_key for r in requests if r.dedup_key]
+    )
+    results: dict[int, Opened] = {}
+    opened_by: dict[str, int] = {}  # dedup key -> index of the request that opens it
+    repeats: dict[int, str] = {}
+    to_open: dict[str, list[int]] = {}
+    for index, request in enumerate(requests):
+        key = request.dedup_key
+        if key and key in known:
+            incident = load_incident(session, known[key])
+            results[index] = Opened(known[key], incident.status.value, created=False)
+        elif key and key in opened_by:
+            repeats[index] = key
+        else:
+            to_open.setdefault(request.actor, []).append(index)
+            if key:
+                opened_by[key] = index
+    for actor, indexes in to_open.items():
+        ids = open_incidents(
+            session=session,
+            new=[requests[i].new for i in indexes],
+            dedup_keys=[requests[i].dedup_key for i in indexes],
+            policies=policies,
+            actor=actor,
+        )
+        for index, incident_id in zip(indexes, ids, strict=True):
+            results[index] = Opened(incident_id, IncidentStatus.new.value, created=True)
+    for index, key in repeats.items():
+        results[index] = Opened(results[opened_by[key]].id, IncidentStatus.new.value, False)
+    return [results[index] for index in range(len(requests))]
 
 
 def classify(incident: Incident, policies: Policies) -> str:

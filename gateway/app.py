@@ -45,8 +45,9 @@ from itilflow.policies import Policies, compute_sla, load_policies
 from itilflow.settings import Settings
 
 API_PREFIX = "/api"
-# Alerts per transaction at most, when many webhooks wait: keeps each commit short.
-ALERTS_PER_TRANSACTION = 2000
+# Alerts (or JSON incidents) per transaction at most when many requests wait: keeps each
+# commit, and so the wait of the requests behind it, short.
+MAX_PER_TRANSACTION = 2000
 
 
 class BodyTooLarge(Exception):
@@ -107,7 +108,9 @@ def create_app(
     engine = get_engine(settings.database_url)
     create_db(engine)
 
-    def store_alert_groups(session: Session, groups: Sequence[list[AlertIn]]) -> list[Any]:
+    def store_alert_groups(
+        session: Session, groups: Sequence[list[AlertIn]]
+    ) -> list[list[AlertResult]]:
         return apply_alert_groups(session, groups, policies=policies)
 
     alert_writer: GroupWriter[list[AlertIn], list[AlertResult]] = GroupWriter(
@@ -115,7 +118,7 @@ def create_app(
         store_alert_groups,
         name="alertmanager",
         size_of=len,
-        max_group=ALERTS_PER_TRANSACTION,
+        max_group=MAX_PER_TRANSACTION,
     )
 
     def store_incident_requests(
@@ -126,7 +129,7 @@ def create_app(
         )
 
     incident_writer: GroupWriter[incidents.OpenRequest, incidents.Opened] = GroupWriter(
-        engine, store_incident_requests, name="incidents", max_group=ALERTS_PER_TRANSACTION
+        engine, store_incident_requests, name="incidents", max_group=MAX_PER_TRANSACTION
     )
 
     @asynccontextmanager

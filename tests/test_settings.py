@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import secrets
 import stat
 
 import pytest
 
 from itilflow.cli import main
-from itilflow.settings import Settings, SettingsError
+from itilflow.settings import SECRET_BLOCK_FIELDS, Settings, SettingsError
 
 
 def test_outside_demo_mode_missing_secrets_refuse_to_start(tmp_path, monkeypatch):
@@ -50,3 +51,82 @@ def test_check_policies_names_the_file_and_key(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "sla.yaml" in err and "response" in err and "soon" in err
     assert main(["check-policies"]) == 0
+
+
+def test_secrets_come_from_prefect_secret_blocks_named_by_settings(prefect_server, tmp_path):
+    from prefect.blocks.system import Secret
+
+    from itilflow.stack import Stack
+
+    values = {field: secrets.token_urlsafe(24) for field in SECRET_BLOCK_FIELDS}
+    for field, value in values.items():
+        Secret(value=value).save(f"itilflow-test-{field.replace('_', '-')}", overwrite=True)
+    settings = Settings(
+        data_dir=tmp_path,
+        _env_file=None,
+        **{
+            f"{field}_secret_block": f"itilflow-test-{field.replace('_', '-')}"
+            for field in SECRET_BLOCK_FIELDS
+        },
+    )
+    settings.require_secrets()
+    assert {f: getattr(settings, f).get_secret_value() for f in SECRET_BLOCK_FIELDS} == values
+    assert settings.from_secret_blocks == set(SECRET_BLOCK_FIELDS)
+    assert not any(value in repr(settings) for value in values.values())
+
+    # `itilflow up` hands its children the block names, never the values.
+    env = Stack(settings).env()
+    assert not any(value in "\n".join(env.values()) for value in values.values())
+    assert env["ITILFLOW_SMTP_PASSWORD_SECRET_BLOCK"] == "itilflow-test-smtp-password"
+    assert env["ITILFLOW_API_TOKEN"] == ""
+
+
+def test_a_secret_set_directly_wins_over_its_block_and_a_missing_block_is_named(
+    prefect_server, tmp_path
+):
+    settings = Settings(
+        data_dir=tmp_path,
+        api_token="given",
+        api_token_secret_block="no-such-block",
+        _env_file=None,
+    )
+    assert settings.api_token.get_secret_value() == "given"
+    with pytest.raises(SettingsError, match="could not read Secret block 'no-such-block'"):
+        Settings(data_dir=tmp_path, secret_key_secret_block="no-such-block", _env_file=None)
+
+
+def test_a_secret_block_without_a_prefect_api_is_refused_not_a_temporary_server(tmp_path):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with pytest.raises(SettingsError, match="PREFECT_API_URL is not set"):
+            Settings(data_dir=tmp_path, smtp_password_secret_block="mail", _env_file=None)
+
+
+def test_up_passes_the_prefect_auth_string_to_the_server_it_starts_and_its_clients(tmp_path):
+    from itilflow.stack import Stack
+
+    settings = Settings(
+        data_dir=tmp_path,
+        api_token="t" * 20,
+        secret_key="k" * 20,
+        prefect_auth_string="admin:pass",
+        _env_file=None,
+    )
+    env = Stack(settings).env()
+    assert env["PREFECT_SERVER_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"] == "admin:pass"
+    settings.prefect_api_url = "http://prefect.internal:4200/api"
+    passed = Stack(settings).secrets_env()  # an existing server: up starts none
+    assert passed["PREFECT_API_AUTH_STRING"] == "admin:pass"
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in passed
+
+
+def test_up_starts_the_number_of_workers_asked_for(tmp_path):
+    from itilflow.cli import _settings, build_parser
+    from itilflow.stack import Stack
+
+    args = build_parser().parse_args(["--data-dir", str(tmp_path), "up", "--workers", "3"])
+    assert _settings(args).workers == 3
+    names = {Stack(_settings(args)).worker_command(n)[-1] for n in (1, 2, 3)}
+    assert len(names) == 3  # one pool, three workers with their own names
+    assert Settings(data_dir=tmp_path, _env_file=None).workers == 1

@@ -90,7 +90,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "ITILFLOW_PREFECT_API_URL not set: a worker host needs the shared Prefect server"
         )
     stack = Stack(settings)
-    command = stack.worker_command(args.number)
+    command = stack.worker_command(args.number, limit=args.limit)
     os.execve(command[0], command, {**stack.env(), **WORKER_ENV})
     return 0  # not reached: the worker replaced this process
 
@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--number", type=int, default=1, help="this worker's number on this host (its name)"
     )
+    worker.add_argument("--limit", type=int, help="most runs at once (default: no limit)")
     worker.set_defaults(run=cmd_worker)
     sub.add_parser("runner", help="run the flows for due triggers (started by up)").set_defaults(
         run=cmd_runner

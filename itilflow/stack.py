@@ -192,11 +192,13 @@ class Stack:
         gateway = self.start("gateway", [*itilflow, "gateway"])
         self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)
 
-    def worker_command(self, number: int) -> list[str]:
-        """`prefect worker start` for the work pool, named after this host (unique per pool)."""
+    def worker_command(self, number: int, *, limit: int | None = None) -> list[str]:
+        """`prefect worker start` for the work pool, named after this host (unique per pool);
+        `limit` caps the runs it takes at once (each is a process of its own)."""
         name = f"itilflow-{socket.gethostname()}-{number}"
         pool = self.settings.work_pool
-        return [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--name", name]
+        command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool]
+        return command + (["--limit", str(limit)] if limit else []) + ["--name", name]
 
     def start_worker(self, number: int) -> Child:
         # One worker keeps its old log name; more are worker-2, worker-3, ...

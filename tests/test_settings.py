@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import secrets
 import stat
 
@@ -130,3 +131,21 @@ def test_up_starts_the_number_of_workers_asked_for(tmp_path):
     names = {Stack(_settings(args)).worker_command(n)[-1] for n in (1, 2, 3)}
     assert len(names) == 3  # one pool, three workers with their own names
     assert Settings(data_dir=tmp_path, _env_file=None).workers == 1
+
+
+def test_every_api_route_refuses_a_request_without_the_bearer_token(client):
+    """docs/security.md: every route but health (and the signed link pages) needs the token."""
+    client.headers.pop("Authorization")
+    # The app's own list of its routes (included routers are not all in `app.routes`).
+    paths = client.get("/openapi.json").json()["paths"]
+    checked = 0
+    for route, methods in paths.items():
+        if not route.startswith("/api"):
+            continue
+        for method in methods:
+            path = re.sub(r"\{[^}]+\}", "1", route)
+            response = client.request(method.upper(), path, json={})
+            assert response.status_code == 401, (method, route, response.status_code)
+            checked += 1
+    assert checked >= 15
+    assert client.get("/health").status_code == 200

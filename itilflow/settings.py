@@ -87,7 +87,10 @@ class Settings(BaseSettings):
             block = getattr(self, f"{field_name}_secret_block")
             # An empty value counts as unset: `itilflow up` blanks inherited ones this way.
             if block and not getattr(self, field_name):
-                setattr(self, field_name, SecretStr(read_secret_block(block)))
+                value = read_secret_block(
+                    block, api_url=self.prefect_api_url, auth_string=self.prefect_auth_string
+                )
+                setattr(self, field_name, SecretStr(value))
                 self._from_secret_blocks.add(field_name)
         return self
 
@@ -132,25 +135,39 @@ class SettingsError(RuntimeError):
 SECRET_BLOCK_FIELDS = ("api_token", "secret_key", "smtp_password")
 
 
-def read_secret_block(name: str) -> str:
-    """The value of the Prefect Secret block `name`, from the configured Prefect API.
+def read_secret_block(
+    name: str, *, api_url: str | None = None, auth_string: SecretStr | None = None
+) -> str:
+    """The value of the Prefect Secret block `name`, from `api_url` (ITILFLOW_PREFECT_API_URL)
+    or else the process's Prefect API (PREFECT_API_URL).
 
-    Refuses when no API is configured: Prefect would otherwise start a temporary server of its
-    own, which has no blocks.
+    Refuses when neither is set: Prefect would otherwise start a temporary server of its own,
+    which has no blocks.
     """
     from prefect.client.orchestration import get_client
-    from prefect.settings import get_current_settings
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        get_current_settings,
+        temporary_settings,
+    )
 
-    if not get_current_settings().api.url:
-        raise SettingsError(
-            f"Secret block {name!r}: PREFECT_API_URL is not set, so there is no Prefect "
-            "server to read it from"
-        )
-    try:
-        with get_client(sync_client=True) as client:
-            document = client.read_block_document_by_name(name, block_type_slug="secret")
-    except Exception as exc:  # noqa: BLE001 (any failure means: not configured)
-        raise SettingsError(f"could not read Secret block {name!r}: {exc}") from exc
+    updates: dict = {}
+    if api_url:
+        updates[PREFECT_API_URL] = api_url
+    if auth_string is not None:
+        updates[PREFECT_API_AUTH_STRING] = auth_string.get_secret_value()
+    with temporary_settings(updates=updates):
+        if not get_current_settings().api.url:
+            raise SettingsError(
+                f"Secret block {name!r}: neither ITILFLOW_PREFECT_API_URL nor PREFECT_API_URL "
+                "is set, so there is no Prefect server to read it from"
+            )
+        try:
+            with get_client(sync_client=True) as client:
+                document = client.read_block_document_by_name(name, block_type_slug="secret")
+        except Exception as exc:  # noqa: BLE001 (any failure means: not configured)
+            raise SettingsError(f"could not read Secret block {name!r}: {exc}") from exc
     value = document.data.get("value")
     if isinstance(value, dict):  # a Secret may hold JSON; itilflow's secrets are strings
         raise SettingsError(f"Secret block {name!r} holds JSON, not a string")

@@ -75,6 +75,9 @@ def expire_change(change_id: int, version: int) -> None:
         change = changes.load_change(session, change_id)
         if change.version != version or change.status != ChangeStatus.awaiting_approval:
             return
+        this_run = flow_run.get_id()
+        if this_run and change.flow_run_id not in (None, str(this_run)):
+            return  # a recovery restarted the process: the new run owns the wait now
         changes.void_requests(session, change_id)
         change.status = ChangeStatus.expired
         session.add(change)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -100,7 +102,7 @@ def test_a_secret_block_without_a_prefect_api_is_refused_not_a_temporary_server(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        with pytest.raises(SettingsError, match="PREFECT_API_URL is not set"):
+        with pytest.raises(SettingsError, match="nor PREFECT_API_URL is set"):
             Settings(data_dir=tmp_path, smtp_password_secret_block="mail", _env_file=None)
 
 
@@ -149,3 +151,118 @@ def test_every_api_route_refuses_a_request_without_the_bearer_token(client):
             checked += 1
     assert checked >= 15
     assert client.get("/health").status_code == 200
+
+
+@pytest.mark.timeout(300)
+def test_up_with_secrets_from_blocks_prints_and_logs_none_of_them(prefect_server, tmp_path):
+    """`itilflow up` against an existing Prefect server (the session's test server), every
+    secret from a Secret block: the gateway works with the token, and no secret appears in
+    up's output, its children's logs or their environments."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.support.smtp import free_port
+
+    values = {field: secrets.token_urlsafe(24) for field in SECRET_BLOCK_FIELDS}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ITILFLOW_", "PREFECT_"))}
+    for field, value in values.items():
+        name = f"itilflow-up-{field.replace('_', '-')}"
+        Secret(value=value).save(name, overwrite=True)
+        env[f"ITILFLOW_{field.upper()}_SECRET_BLOCK"] = name
+    port = free_port()
+    env.update(
+        ITILFLOW_PREFECT_API_URL=PREFECT_API_URL.value(),
+        ITILFLOW_GATEWAY_PORT=str(port),
+        ITILFLOW_WORKERS="0",
+        ITILFLOW_SMTP_PORT="9",
+        ITILFLOW_SMTP_USER="itilflow",
+    )
+    data = tmp_path / "data"
+    project = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-m", "itilflow.cli", "--data-dir", str(data), "up"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    output: list[str] = []
+    children: list[int] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            output.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        assert "Ctrl-C stops everything" in "".join(output), "".join(output)
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/incidents",
+            headers={"Authorization": f"Bearer {values['api_token']}"},
+            trust_env=False,
+        )
+        assert response.status_code == 200  # the gateway read the token from its block
+        children = [
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and _parent_of(p) == process.pid
+        ]
+        environments = b"".join(_environ(pid) for pid in children)
+        assert children and not any(v.encode() in environments for v in values.values())
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=90)
+        output.append(rest)
+        assert process.returncode == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for pid in children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _delete_scheduled_deployments()
+    printed = "".join(output) + "".join(
+        log.read_text(errors="replace") for log in (data / "logs").glob("*.log")
+    )
+    assert "$ITILFLOW_API_TOKEN" in printed
+    for value in values.values():
+        assert value not in printed
+
+
+def _parent_of(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError):
+        return None
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def _delete_scheduled_deployments() -> None:
+    """`up` registered every deployment with its schedules on the session's server: remove the
+    scheduled ones, so no later test's worker picks up an inspection or a reminder run."""
+    import asyncio
+
+    from prefect import get_client
+
+    async def delete() -> None:
+        async with get_client() as client:
+            for deployment in await client.read_deployments():
+                if deployment.schedules:
+                    await client.delete_deployment(deployment.id)
+
+    asyncio.run(delete())

@@ -282,7 +282,7 @@ def test_two_workers_run_each_flow_once_and_a_killed_worker_loses_nothing(
 
     started = time.monotonic()
     first = [
-        approved_change(rt, f"first {n}", marker_plan(tmp_path / f"mark-{n}", seconds=8))
+        approved_change(rt, f"first {n}", marker_plan(tmp_path / f"mark-{n}", seconds=6))
         for n in range(4)
     ]
     run_ids = {change_id: start_implementation(change_id) for change_id in first}

@@ -29,7 +29,6 @@ from itilflow.tasks.change_lifecycle import (
     notify_change,
     open_rollback_incident,
     record_change_outcome,
-    record_recovery,
     schedule_implementation,
     take_over_change,
 )
@@ -85,9 +84,7 @@ def _action_runner(change_id: int) -> Any:
 
 
 async def _close(change_id: int, outcome: dict[str, Any], lost_run_id: str | None = None) -> str:
-    status = record_change_outcome(change_id, outcome)
-    if lost_run_id:
-        record_recovery(change_id, lost_run_id, status)
+    status = record_change_outcome(change_id, outcome, lost_run_id)
     if status == "rollback_failed":
         open_rollback_incident(change_id)
     await notify_change(change_id, status)

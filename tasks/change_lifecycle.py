@@ -152,8 +152,11 @@ def begin_implementation(change_id: int, version: int) -> dict[str, Any] | None:
 
 
 @task(name="record-change-outcome")
-def record_change_outcome(change_id: int, outcome: dict[str, Any]) -> str:
-    """Set the final status and write the post-implementation review that closes the change."""
+def record_change_outcome(
+    change_id: int, outcome: dict[str, Any], lost_run_id: str | None = None
+) -> str:
+    """Set the final status and write the post-implementation review that closes the change;
+    after a recovery (`lost_run_id`), say so in the same transaction."""
     rt = runtime()
     with session_scope(rt.engine) as session:
         change = changes.load_change(session, change_id)
@@ -193,6 +196,16 @@ def record_change_outcome(change_id: int, outcome: dict[str, Any]) -> str:
             message=summary_of(change),
             data=change.review,
         )
+        if lost_run_id:
+            add_change_entry(
+                session=session,
+                change_id=change_id,
+                kind="recovered",
+                actor="flow:recover-change",
+                message=f"{change.number} {change.status.value.replace('_', ' ')} after its "
+                f"run {lost_run_id} was lost mid-implementation",
+                data={"lost_run_id": lost_run_id, "outcome": change.status.value},
+            )
         return change.status.value
 
 
@@ -426,20 +439,3 @@ def take_over_change(lost_run_id: str, reason: str) -> dict[str, Any]:
             "in_flight": list(where.in_flight) if where.in_flight else None,
             "lost_run_id": lost_run_id,
         }
-
-
-@task(name="record-recovery")
-def record_recovery(change_id: int, lost_run_id: str, status: str) -> None:
-    """Say on the timeline how the change ended after its run was lost."""
-    rt = runtime()
-    with session_scope(rt.engine) as session:
-        change = changes.load_change(session, change_id)
-        add_change_entry(
-            session=session,
-            change_id=change_id,
-            kind="recovered",
-            actor="flow:recover-change",
-            message=f"{change.number} {status.replace('_', ' ')} after its run {lost_run_id} "
-            "was lost mid-implementation",
-            data={"lost_run_id": lost_run_id, "outcome": status},
-        )

@@ -136,7 +136,13 @@ def test_a_host_dying_mid_step_leaves_the_change_rolled_back_and_says_so(
         lambda: (state := run_state(run_id)) and state.is_crashed() and time.monotonic(),
         timeout=90,
     )
-    wait_for("the recovery to finish", lambda: status(rt, change_id) == "rolled_back", timeout=90)
+    wait_for(
+        "the recovery to finish",
+        lambda: (
+            status(rt, change_id) == "rolled_back" and any(e.kind == "recovered" for e in entries())
+        ),
+        timeout=90,
+    )
     recovered_at = time.monotonic()
 
     # The files are as before the change: the done step and the half-done one are undone.

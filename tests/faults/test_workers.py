@@ -46,6 +46,7 @@ def base_env(rt: Runtime, home: Path) -> dict[str, str]:
     assert settings.api_token is not None and settings.secret_key is not None
     env.update(
         PREFECT_API_URL=prefect_api_url(),
+        ITILFLOW_PREFECT_API_URL=prefect_api_url(),
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_WORKER_QUERY_SECONDS="1",
@@ -124,8 +125,10 @@ class WorkerHosts:
         self.killed_pids: list[int] = []
 
     def start(self, name: str, *, limit: int | None = None) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
-        args += ["--name", name] + (["--limit", str(limit)] if limit else [])
+        """`itilflow worker`, as on a worker host (numbered, so each has its own name)."""
+        args = [sys.executable, "-m", "itilflow.cli", "worker"]
+        args += ["--number", str(len(self.workers) + 1)]
+        args += ["--limit", str(limit)] if limit else []
         log = (self.logs / f"{name}.log").open("ab")
         process = subprocess.Popen(
             args, env=self.env, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT,

@@ -1,5 +1,6 @@
 """A change's worker dies with its host in the middle of a step: the change is rolled back by the
-other worker, its files are as before, and its timeline says what happened.
+other worker, its files are as before, and its timeline says what happened. A second change,
+waiting for approval in a paused run on the same host, gets its process started again.
 
 The host's death is simulated by SIGKILLing the worker's process group and every process it
 started (the run and the step's shell); SIGKILLing the worker alone leaves its runs running
@@ -75,6 +76,52 @@ def save_secret_blocks(rt: Runtime, prefix: str) -> dict[str, str]:
     return env
 
 
+def start_change_process(change_id: int) -> str:
+    from prefect.deployments import run_deployment
+
+    async def start() -> str:
+        run = await run_deployment(
+            "change/manage-change", parameters={"change_id": change_id}, timeout=0
+        )
+        return str(run.id)
+
+    return asyncio.run(start())
+
+
+def waiting_change(rt: Runtime) -> int:
+    from itilflow import changes
+
+    with session_scope(rt.engine) as session:
+        change = changes.submit_change(
+            session=session,
+            new=changes.NewChange(
+                title="waits for its technical lead",
+                plan={
+                    "steps": [
+                        {
+                            "name": "noop",
+                            "do": {"kind": "shell", "command": "true"},
+                            "irreversible": True,
+                        }
+                    ]
+                },
+            ),
+            actor="test",
+        )
+        session.flush()
+        assert change.id is not None
+        return change.id
+
+
+def owner_of(rt: Runtime, change_id: int) -> str | None:
+    from itilflow.models import Change
+
+    with session_scope(rt.engine) as session:
+        change = session.get(Change, change_id)
+        assert change is not None
+        return change.flow_run_id
+
+
 def run_state(run_id: str) -> Any:
     from prefect import get_client
 
@@ -108,13 +155,15 @@ def test_a_host_dying_mid_step_leaves_the_change_rolled_back_and_says_so(
     fault_figures,
 ):
     worker_hosts.env.update(save_secret_blocks(rt, tmp_path.name.lower().replace("_", "-")))
-    deploy(worker_hosts.env, "implement-change", "recover-change")
+    deploy(worker_hosts.env, "implement-change", "manage-change", "recover-change")
     files = tmp_path / "system"
     files.mkdir()
     change_id = approved_change(rt, "three files", three_file_plan(files))
+    paused_change = waiting_change(rt)
 
-    worker_hosts.start("host-a", limit=1)
+    worker_hosts.start("host-a", limit=2)
     run_id = start_implementation(change_id)
+    paused_run = start_change_process(paused_change)
 
     def entries() -> list[Any]:
         with session_scope(rt.engine) as session:
@@ -126,8 +175,13 @@ def test_a_host_dying_mid_step_leaves_the_change_rolled_back_and_says_so(
         timeout=90,
     )
     wait_for("b.txt to be half written", lambda: (files / "b.txt").exists(), timeout=30)
-    worker_hosts.start("host-b", limit=1)
-    assert run_id in worker_hosts.runs_on("host-a")
+    wait_for(
+        "the other change's run to pause for approval",
+        lambda: (state := run_state(paused_run)) and state.is_paused(),
+        timeout=60,
+    )
+    worker_hosts.start("host-b", limit=2)
+    assert {run_id, paused_run} <= worker_hosts.runs_on("host-a")
     worker_hosts.kill_host("host-a")
     killed_at = time.monotonic()
 
@@ -174,6 +228,26 @@ def test_a_host_dying_mid_step_leaves_the_change_rolled_back_and_says_so(
 
     state = run_state(run_id)
     assert state.is_crashed() and state.name == "Lost", state
+
+    # The change that waited for approval waits again, in a new run on the surviving host.
+    restarted_run = wait_for(
+        "the waiting change's process to restart",
+        lambda: (owner := owner_of(rt, paused_change)) not in (None, paused_run) and owner,
+        timeout=90,
+    )
+    wait_for(
+        "the restarted run to pause for approval",
+        lambda: (state := run_state(restarted_run)) and state.is_paused(),
+        timeout=60,
+    )
+    restarted_at = time.monotonic()
+    assert status(rt, paused_change) == "awaiting_approval"
+    with session_scope(rt.engine) as session:
+        paused_kinds = [
+            e.kind for e in get_change_timeline(session=session, change_id=paused_change)
+        ]
+    assert paused_kinds.count("process_restarted") == 1
+    assert paused_kinds.count("process_started") == 2
     recoveries = recoveries_of({run_id})
     assert recoveries, "a recover-change run did the rollback"
 
@@ -195,4 +269,5 @@ def test_a_host_dying_mid_step_leaves_the_change_rolled_back_and_says_so(
         kill_to_detected_s=round(lost_at - killed_at, 1),
         kill_to_rolled_back_s=round(recovered_at - killed_at, 1),
         steps_undone=2,
+        kill_to_paused_again_s=round(restarted_at - killed_at, 1),
     )

@@ -19,10 +19,11 @@ from itilflow import changes, problems
 from itilflow.models import CheckResult, Incident, session_scope, start_inspection_run
 from itilflow.notifications import asend_chat
 from itilflow.reports import compute_report, render_html, render_mail, render_markdown
-from itilflow.tasks.notify_incident import plan_notification, send_chat, send_email
+from itilflow.tasks.notify_incident import plan_notifications, send_chat, send_email
+from itilflow.tasks.notify_incident import request as notification_request
 from itilflow.tasks.notify_problem_owners import plan_problem_notification
 from itilflow.tasks.request_approvals import approval_step
-from itilflow.tasks.send_survey import survey_link
+from itilflow.tasks.send_survey import survey_links
 from tests.reports.dataset import NOW, make_incident, utc
 
 from .gateway_support import PLAN
@@ -96,7 +97,7 @@ async def test_incident_text_is_escaped_in_mail_chat_and_the_survey_page(
 
     # The survey page shows the title as text; the reporter's comment opens a follow-up whose
     # description it is.
-    url = survey_link.fn(incident_id)
+    url = survey_links.fn([incident_id])[incident_id]
     assert url is not None
     survey = client.get(url.removeprefix(rt.settings.public_url))
     assert survey.status_code == 200
@@ -127,7 +128,10 @@ async def test_incident_text_is_escaped_in_mail_chat_and_the_survey_page(
         "markdown": http_sink.apprise_url("/as-markdown") + "?format=markdown",
     }
     for key, target, template, extra, values in plans:
-        plan = plan_notification.fn(target, template, ["reporter", "on_call"], key, extra)
+        wanted = notification_request(
+            target, template, audience=["reporter", "on_call"], key=key, actor="test", extra=extra
+        )
+        (plan,) = plan_notifications.fn([wanted])
         assert plan["emails"] == ["owner@example.com"] and plan["tags"], plan
         message = plan["message"]
         sent_before = len(smtp_server.mails)

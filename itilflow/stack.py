@@ -90,13 +90,33 @@ class Stack:
             )
         return folder
 
-    def start(self, name: str, args: list[str], *, terms: int = 1, grace: float = 15.0) -> Child:
+    def server_env(self) -> dict[str, str]:
+        """What only the Prefect server we start needs: its database, when it is not the
+        default SQLite file under PREFECT_HOME."""
+        url = self.settings.prefect_database_url
+        if url is None:
+            return {}
+        # Prefect reads the first of these it finds; set both so that neither is left stale.
+        return {
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": url.get_secret_value(),
+            "PREFECT_API_DATABASE_CONNECTION_URL": url.get_secret_value(),
+        }
+
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        terms: int = 1,
+        grace: float = 15.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> Child:
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log = (log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             args,
-            env=self.env(),
+            env={**self.env(), **(extra_env or {})},
             cwd=PROJECT_DIR,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -133,6 +153,12 @@ class Stack:
     def up(self) -> None:
         prefect = [sys.executable, "-m", "prefect"]
         itilflow = [sys.executable, "-m", "itilflow.cli"]
+        if self.settings.prefect_api_url and self.settings.prefect_database_url:
+            raise StackError(
+                "ITILFLOW_PREFECT_DATABASE_URL is the database of the Prefect server itilflow up "
+                "starts; with ITILFLOW_PREFECT_API_URL set it starts none (set that server's "
+                "database where it runs)"
+            )
         if self.settings.demo and self.demo_inbox:
             self.start("demo-inbox", [*itilflow, "demo-inbox"])
         if not self.settings.prefect_api_url:
@@ -148,6 +174,7 @@ class Stack:
                     "--port",
                     str(self.settings.prefect_port),
                 ],
+                extra_env=self.server_env(),
             )
             self.wait_for(self.api_url + "/health", server, timeout=120)
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)

@@ -40,6 +40,7 @@ POSTGRES_SUITE = (
     "tests/problems/test_detection.py",
     "tests/problems/test_lifecycle.py",
     "tests/reports",
+    "tests/test_stack.py",
 )
 
 
@@ -104,6 +105,30 @@ def _itilflow_database(request: pytest.FixtureRequest) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ITILFLOW_DATABASE_URL", request.getfixturevalue("database_url"))
         yield
+
+
+@pytest.fixture
+def stack_database_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment that puts `itilflow up`'s databases on PostgreSQL: the test's itilflow
+    database and a fresh one for the Prefect server it starts (empty on SQLite)."""
+    if not ON_POSTGRES:
+        return {}
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"prefect_stack_{next(_database_numbers)}"
+    server.create_database(name)
+
+    def check_and_drop() -> None:
+        # The stack's Prefect server really kept its runs there, not in a SQLite file.
+        with server.connect(name) as conn:
+            runs = conn.execute("SELECT count(*) FROM flow_run").fetchone()
+        server.drop_database(name)
+        assert runs and runs[0] > 0, "the Prefect server of itilflow up ran nothing on PostgreSQL"
+
+    request.addfinalizer(check_and_drop)
+    return {
+        "ITILFLOW_DATABASE_URL": request.getfixturevalue("database_url"),
+        "ITILFLOW_PREFECT_DATABASE_URL": server.url(name, driver="asyncpg"),
+    }
 
 
 @pytest.fixture(scope="session")

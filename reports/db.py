@@ -18,6 +18,7 @@ compared and turned into epoch seconds, and LEAST/GREATEST. Parameters are named
 from __future__ import annotations
 
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,33 +42,38 @@ class ReportDatabaseError(RuntimeError):
     pass
 
 
-class ReportConnection:
+class ReportConnection(ABC):
     """The report's queries on one connection inside the snapshot; rows come back as tuples."""
 
     dialect: str
     # The TEMP tables' column type for an instant comparable with the stored timestamps.
     time_type: str
 
+    @abstractmethod
     def execute(self, sql: str, params: Params | None = None) -> list[Row]:
-        raise NotImplementedError
+        """Run one statement with named (:name) parameters; its rows, if any."""
 
+    @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        raise NotImplementedError
+        """Run one statement once per parameter set."""
 
+    @abstractmethod
     def time(self, value: datetime) -> Any:
         """A parameter comparable with a stored timestamp column."""
-        raise NotImplementedError
 
+    @abstractmethod
     def epoch(self, column: str) -> str:
         """SQL: a stored timestamp column as seconds since the epoch, exact to the microsecond."""
-        raise NotImplementedError
 
+    @abstractmethod
     def least(self, a: str, b: str) -> str:
-        raise NotImplementedError
+        """SQL: the smaller of two non-NULL expressions."""
 
+    @abstractmethod
     def greatest(self, a: str, b: str) -> str:
-        raise NotImplementedError
+        """SQL: the larger of two non-NULL expressions."""
 
+    @abstractmethod
     def analyze(self, table: str) -> None:
         """Let the planner know a freshly filled TEMP table's size (PostgreSQL has no
         statistics for it otherwise and plans as if it were tiny)."""
@@ -99,6 +105,9 @@ class SqliteReportConnection(ReportConnection):
 
     def greatest(self, a: str, b: str) -> str:
         return f"MAX({a}, {b})"
+
+    def analyze(self, table: str) -> None:
+        pass  # SQLite's planner does without statistics here
 
 
 class PostgresReportConnection(ReportConnection):

@@ -10,9 +10,12 @@ for each variant, on a fresh itilflow database:
     "escalation" key "escalation:0:0", data {"step": 0, "repeat": 0, "notify": "on_call"},
     due_at spread uniformly over SPAN seconds starting LEAD seconds from now (full: 1,000
     over 180 s; --quick: 100 over 60 s);
-  * runs the runner as `python -m itilflow.cli runner` (concurrency 8 unless --concurrency);
-  * restart variant: SIGKILLs the runner half-way through the span and starts it again 10 s
-    later;
+  * runs the runner as `python -m itilflow.cli runner` (concurrency 2 unless --concurrency);
+  * restart variant: SIGKILLs the runner half-way through the span and starts it again
+    --restart-pause seconds later (default 1 s, as a supervisor such as systemd would);
+  * failover variant: two runners (each with its own name); one is SIGKILLed half-way through
+    the span and stays down: the other takes its unclaimed work at once and its claims when
+    their lease (60 s, renewed while a run lasts) ends;
   * waits until every trigger is done or GRACE seconds after the last due time.
 
 Printed per variant: lateness of the action (timeline 'escalated' entry time - due_at, and
@@ -54,7 +57,6 @@ from _common import (
 
 LEAD = 20.0  # seconds from setup to the first deadline
 GRACE = 45.0  # seconds after the last deadline before counting what is left as missed
-RESTART_PAUSE = 10.0
 
 
 def seed(settings: Any, count: int, start: datetime, span: float) -> None:
@@ -193,9 +195,11 @@ def run_variant(
     count: int,
     span: float,
     concurrency: int,
-    restart: bool,
+    mode: str,
+    restart_pause: float,
     sink: Any,
 ) -> dict[str, Any]:
+    restart = mode == "restart"
     sink.clear()
     banner(f"{name}: {count} timers over {span:.0f}s, runner concurrency {concurrency}")
     data_dir = tmp / name
@@ -213,14 +217,16 @@ def run_variant(
     runner_env = base_env() | env | server.client_env()
     log = data_dir / "runner.log"
 
-    def start_runner() -> Any:
-        return spawn([PYTHON, "-m", "itilflow.cli", "runner"], env=runner_env, log=log)
+    def start_runner(name: str = "bench:runner-1") -> Any:
+        env = runner_env | {"ITILFLOW_RUNNER_NAME": name}
+        return spawn([PYTHON, "-m", "itilflow.cli", "runner"], env=env, log=log)
 
     start = datetime.now(UTC) + timedelta(seconds=LEAD)
     t_seed = time.monotonic()
     seed(settings, count, start, span)
     print(f"  seeded {count} incidents + triggers in {time.monotonic() - t_seed:.1f}s")
     runner = start_runner()
+    survivor = start_runner("bench:runner-2") if mode == "failover" else None
     cpu_before = 0.0
     first_due = time.monotonic() + (start - datetime.now(UTC)).total_seconds()
     last_due = first_due + span
@@ -234,12 +240,12 @@ def run_variant(
         samples.append((now, done))
         if done >= count or now > last_due + GRACE:
             break
-        if restart and not killed and now >= first_due + span / 2:
+        if mode != "plain" and not killed and now >= first_due + span / 2:
             cpu_before = cpu_seconds(runner.pid)
             _common.kill(runner, sig=signal.SIGKILL)
             killed = True
             print(f"  SIGKILLed the runner at +{now - first_due:.0f}s ({done} done)", flush=True)
-            restarted_at = now + RESTART_PAUSE
+            restarted_at = now + restart_pause if restart else None
         if restarted_at is not None and now >= restarted_at:
             runner = start_runner()
             print(f"  runner started again at +{now - first_due:.0f}s", flush=True)
@@ -253,11 +259,14 @@ def run_variant(
             progress_at = now
         time.sleep(0.5)
     runner_cpu = cpu_before + (cpu_seconds(runner.pid) if runner.poll() is None else 0.0)
+    if survivor is not None:
+        runner_cpu += cpu_seconds(survivor.pid)
+        _common.kill(survivor)
     _common.kill(runner)
     # Achieved rate: completions per second over the time the runner had work due.
     busy_from = first_due
     finished = samples[-1][0]
-    rate = samples[-1][1] / max(finished - busy_from - (RESTART_PAUSE if restart else 0), 1e-9)
+    rate = samples[-1][1] / max(finished - busy_from - (restart_pause if restart else 0), 1e-9)
     print(
         f"  runner CPU {runner_cpu:.0f}s over {finished - t_seed:.0f}s "
         f"({runner_cpu / max(samples[-1][1], 1):.2f}s per timer)"
@@ -281,12 +290,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 timers over 60 s, plain only")
     parser.add_argument("--count", type=int)
     parser.add_argument("--span", type=float)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--variants", help="comma-separated: plain,restart")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--variants", help="comma-separated: plain,restart,failover")
+    parser.add_argument("--restart-pause", type=float, default=1.0)
     args = parser.parse_args()
     count = args.count or (100 if args.quick else 1000)
     span = args.span or (60.0 if args.quick else 180.0)
-    variants = (args.variants or ("plain" if args.quick else "plain,restart")).split(",")
+    variants = (args.variants or ("plain" if args.quick else "plain,restart,failover")).split(",")
 
     tmp = temp_dir("timers")
     from tests.support.http_sink import HttpSink
@@ -312,7 +322,8 @@ def main() -> None:
                 count=count,
                 span=span,
                 concurrency=args.concurrency,
-                restart=variant == "restart",
+                mode=variant,
+                restart_pause=args.restart_pause,
                 sink=sink,
             )
 

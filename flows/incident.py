@@ -1,44 +1,77 @@
-"""The incident process: a new incident is classified, assigned, announced and put on the clock;
-a resolved one is announced and its reporter asked how it went."""
+"""The incident process: new incidents are classified, assigned, announced and put on the clock;
+resolved ones are announced and their reporters asked how it went.
+
+A flow run takes every incident that came due together (a burst of alerts is one run, not forty):
+the engine's cost is per run and per task run, so batching is what keeps the first notification
+within seconds of the alert (docs/design.md, bench/alert_latency.py).
+"""
 
 from __future__ import annotations
 
 from prefect import flow
+from pydantic import BaseModel
 
-from itilflow.tasks.assign_incident import assign_incident
-from itilflow.tasks.classify_incident import classify_incident
-from itilflow.tasks.match_known_error import match_known_error
-from itilflow.tasks.notify_incident import notify
-from itilflow.tasks.send_survey import send_survey
+from itilflow.flows.naming import incidents_run_name
+from itilflow.tasks.assign_incident import assign_incidents
+from itilflow.tasks.classify_incident import classify_incidents
+from itilflow.tasks.match_known_error import match_known_errors
+from itilflow.tasks.notify_incident import notify_incidents, request
+from itilflow.tasks.send_survey import survey_links
 from itilflow.tasks.start_sla_timers import start_sla_timers
 
 
-@flow(name="open-incident", flow_run_name="open INC-{incident_id:06d}", retries=1)
-async def open_incident(incident_id: int) -> str:
-    """Classify, assign, notify the assignee and the routed channels, start the SLA timers."""
-    priority = classify_incident(incident_id)
-    assign_incident(incident_id)
-    known_error = match_known_error(incident_id)
-    await notify(
-        incident_id,
-        "incident_opened",
-        audience=["assignee", "on_call"],
-        key="opened",
-        actor="flow:open-incident",
-        extra={"known_error": known_error},
-    )
-    start_sla_timers(incident_id)
-    return priority
+class Resolution(BaseModel):
+    incident_id: int
+    resolution: int = 1  # the incident's n-th resolution: a reopened one is surveyed again
 
 
-@flow(name="incident-resolved", flow_run_name="resolved INC-{incident_id:06d}", retries=1)
-async def incident_resolved(incident_id: int, resolution: int = 1) -> None:
-    """Tell the routed channels and ask the reporter for a score."""
-    await notify(
-        incident_id,
-        "incident_resolved",
-        audience=["on_call"],
-        key=f"resolved:{resolution}",
-        actor="flow:incident-resolved",
+@flow(name="open-incidents", flow_run_name=incidents_run_name("open"), retries=1)
+async def open_incidents(incident_ids: list[int]) -> dict[int, str]:
+    """Classify, assign, notify the assignees and the routed channels, start the SLA timers."""
+    priorities = classify_incidents(incident_ids)
+    assign_incidents(incident_ids)
+    known_errors = match_known_errors(incident_ids)
+    await notify_incidents(
+        [
+            request(
+                incident_id,
+                "incident_opened",
+                audience=["assignee", "on_call"],
+                key="opened",
+                actor="flow:open-incident",
+                extra={"known_error": known_errors.get(incident_id)},
+            )
+            for incident_id in incident_ids
+        ]
     )
-    await send_survey(incident_id, resolution)
+    start_sla_timers(incident_ids)
+    return priorities
+
+
+@flow(name="incidents-resolved", flow_run_name=incidents_run_name("resolved"), retries=1)
+async def incidents_resolved(resolutions: list[Resolution]) -> None:
+    """Tell the routed channels and ask each reporter for a score."""
+    links = survey_links([r.incident_id for r in resolutions])
+    announcements = [
+        request(
+            r.incident_id,
+            "incident_resolved",
+            audience=["on_call"],
+            key=f"resolved:{r.resolution}",
+            actor="flow:incident-resolved",
+        )
+        for r in resolutions
+    ]
+    surveys = [
+        request(
+            r.incident_id,
+            "survey_request",
+            audience=["reporter"],
+            key=f"survey:{r.resolution}",
+            actor="flow:incident-resolved",
+            extra={"survey_url": links[r.incident_id]},
+        )
+        for r in resolutions
+        if r.incident_id in links
+    ]
+    await notify_incidents(announcements + surveys)

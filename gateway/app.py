@@ -17,6 +17,7 @@ from itilflow import clock, incidents
 from itilflow.gateway import changes, inspections, problems, surveys
 from itilflow.gateway.alertmanager import apply_webhook
 from itilflow.gateway.schemas import (
+    MAX_OFFSET,
     Action,
     ActionIn,
     AlertmanagerResult,
@@ -227,7 +228,7 @@ def create_app(
         _: Client,
         status_filter: Annotated[str | None, Query(alias="status")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[IncidentOut]:
         rows = list_incidents(session=session, status=status_filter, limit=limit, offset=offset)
         return [out(incident) for incident in rows]

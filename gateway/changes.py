@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import HTMLResponse
 from jinja2 import select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -103,6 +103,19 @@ class ChangeEdit(BaseModel):
     plan: dict[str, Any] | None = None
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_what_a_change_always_has(self) -> "ChangeEdit":
+        # None here means "left out"; an explicit null would store a change without a title,
+        # category or CI list (a 500 then on every later read). Only the window can be cleared.
+        nulls = sorted(
+            name
+            for name in self.model_fields_set - {"planned_start", "planned_end"}
+            if getattr(self, name) is None
+        )
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null: leave a field out to keep it")
+        return self
 
 
 class ChangeOut(BaseModel):

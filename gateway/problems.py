@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from itilflow import problems
+from itilflow.gateway.schemas import MAX_OFFSET
 from itilflow.models import (
     Incident,
     KnowledgeArticle,
@@ -246,7 +247,7 @@ def add_routes(app: FastAPI, *, engine: Engine, authorize: Callable[..., str]) -
         _: Client,
         status_filter: Annotated[str | None, Query(alias="status")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[ProblemOut]:
         with Session(engine) as session:
             rows = list_problems(session=session, status=status_filter, limit=limit, offset=offset)

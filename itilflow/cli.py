@@ -78,7 +78,9 @@ def cmd_runner(args: argparse.Namespace) -> int:
     require_api_url()
     rt = runtime.configure(_settings(args))
     rt.policies  # noqa: B018 (refuse to start on an invalid policy)
-    runner = Runner(rt.engine, concurrency=rt.settings.runner_concurrency)
+    runner = Runner(
+        rt.engine, concurrency=rt.settings.runner_concurrency, name=rt.settings.runner_name
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -50,17 +50,26 @@ class Settings(BaseSettings):
     mail_from: str = "itilflow <itilflow@localhost>"
 
     apprise_config: Path | None = None
-    # Seconds between the engine's retries of a failed email or chat message.
-    notify_retry_delays: list[float] = [2, 10, 30]
+    # Seconds between the engine's retries of a failed email or chat message inside its flow
+    # run: short, since the batch (and its lane) waits for them.
+    notify_retry_delays: list[float] = [1, 4]
+    # After those retries: when the runner tries a failed notification again, in a flow run of
+    # its own, then with back-off (2 s doubling to 5 min) until it is delivered.
+    redeliver_after_seconds: float = 15
+    # Messages sent at once by one flow run (mail relays and chat services limit connections).
+    notify_concurrency: int = 10
 
     # Where `itilflow up --demo` keeps mail and chat when no SMTP server is configured.
     demo_smtp_port: int = 2525
     demo_chat_port: int = 2526
 
-    # How many flow runs one runner process drives at once. Against a Prefect server on SQLite,
-    # concurrent runs make its database answer "busy" (503) and its client back off 2-8 s:
-    # measured (bench/engine_concurrency.py) 2.5-5.7 runs/s one at a time, 0.6-1.9/s with 4-16.
-    runner_concurrency: int = 2
+    # How many batches one runner drives at once, at most one per kind (new incidents,
+    # resolutions, redeliveries, timers): against a Prefect server on SQLite, concurrent runs
+    # of one kind made its database answer "busy" (503) and its client back off 2-8 s.
+    runner_concurrency: int = 4
+    # Runners are told apart by name (host:runner by default): give each runner on one host its
+    # own, since a runner starting takes back the claims held under its name.
+    runner_name: str | None = None
 
     @field_validator("prefect_database_url")
     @classmethod

@@ -49,7 +49,8 @@ def verify(token: str, *, secret: str, purpose: str) -> dict[str, Any]:
     body, sep, mac = token.partition(".")
     if not sep or not body or not mac:
         raise BadToken("the link is incomplete")
-    if not hmac.compare_digest(mac, _mac(secret, body)):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
+    if not hmac.compare_digest(mac.encode(), _mac(secret, body).encode()):
         raise BadToken("the link has been altered")
     try:
         payload = json.loads(_unb64(body))

@@ -69,11 +69,13 @@ from itilflow.models.trigger import (
     add_trigger,
     cancel_triggers,
     claim_due_triggers,
+    count_claimable,
     finish_trigger,
     list_triggers,
     next_due_at,
     release_claims,
     release_trigger,
+    renew_claims,
 )
 
 __all__ = [
@@ -124,6 +126,7 @@ __all__ = [
     "add_trigger",
     "cancel_triggers",
     "claim_due_triggers",
+    "count_claimable",
     "count_open_by_assignee",
     "create_db",
     "finish_trigger",
@@ -141,5 +144,6 @@ __all__ = [
     "parse_incident_ref",
     "release_claims",
     "release_trigger",
+    "renew_claims",
     "session_scope",
 ]

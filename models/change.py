@@ -86,7 +86,8 @@ def change_number(change_id: int | None) -> str:
 
 def parse_change_ref(ref: str | int) -> int:
     text = str(ref).strip().upper().removeprefix("CHG-")
-    if not text.isdigit():
+    # ASCII digits only, and few enough to be a row id (SQLite's integers are 64-bit).
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ValueError(f"not a change number: {ref!r} (expected e.g. CHG-000042 or 42)")
     return int(text)
 

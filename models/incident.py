@@ -82,7 +82,8 @@ def incident_number(incident_id: int | None) -> str:
 def parse_incident_ref(ref: str | int) -> int:
     """Accept 42, '42' or 'INC-000042'."""
     text = str(ref).strip().upper().removeprefix("INC-")
-    if not text.isdigit():
+    # ASCII digits only, and few enough to be a row id (SQLite's integers are 64-bit).
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ValueError(f"not an incident number: {ref!r} (expected e.g. INC-000042 or 42)")
     return int(text)
 

@@ -87,7 +87,8 @@ def problem_number(problem_id: int | None) -> str:
 def parse_problem_ref(ref: str | int) -> int:
     """Accept 42, '42' or 'PRB-000042'."""
     value = str(ref).strip().upper().removeprefix("PRB-")
-    if not value.isdigit():
+    # ASCII digits only, and few enough to be a row id (SQLite's integers are 64-bit).
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise ValueError(f"not a problem number: {ref!r} (expected e.g. PRB-000042 or 42)")
     return int(value)
 
@@ -148,7 +149,8 @@ def article_number(article_id: int | None) -> str:
 
 def parse_article_ref(ref: str | int) -> int:
     value = str(ref).strip().upper().removeprefix("KB-")
-    if not value.isdigit():
+    # ASCII digits only, and few enough to be a row id (SQLite's integers are 64-bit).
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise ValueError(f"not a knowledge article number: {ref!r} (expected e.g. KB-000042)")
     return int(value)
 

@@ -76,18 +76,30 @@ def _claimable(now: datetime) -> Any:
     )
 
 
+def count_claimable(*, session: Session) -> int:
+    """Triggers due and not held by a runner or waiting out a back-off."""
+    query = select(func.count()).select_from(FlowTrigger).where(*_claimable(clock.now()))
+    return session.exec(query).one()
+
+
 def claim_due_triggers(
-    *, session: Session, limit: int, lease: timedelta, runner: str
+    *,
+    session: Session,
+    limit: int,
+    lease: timedelta,
+    runner: str,
+    only_kinds: list[str] | None = None,
+    skip_kinds: list[str] | None = None,
 ) -> list[FlowTrigger]:
-    """Claim up to `limit` due triggers; each claim is a conditional update, so two runners
-    never take the same row."""
+    """Claim up to `limit` due triggers (of `only_kinds`, or of any kind but `skip_kinds`);
+    each claim is a conditional update, so two runners never take the same row."""
     now = clock.now()
-    candidates = session.exec(
-        select(FlowTrigger.id)
-        .where(*_claimable(now))
-        .order_by(col(FlowTrigger.due_at))
-        .limit(limit)
-    ).all()
+    query = select(FlowTrigger.id).where(*_claimable(now))
+    if only_kinds is not None:
+        query = query.where(col(FlowTrigger.kind).in_(only_kinds))
+    if skip_kinds:
+        query = query.where(col(FlowTrigger.kind).not_in(skip_kinds))
+    candidates = session.exec(query.order_by(col(FlowTrigger.due_at)).limit(limit)).all()
     claimed: list[int] = []
     for trigger_id in candidates:
         result = session.execute(
@@ -140,6 +152,22 @@ def release_claims(*, session: Session, runner: str) -> int:
         update(FlowTrigger)
         .where(col(FlowTrigger.claimed_by) == runner, col(FlowTrigger.done_at).is_(None))
         .values(claimed_until=None)
+    ).rowcount
+
+
+def renew_claims(*, session: Session, trigger_ids: list[int], runner: str, lease: timedelta) -> int:
+    """Extend a live runner's leases on the triggers it is still running, so that the leases
+    can be short: a runner that died loses its claims to the others within one lease."""
+    if not trigger_ids:
+        return 0
+    return session.execute(
+        update(FlowTrigger)
+        .where(
+            col(FlowTrigger.id).in_(trigger_ids),
+            col(FlowTrigger.claimed_by) == runner,
+            col(FlowTrigger.done_at).is_(None),
+        )
+        .values(claimed_until=clock.now() + lease)
     ).rowcount
 
 

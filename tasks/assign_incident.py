@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from prefect import task
+from sqlmodel import Session
 
 from itilflow import incidents
 from itilflow.models import (
+    Engineer,
+    Incident,
     IncidentStatus,
     add_timeline,
     count_open_by_assignee,
@@ -11,49 +14,67 @@ from itilflow.models import (
     list_engineers,
     session_scope,
 )
-from itilflow.policies import Assignment, Candidate, choose_assignee
+from itilflow.policies import Assignment, Candidate, Policies, choose_assignee
 from itilflow.runtime import runtime
 
 
-@task(name="assign-incident", retries=2, retry_delay_seconds=1)
-def assign_incident(incident_id: int) -> dict[str, str | None]:
-    """Pick the group and engineer by category, skill and load; keep an existing assignment."""
+@task(name="assign-incidents", retries=2, retry_delay_seconds=1)
+def assign_incidents(incident_ids: list[int]) -> dict[int, str | None]:
+    """Pick each incident's group and engineer by category, skill and load; keep an existing
+    assignment. Returns incident id -> engineer (None: nobody available, the group hears)."""
     rt = runtime()
+    assigned: dict[int, str | None] = {}
     with session_scope(rt.engine) as session:
-        incident = incidents.load_incident(session, incident_id)
-        if incident.group_name:
-            return {"group": incident.group_name, "engineer": incident.assignee}
         load = count_open_by_assignee(session=session)
-        candidates = [
-            Candidate(
-                username=engineer.username,
-                group=engineer.group_name,
-                skills=frozenset(engineer.skills),
-                capacity=engineer.capacity,
-                on_duty=engineer.on_duty,
-                open_load=load.get(engineer.username, 0),
-            )
-            for engineer in list_engineers(session=session)
-        ]
-        parent = get_incident(session=session, incident_id=incident.parent_id or 0)
-        assignment = _follow_up_owner(parent, candidates) or choose_assignee(
-            rt.policies.assignment, incident.category, candidates
+        engineers = list_engineers(session=session)
+        for incident_id in incident_ids:
+            incident = incidents.load_incident(session, incident_id)
+            if not incident.group_name:
+                _assign(session, incident, engineers, load, rt.policies)
+            assigned[incident_id] = incident.assignee
+    return assigned
+
+
+def _assign(
+    session: Session,
+    incident: Incident,
+    engineers: list[Engineer],
+    load: dict[str, int],
+    policies: Policies,
+) -> None:
+    candidates = [
+        Candidate(
+            username=engineer.username,
+            group=engineer.group_name,
+            skills=frozenset(engineer.skills),
+            capacity=engineer.capacity,
+            on_duty=engineer.on_duty,
+            open_load=load.get(engineer.username, 0),
         )
-        incident.group_name = assignment.group
-        incident.assignee = assignment.engineer
-        if incident.status == IncidentStatus.new:
-            incident.status = IncidentStatus.assigned
-        session.add(incident)
-        who = assignment.engineer or "nobody available"
-        add_timeline(
-            session=session,
-            incident_id=incident_id,
-            kind="assigned",
-            actor="flow:open-incident",
-            message=f"{assignment.group} / {who}: {assignment.reason}",
-            data={"group": assignment.group, "engineer": assignment.engineer},
-        )
-        return {"group": assignment.group, "engineer": assignment.engineer}
+        for engineer in engineers
+    ]
+    parent = get_incident(session=session, incident_id=incident.parent_id or 0)
+    assignment = _follow_up_owner(parent, candidates) or choose_assignee(
+        policies.assignment, incident.category, candidates
+    )
+    incident.group_name = assignment.group
+    incident.assignee = assignment.engineer
+    if incident.status == IncidentStatus.new:
+        incident.status = IncidentStatus.assigned
+    session.add(incident)
+    if assignment.engineer:
+        # The next incident of the same batch sees this one in the engineer's load.
+        load[assignment.engineer] = load.get(assignment.engineer, 0) + 1
+    who = assignment.engineer or "nobody available"
+    assert incident.id is not None
+    add_timeline(
+        session=session,
+        incident_id=incident.id,
+        kind="assigned",
+        actor="flow:open-incident",
+        message=f"{assignment.group} / {who}: {assignment.reason}",
+        data={"group": assignment.group, "engineer": assignment.engineer},
+    )
 
 
 def _follow_up_owner(parent: object, candidates: list[Candidate]) -> Assignment | None:

@@ -1,30 +1,43 @@
-"""Tell people about an incident: plan who and what, send by email and chat, record the outcome.
+"""Tell people about incidents: plan who and what, send by email and chat, record the outcome.
 
-Sending is its own task per channel, so the engine retries a failed channel without resending the
-other; what finally failed is written to the timeline. A notification already recorded under its
-key is not sent again when a flow run is retried.
+A flow run handles a batch of incidents, so their messages go out together in one task: each
+delivery is written to the timeline as soon as it lands, and the engine's retry of the task sends
+only what failed (a message recorded under its key is never sent again). What the retries could
+not deliver is written to the timeline and kept as a `notify` trigger that the runner delivers
+later: a notification is never dropped. Problems use `deliver()`, one task per channel.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypedDict
 
 from prefect import task
 from prefect.states import State
+from sqlmodel import col, select
 
-from itilflow import incidents
+from itilflow import clock, incidents
 from itilflow.messages import incident_context, resolution_note
 from itilflow.models import (
+    FlowTrigger,
     Incident,
+    TimelineEntry,
     add_timeline,
+    add_trigger,
     get_engineer,
     get_group,
-    get_timeline,
     list_engineers,
+    list_triggers,
     session_scope,
 )
-from itilflow.notifications import RenderedMessage, asend_chat, asend_email, render_message
+from itilflow.notifications import (
+    NotificationError,
+    RenderedMessage,
+    asend_chat,
+    asend_email,
+    render_message,
+)
 from itilflow.policies import route_notification
 from itilflow.runtime import runtime
 
@@ -52,51 +65,87 @@ def _emails_for(session: Any, incident: Incident, audience: str) -> list[str]:
     return []
 
 
-@task(name="plan-notification", retries=2, retry_delay_seconds=1)
-def plan_notification(
-    incident_id: int, template: str, audience: list[str], key: str, extra: dict[str, Any]
-) -> dict[str, Any]:
-    """Who gets what; `skip` when this key was already delivered by an earlier run."""
-    rt = runtime()
-    with session_scope(rt.engine) as session:
-        incident = incidents.load_incident(session, incident_id)
-        delivered = {
-            entry.data.get("channel")
-            for entry in get_timeline(session=session, incident_id=incident_id)
-            if entry.kind == "notified" and entry.data.get("key") == key
+class NotificationRequest(TypedDict):
+    """One message a flow wants sent about one incident."""
+
+    incident_id: int
+    template: str
+    audience: list[str]
+    key: str  # unique per incident and message: a retried run finds it on the timeline
+    actor: str
+    extra: dict[str, Any]
+
+
+def request(
+    incident_id: int,
+    template: str,
+    *,
+    audience: list[str],
+    key: str,
+    actor: str,
+    extra: dict[str, Any] | None = None,
+) -> NotificationRequest:
+    return NotificationRequest(
+        incident_id=incident_id,
+        template=template,
+        audience=audience,
+        key=key,
+        actor=actor,
+        extra=extra or {},
+    )
+
+
+def _delivered(session: Any, incident_ids: list[int]) -> set[tuple[int, str, str]]:
+    """(incident id, key, channel) of every notification already on these timelines."""
+    rows = session.exec(
+        select(TimelineEntry.incident_id, TimelineEntry.data).where(
+            col(TimelineEntry.incident_id).in_(incident_ids), TimelineEntry.kind == "notified"
+        )
+    )
+    return {(incident_id, data.get("key"), data.get("channel")) for incident_id, data in rows}
+
+
+def _plan(session: Any, rt: Any, wanted: NotificationRequest) -> dict[str, Any]:
+    incident_id, template, audience = (
+        wanted["incident_id"],
+        wanted["template"],
+        wanted["audience"],
+    )
+    extra = wanted["extra"]
+    incident = incidents.load_incident(session, incident_id)
+    route = route_notification(rt.policies.routing, incident.priority or "P4", incident.group_name)
+    emails = sorted(
+        {
+            address
+            for who in audience
+            if who != "on_call"
+            for address in _emails_for(session, incident, who)
         }
-        route = route_notification(
-            rt.policies.routing, incident.priority or "P4", incident.group_name
-        )
-        emails = sorted(
-            {
-                address
-                for who in audience
-                if who != "on_call"
-                for address in _emails_for(session, incident, who)
-            }
-        )
-        if "assignee" in audience and not route.email_assignee:
-            emails = sorted(set(emails) - set(_emails_for(session, incident, "assignee")))
-        tags = list(route.tags) if "on_call" in audience else []
-        if template == "incident_resolved":
-            extra = {
-                "resolution": resolution_note(session, incident_id),
-                "known_error": None,
-                **extra,
-            }
-        context = {
-            "incident": incident_context(
-                session, incident, policies=rt.policies, public_url=rt.settings.public_url or ""
-            ),
+    )
+    if "assignee" in audience and not route.email_assignee:
+        emails = sorted(set(emails) - set(_emails_for(session, incident, "assignee")))
+    tags = list(route.tags) if "on_call" in audience else []
+    if template == "incident_resolved":
+        extra = {
+            "resolution": resolution_note(session, incident_id),
+            "known_error": None,
             **extra,
         }
-        message = render_message(template, incident.language or route.language, context)
+    context = {
+        "incident": incident_context(
+            session, incident, policies=rt.policies, public_url=rt.settings.public_url or ""
+        ),
+        **extra,
+    }
+    message = render_message(template, incident.language or route.language, context)
     return {
-        "key": key,
+        "incident_id": incident_id,
+        "number": incident.number,
+        "key": wanted["key"],
         "template": template,
-        "emails": [] if "email" in delivered else emails,
-        "tags": [] if "chat" in delivered else tags,
+        "actor": wanted["actor"],
+        "emails": emails,
+        "tags": tags,
         "message": {
             "subject": message.subject,
             "html": message.html,
@@ -107,6 +156,30 @@ def plan_notification(
     }
 
 
+@task(name="plan-notifications", retries=2, retry_delay_seconds=1)
+def plan_notifications(requests: list[NotificationRequest]) -> list[dict[str, Any]]:
+    """Who gets what, for every request; messages with nobody to reach are left out, and so
+    are those an earlier run already delivered on every channel."""
+    rt = runtime()
+    with session_scope(rt.engine) as session:
+        delivered = _delivered(session, sorted({r["incident_id"] for r in requests}))
+        plans = []
+        for wanted in requests:
+            plan = _plan(session, rt, wanted)
+            if _channels_left(plan, delivered):
+                plans.append(plan)
+    return plans
+
+
+def _channels_left(plan: dict[str, Any], delivered: set[tuple[int, str, str]]) -> list[str]:
+    channels = [("email", plan["emails"]), ("chat", plan["tags"])]
+    return [
+        channel
+        for channel, to in channels
+        if to and (plan["incident_id"], plan["key"], channel) not in delivered
+    ]
+
+
 @task(name="send-email", retries=3, retry_delay_seconds=[2, 10, 30])
 async def send_email(message: dict[str, str], to: list[str]) -> None:
     await asend_email(RenderedMessage(**message), to=to, settings=runtime().mail)
@@ -115,34 +188,6 @@ async def send_email(message: dict[str, str], to: list[str]) -> None:
 @task(name="send-chat", retries=3, retry_delay_seconds=[2, 10, 30])
 async def send_chat(title: str, body: str, tags: list[str]) -> None:
     await asend_chat(title=title, body=body, tags=tags, config=runtime().settings.apprise_config)
-
-
-@task(name="record-notification")
-def record_notification(
-    incident_id: int, plan: dict[str, Any], outcomes: dict[str, str | None], actor: str
-) -> None:
-    rt = runtime()
-    with session_scope(rt.engine) as session:
-        for channel, error in outcomes.items():
-            to = plan["emails"] if channel == "email" else plan["tags"]
-            if error is None:
-                add_timeline(
-                    session=session,
-                    incident_id=incident_id,
-                    kind="notified",
-                    actor=actor,
-                    message=f"{plan['template']} by {channel} to {', '.join(to)}",
-                    data={"key": plan["key"], "channel": channel, "to": to},
-                )
-            else:
-                add_timeline(
-                    session=session,
-                    incident_id=incident_id,
-                    kind="notification_failed",
-                    actor=actor,
-                    message=f"{plan['template']} by {channel} to {', '.join(to)} failed: {error}",
-                    data={"key": plan["key"], "channel": channel, "to": to, "error": error},
-                )
 
 
 def error_of(state: State) -> str | None:
@@ -172,18 +217,129 @@ async def deliver(plan: dict[str, Any]) -> dict[str, str | None]:
     return {channel: error_of(state) for channel, state in states.items()}
 
 
-async def notify(
-    incident_id: int,
-    template: str,
-    *,
-    audience: list[str],
-    key: str,
-    actor: str,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, str | None]:
-    """Plan, send on every channel at once, record. Returns channel -> error (None = sent)."""
-    plan = plan_notification(incident_id, template, audience, key, extra or {})
-    outcomes = await deliver(plan)
-    if outcomes:
-        record_notification(incident_id, plan, outcomes, actor)
-    return outcomes
+def _record_delivered(rt: Any, sent: list[tuple[dict[str, Any], str]]) -> None:
+    with session_scope(rt.engine) as session:
+        for plan, channel in sent:
+            to = plan["emails"] if channel == "email" else plan["tags"]
+            add_timeline(
+                session=session,
+                incident_id=plan["incident_id"],
+                kind="notified",
+                actor=plan["actor"],
+                message=f"{plan['template']} by {channel} to {', '.join(to)}",
+                data={"key": plan["key"], "channel": channel, "to": to},
+            )
+
+
+async def _send(rt: Any, plan: dict[str, Any], channel: str, gate: asyncio.Semaphore) -> None:
+    message = plan["message"]
+    async with gate:
+        if channel == "email":
+            await asend_email(RenderedMessage(**message), to=plan["emails"], settings=rt.mail)
+        else:
+            await asend_chat(
+                title=message["chat_title"],
+                body=message["chat_body"],
+                tags=plan["tags"],
+                config=rt.settings.apprise_config,
+            )
+
+
+@task(name="deliver-notifications")
+async def deliver_notifications(plans: list[dict[str, Any]]) -> int:
+    """Send every planned message on every channel not yet delivered, all at once, and record
+    each delivery as soon as it lands. Raises when any failed, so that the engine's retry sends
+    only those again. Returns how many were sent."""
+    rt = runtime()
+
+    def left() -> list[tuple[dict[str, Any], str]]:
+        with session_scope(rt.engine) as session:
+            delivered = _delivered(session, sorted({plan["incident_id"] for plan in plans}))
+        return [(plan, channel) for plan in plans for channel in _channels_left(plan, delivered)]
+
+    pending = await asyncio.to_thread(left)
+    # A mail relay or chat service takes a few connections at a time, not a burst's worth.
+    gate = asyncio.Semaphore(rt.settings.notify_concurrency)
+    results = await asyncio.gather(
+        *(_send(rt, plan, channel, gate) for plan, channel in pending), return_exceptions=True
+    )
+    sent = [item for item, result in zip(pending, results, strict=True) if result is None]
+    if sent:
+        await asyncio.to_thread(_record_delivered, rt, sent)
+    failures = [
+        f"{plan['number']} {plan['template']} by {channel}: {result}"
+        for (plan, channel), result in zip(pending, results, strict=True)
+        if isinstance(result, BaseException)
+    ]
+    if failures:
+        raise NotificationError(f"{len(failures)} of {len(pending)} failed: " + "; ".join(failures))
+    return len(sent)
+
+
+@task(name="record-failed-notifications", retries=2, retry_delay_seconds=1)
+def record_failed_notifications(plans: list[dict[str, Any]], error: str) -> int:
+    """What the engine's retries could not deliver goes on the timeline and is kept, as a
+    trigger, for another delivery later: a notification is never dropped."""
+    rt = runtime()
+    retry_at = clock.now() + timedelta(seconds=rt.settings.redeliver_after_seconds)
+    kept = 0
+    with session_scope(rt.engine) as session:
+        delivered = _delivered(session, sorted({plan["incident_id"] for plan in plans}))
+        for plan in plans:
+            channels = _channels_left(plan, delivered)
+            for channel in channels:
+                to = plan["emails"] if channel == "email" else plan["tags"]
+                add_timeline(
+                    session=session,
+                    incident_id=plan["incident_id"],
+                    kind="notification_failed",
+                    actor=plan["actor"],
+                    message=(
+                        f"{plan['template']} by {channel} to {', '.join(to)} failed, "
+                        f"trying again from {retry_at.isoformat(timespec='seconds')}: {error}"
+                    ),
+                    data={"key": plan["key"], "channel": channel, "to": to, "error": error},
+                )
+            key = f"notify:{plan['key']}"
+            if channels and not _has_trigger(session, plan["incident_id"], key):
+                add_trigger(
+                    session=session,
+                    incident_id=plan["incident_id"],
+                    kind="notify",
+                    key=key,
+                    due_at=retry_at,
+                    data={"plan": plan},
+                )
+                kept += 1
+    return kept
+
+
+def _has_trigger(session: Any, incident_id: int, key: str) -> bool:
+    return any(t.key == key for t in list_triggers(session=session, incident_id=incident_id))
+
+
+async def notify_incidents(requests: list[NotificationRequest]) -> None:
+    """Plan, send everything at once (retried by the engine), and keep what finally failed."""
+    plans = plan_notifications(requests)
+    await deliver_planned(plans)
+
+
+async def deliver_planned(plans: list[dict[str, Any]]) -> None:
+    if not plans:
+        return
+    delays = runtime().settings.notify_retry_delays
+    state = await deliver_notifications.with_options(
+        retries=len(delays), retry_delay_seconds=delays
+    )(plans, return_state=True)
+    error = error_of(state)
+    if error is not None:
+        record_failed_notifications(plans, error)
+
+
+@task(name="load-kept-notifications")
+def load_kept_notifications(trigger_ids: list[int]) -> list[dict[str, Any]]:
+    """The plans that `record_failed_notifications` kept for another delivery."""
+    rt = runtime()
+    with session_scope(rt.engine) as session:
+        triggers = [session.get(FlowTrigger, trigger_id) for trigger_id in trigger_ids]
+        return [t.data["plan"] for t in triggers if t is not None and t.kind == "notify"]

@@ -6,30 +6,17 @@ from itilflow import incidents
 from itilflow.gateway.surveys import survey_token
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
-from itilflow.tasks.notify_incident import notify
 
 
-@task(name="survey-link")
-def survey_link(incident_id: int) -> str | None:
-    """The signed link for the reporter, or None when there is nobody or nothing to ask."""
+@task(name="survey-links")
+def survey_links(incident_ids: list[int]) -> dict[int, str]:
+    """The signed link for each reporter; incidents with nobody or nothing to ask are left out."""
     rt = runtime()
+    links: dict[int, str] = {}
     with session_scope(rt.engine) as session:
-        incident = incidents.load_incident(session, incident_id)
-        if not incident.reporter_email or incident.survey_score is not None:
-            return None
-    token = survey_token(incident_id, secret=rt.secret)
-    return f"{rt.settings.public_url}/surveys/{token}"
-
-
-async def send_survey(incident_id: int, resolution: int) -> None:
-    url = survey_link(incident_id)
-    if url is None:
-        return
-    await notify(
-        incident_id,
-        "survey_request",
-        audience=["reporter"],
-        key=f"survey:{resolution}",
-        actor="flow:incident-resolved",
-        extra={"survey_url": url},
-    )
+        for incident_id in incident_ids:
+            incident = incidents.load_incident(session, incident_id)
+            if incident.reporter_email and incident.survey_score is None:
+                token = survey_token(incident_id, secret=rt.secret)
+                links[incident_id] = f"{rt.settings.public_url}/surveys/{token}"
+    return links

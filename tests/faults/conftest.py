@@ -6,7 +6,7 @@ table at the end of the run, so CI's log shows them beside the pass/fail line.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,3 +32,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for scenario, figures in _FIGURES:
         values = ", ".join(f"{name}={value}" for name, value in figures.items())
         terminalreporter.write_line(f"{scenario.ljust(width)}  {values}")
+
+
+@pytest.fixture
+def client(rt: Any) -> Iterator[Any]:
+    """The gateway on the test's database, with the bearer token set; change runs are recorded
+    (RecordingChangeEngine), not started: starting one would bring up a Prefect server."""
+    from fastapi.testclient import TestClient
+
+    from itilflow.gateway.app import create_app
+
+    from .gateway_support import RecordingChangeEngine, bearer
+
+    app = create_app(rt.settings, rt.policies, change_engine=RecordingChangeEngine())
+    with TestClient(app, headers=bearer(rt)) as test_client:
+        yield test_client

@@ -6,14 +6,17 @@ triggers in line, all in the caller's transaction: the caller commits or nothing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.models import (
     OPEN_STATUSES,
+    FlowTrigger,
     Incident,
     IncidentStatus,
     add_timeline,
@@ -21,8 +24,15 @@ from itilflow.models import (
     get_incident,
     get_incident_by_dedup_key,
 )
+from itilflow.models.incident import (
+    incident_ids_by_dedup_key,
+    insert_incident_rows,
+    insert_timeline_rows,
+)
 from itilflow.policies import Policies, decide_priority
 from itilflow.sla_timers import status_events, sync_triggers
+
+_INSERT_TRIGGER = insert(FlowTrigger.__table__)  # type: ignore[attr-defined]
 
 
 class ActionError(ValueError):
@@ -116,6 +126,133 @@ def open_incident(
         session=session, incident_id=incident.id, kind="open", key="open", due_at=clock.now()
     )
     return incident, True
+
+
+def open_incidents(
+    *,
+    session: Session,
+    new: Sequence[NewIncident],
+    dedup_keys: Sequence[str | None],
+    policies: Policies,
+    actor: str,
+) -> list[int]:
+    """Store many new incidents, each with its `opened` entry and the trigger that starts its
+    flow, in three Core INSERTs whatever their number (no ORM objects: they cost more than the
+    database work). Returns their ids in order. The caller has looked up the dedup keys
+    (`incident_ids_by_dedup_key`); a key another transaction stored meanwhile raises
+    IntegrityError from the unique constraint, and the caller looks again."""
+    for incident in new:
+        validate_new_incident(incident, policies)
+    now = clock.now()
+    incident_rows = [
+        {
+            "title": incident.title,
+            "description": incident.description,
+            "category": incident.category,
+            "ci_name": incident.ci_name,
+            "impact": incident.impact,
+            "urgency": incident.urgency,
+            "priority": incident.priority,
+            "reporter_name": incident.reporter_name,
+            "reporter_email": incident.reporter_email,
+            "source": incident.source,
+            "status": IncidentStatus.new,
+            "fingerprint": incident.fingerprint,
+            "labels": incident.labels or {},
+            "parent_id": incident.parent_id,
+            "dedup_key": key,
+            "opened_at": now,
+            "updated_at": now,
+        }
+        for incident, key in zip(new, dedup_keys, strict=True)
+    ]
+    ids = insert_incident_rows(session=session, rows=incident_rows)
+    insert_timeline_rows(
+        session=session,
+        rows=[
+            {
+                "incident_id": incident_id,
+                "at": now,
+                "actor": actor,
+                "kind": "opened",
+                "message": f"opened from {incident.source}",
+                "data": {"source": incident.source, "dedup_key": key},
+            }
+            for incident_id, incident, key in zip(ids, new, dedup_keys, strict=True)
+        ],
+    )
+    # The same row add_trigger() writes: the runner claims it as it claims any other.
+    session.connection().execute(
+        _INSERT_TRIGGER,
+        [
+            {
+                "incident_id": incident_id,
+                "kind": "open",
+                "key": "open",
+                "due_at": now,
+                "data": {},
+                "created_at": now,
+                "attempts": 0,
+            }
+            for incident_id in ids
+        ],
+    )
+    return ids
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """One request to open an incident, as the JSON API receives it."""
+
+    new: NewIncident
+    actor: str
+    dedup_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Opened:
+    id: int
+    status: str
+    created: bool
+
+
+def open_requested_incidents(
+    *, session: Session, requests: Sequence[OpenRequest], policies: Policies
+) -> list[Opened]:
+    """Open the incidents of several requests together (one lookup of their dedup keys, bulk
+    inserts), in order. A dedup key stored before, or earlier in `requests`, returns that
+    incident and stores nothing new."""
+    known = incident_ids_by_dedup_key(
+        session=session, dedup_keys=[r.dedup_key for r in requests if r.dedup_key]
+    )
+    results: dict[int, Opened] = {}
+    opened_by: dict[str, int] = {}  # dedup key -> index of the request that opens it
+    repeats: dict[int, str] = {}
+    to_open: dict[str, list[int]] = {}
+    for index, request in enumerate(requests):
+        key = request.dedup_key
+        if key and key in known:
+            incident = load_incident(session, known[key])
+            results[index] = Opened(known[key], incident.status.value, created=False)
+        elif key and key in opened_by:
+            repeats[index] = key
+        else:
+            to_open.setdefault(request.actor, []).append(index)
+            if key:
+                opened_by[key] = index
+    for actor, indexes in to_open.items():
+        ids = open_incidents(
+            session=session,
+            new=[requests[i].new for i in indexes],
+            dedup_keys=[requests[i].dedup_key for i in indexes],
+            policies=policies,
+            actor=actor,
+        )
+        for index, incident_id in zip(indexes, ids, strict=True):
+            results[index] = Opened(incident_id, IncidentStatus.new.value, created=True)
+    for index, key in repeats.items():
+        results[index] = Opened(results[opened_by[key]].id, IncidentStatus.new.value, False)
+    return [results[index] for index in range(len(requests))]
 
 
 def classify(incident: Incident, policies: Policies) -> str:

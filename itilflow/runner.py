@@ -40,6 +40,7 @@ from itilflow.models import (
     finish_trigger,
     release_claims,
     release_trigger,
+    renew_claims,
     session_scope,
 )
 
@@ -196,6 +197,15 @@ class Runner:
     def _due_count(self) -> int:
         with Session(self.engine) as session:
             return count_claimable(session=session)
+
+    def _renew(self) -> None:
+        try:
+            with session_scope(self.engine) as session:
+                renew_claims(
+                    session=session, trigger_ids=sorted(self._held), runner=self.name, lease=LEASE
+                )
+        except Exception:  # noqa: BLE001 (the next round tries again; the lease has slack)
+            log.exception("could not renew the leases of %d running triggers", len(self._held))
 
     def _launch(self, batch: Batch) -> None:
         # Marked busy before the task first runs, so that the next claim already skips the lane.

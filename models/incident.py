@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Table, UniqueConstraint, bindparam, insert
+from sqlalchemy import select as core_select
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from itilflow import clock
@@ -129,6 +131,60 @@ def get_incident(*, session: Session, incident_id: int) -> Incident | None:
 
 def get_incident_by_dedup_key(*, session: Session, dedup_key: str) -> Incident | None:
     return session.exec(select(Incident).where(Incident.dedup_key == dedup_key)).first()
+
+
+# Bound parameters per statement stay well below SQLite's oldest limit (999) and PostgreSQL's.
+_KEYS_PER_STATEMENT = 500
+
+
+def _incident_table() -> Table:
+    return Incident.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+# Built once: constructing and coercing them per call cost more than running them.
+_IDS_BY_DEDUP_KEY = core_select(_incident_table().c.dedup_key, _incident_table().c.id).where(
+    _incident_table().c.dedup_key.in_(bindparam("keys", expanding=True))
+)
+_INSERT_INCIDENT_RETURNING_ID = insert(_incident_table()).returning(_incident_table().c.id)
+_INSERT_INCIDENTS_RETURNING_KEYS = insert(_incident_table()).returning(
+    _incident_table().c.dedup_key, _incident_table().c.id
+)
+_INSERT_TIMELINE = insert(TimelineEntry.__table__)  # type: ignore[attr-defined]
+
+
+def incident_ids_by_dedup_key(*, session: Session, dedup_keys: Collection[str]) -> dict[str, int]:
+    """The stored incidents among `dedup_keys` (key -> id): one SELECT ... IN for up to 500
+    keys, instead of one query per key."""
+    keys = sorted(set(dedup_keys))
+    found: dict[str, int] = {}
+    connection = session.connection()
+    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+        rows = connection.execute(
+            _IDS_BY_DEDUP_KEY, {"keys": keys[start : start + _KEYS_PER_STATEMENT]}
+        )
+        found.update(dict(rows.all()))
+    return found
+
+
+def insert_incident_rows(*, session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert incident rows with SQLAlchemy Core, no ORM objects; returns their ids in the
+    order of `rows`. Rows that all carry a dedup key go in one multi-row INSERT ... RETURNING
+    and are matched back by their key: SQLAlchemy's ordered RETURNING falls back to one
+    statement per row on SQLite. Each row must name the same columns."""
+    if not rows:
+        return []
+    connection = session.connection()
+    keys = [row.get("dedup_key") for row in rows]
+    if len(rows) == 1 or None in keys or len(set(keys)) != len(keys):
+        return [connection.execute(_INSERT_INCIDENT_RETURNING_ID, row).scalar_one() for row in rows]
+    ids = dict(connection.execute(_INSERT_INCIDENTS_RETURNING_KEYS, list(rows)).all())
+    return [ids[key] for key in keys]
+
+
+def insert_timeline_rows(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Append timeline rows with one Core INSERT (executemany), no ORM objects."""
+    if rows:
+        session.connection().execute(_INSERT_TIMELINE, list(rows))
 
 
 def list_incidents(

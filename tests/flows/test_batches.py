@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from itilflow import clock
 from itilflow.models import FlowTrigger, add_trigger, get_timeline, session_scope
-from itilflow.runner import ALONE_AFTER_ATTEMPTS, ENGINE_ERROR, Runner, make_batches
+from itilflow.runner import ALONE_AFTER_ATTEMPTS, ENGINE_ERROR, LEASE, Runner, make_batches
 from tests.flows.test_incident_flow import MONDAY_MORNING, kinds, open_incident
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -144,3 +144,22 @@ async def test_a_timer_that_keeps_failing_does_not_hold_back_the_others(
     failing = triggers_of(rt, "test:no-such-timer")[0]
     assert failing.pending and failing.attempts >= ALONE_AFTER_ATTEMPTS
     assert "flow_failed" in kinds(rt, bad["id"])
+
+
+async def test_a_running_batch_keeps_its_claims_and_a_dead_runners_lapse(client, rt):
+    clock.freeze(MONDAY_MORNING)
+    open_incident(client)
+    alive = Runner(rt.engine, name="host-a:runner")
+    (claimed,) = alive._claim(10)
+    alive._held = {claimed.id}
+    dead = Runner(rt.engine, name="host-b:runner")
+    assert dead._claim(10) == [], "claimed rows are not taken twice"
+
+    clock.advance(LEASE - timedelta(seconds=1))
+    alive._renew()
+    clock.advance(timedelta(seconds=2))
+    assert dead._claim(10) == [], "a live runner's lease was renewed"
+
+    clock.advance(LEASE)  # host-a stopped renewing: it died
+    (taken_over,) = dead._claim(10)
+    assert taken_over.id == claimed.id and taken_over.claimed_by == "host-b:runner"

@@ -4,8 +4,10 @@ nothing."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session, func, select
 
 from itilflow.models import FlowTrigger, Incident, TimelineEntry
@@ -160,3 +162,66 @@ def test_actions_follow_the_lifecycle(client):
     assert kinds == ["opened", "acknowledged", "resolved", "closed"]
     assert client.post("/api/incidents/INC-999999/comment", json={"note": "x"}).status_code == 404
     assert client.post(f"/api/incidents/{number}/explode", json={}).status_code == 422
+
+
+def _post_together(client, bodies_and_headers: list[tuple[dict, dict]]) -> list:
+    """Send the requests at once from threads, so that they share the writer's transactions."""
+    responses: list = [None] * len(bodies_and_headers)
+    barrier = threading.Barrier(len(bodies_and_headers))
+
+    def post(index: int, body: dict, headers: dict) -> None:
+        barrier.wait()
+        responses[index] = client.post("/api/incidents", json=body, headers=headers)
+
+    threads = [
+        threading.Thread(target=post, args=(i, body, headers))
+        for i, (body, headers) in enumerate(bodies_and_headers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return responses
+
+
+def test_concurrent_requests_with_one_idempotency_key_open_one_incident(client, rt):
+    responses = _post_together(client, [({"title": "Disk full"}, {"Idempotency-Key": "same"})] * 6)
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [201]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert [r.json()["created"] for r in responses].count(True) == 1
+    assert counts(rt) == (1, 1, 1)
+
+
+def test_concurrent_requests_without_a_key_each_open_an_incident(client, rt):
+    responses = _post_together(client, [({"title": f"printer {n}"}, {}) for n in range(8)])
+    assert [r.status_code for r in responses] == [201] * 8
+    ids = [r.json()["id"] for r in responses]
+    assert len(set(ids)) == 8
+    with Session(rt.engine) as session:
+        titles = {i.id: i.title for i in session.exec(select(Incident))}
+    assert [titles[i] for i in ids] == [f"printer {n}" for n in range(8)]
+    assert counts(rt) == (8, 8, 8)
+
+
+def test_a_repeated_key_answers_with_the_incident_as_it_is_now(client, rt):
+    first = client.post("/api/incidents", json={"title": "VPN"}, headers={"Idempotency-Key": "k"})
+    number = first.json()["number"]
+    assert client.post(f"/api/incidents/{number}/acknowledge", json={}).status_code == 200
+    again = client.post("/api/incidents", json={"title": "VPN"}, headers={"Idempotency-Key": "k"})
+    assert again.status_code == 200
+    assert (again.json()["id"], again.json()["status"]) == (first.json()["id"], "acknowledged")
+
+
+def test_a_failed_transaction_stores_nothing_and_answers_503(client, rt):
+    with Session(rt.engine) as session:
+        session.execute(
+            text(
+                "CREATE TRIGGER refuse_triggers BEFORE INSERT ON flowtrigger "
+                "BEGIN INSERT INTO no_such_table VALUES (1); END"
+            )
+        )
+        session.commit()
+    response = client.post("/api/incidents", json={"title": "Mail queue stuck"})
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"]
+    assert counts(rt) == (0, 0, 0)

@@ -44,9 +44,25 @@ POSTGRES_SUITE = (
 )
 
 
+# Tests of the set that only work on SQLite, and why: left out of it and skipped on PostgreSQL.
+SQLITE_ONLY = {
+    "tests/gateway/test_intake.py::test_a_failed_transaction_stores_nothing_and_answers_503": (
+        "breaks the transaction with a trigger in SQLite's syntax"
+    ),
+    "tests/gateway/test_alertmanager_intake.py::"
+    "test_a_failed_transaction_stores_nothing_and_answers_503": (
+        "breaks the transaction with a trigger in SQLite's syntax"
+    ),
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(str(config.rootpath))
     for item in items:
+        if item.nodeid in SQLITE_ONLY:
+            if ON_POSTGRES:
+                item.add_marker(pytest.mark.skip(reason=f"SQLite only: {SQLITE_ONLY[item.nodeid]}"))
+            continue
         where = Path(str(item.path)).relative_to(root).as_posix()
         if any(where == entry or where.startswith(entry + "/") for entry in POSTGRES_SUITE):
             item.add_marker(pytest.mark.postgres)

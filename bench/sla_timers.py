@@ -15,7 +15,7 @@ for each variant, on a fresh itilflow database:
     --restart-pause seconds later (default 1 s, as a supervisor such as systemd would);
   * failover variant: two runners (each with its own name); one is SIGKILLed half-way through
     the span and stays down: the other takes its unclaimed work at once and its claims when
-    their lease (60 s, renewed while a run lasts) ends;
+    their lease (20 s, renewed while a run lasts) ends;
   * waits until every trigger is done or GRACE seconds after the last due time.
 
 Printed per variant: lateness of the action (timeline 'escalated' entry time - due_at, and

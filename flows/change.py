@@ -6,27 +6,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from prefect import flow, pause_flow_run
+from prefect import flow, get_run_logger, pause_flow_run
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 
-from itilflow.change_steps import ChangePlan, aexecute_plan
+from itilflow.change_steps import (
+    ChangePlan,
+    PlanAbandoned,
+    aexecute_plan,
+    aroll_back_plan,
+    interrupted,
+)
 from itilflow.runtime import runtime
 from itilflow.tasks.assess_change_risk import assess_change_risk
 from itilflow.tasks.change_lifecycle import (
     begin_change,
     begin_implementation,
     check_window,
+    confirm_run_lost,
     expire_change,
     mark_crashed,
     notify_change,
     open_rollback_incident,
     record_change_outcome,
     schedule_implementation,
+    take_over_change,
 )
 from itilflow.tasks.record_approval_input import record_approval_input
 from itilflow.tasks.record_change_request import record_change_request
-from itilflow.tasks.remind_approvers import send_approval_reminders, start_waiting_changes
+from itilflow.tasks.remind_approvers import (
+    recover_lost_implementations,
+    send_approval_reminders,
+    start_waiting_changes,
+)
 from itilflow.tasks.request_approvals import approval_step
 from itilflow.tasks.run_change_action import run_change_action
 
@@ -52,11 +64,27 @@ async def implement(change_id: int, version: int) -> str:
     if plan is None:
         return "skipped"
 
+    try:
+        outcome = await aexecute_plan(
+            ChangePlan.model_validate(plan), runner=_action_runner(change_id)
+        )
+    except PlanAbandoned as exc:
+        get_run_logger().warning("%s", exc)
+        return "taken over by a recovery"
+    return await _close(change_id, outcome.model_dump(mode="json"))
+
+
+def _action_runner(change_id: int) -> Any:
+    """Each action of the plan as a task run (visible in the UI, written to the timeline)."""
+
     async def as_task(phase: str, name: str, action: Any) -> Any:
         return await run_change_action(change_id, phase, name, action.model_dump(mode="json"))
 
-    outcome = await aexecute_plan(ChangePlan.model_validate(plan), runner=as_task)
-    status = record_change_outcome(change_id, outcome.model_dump(mode="json"))
+    return as_task
+
+
+async def _close(change_id: int, outcome: dict[str, Any], lost_run_id: str | None = None) -> str:
+    status = record_change_outcome(change_id, outcome, lost_run_id)
     if status == "rollback_failed":
         open_rollback_incident(change_id)
     await notify_change(change_id, status)
@@ -166,8 +194,53 @@ async def request_change(
 
 @flow(name="remind-approvers")
 async def remind_approvers() -> dict[str, int]:
-    """Scheduled: remind approvers who have not answered, escalate to the policy's contact, and
-    start the runs of changes stored while the engine could not be reached."""
+    """Scheduled: remind approvers who have not answered, escalate to the policy's contact,
+    start the runs of changes stored while the engine could not be reached, and recover changes
+    whose implementing run ended without them (a lost run the triggers missed)."""
     reminded = await send_approval_reminders()
     started = await start_waiting_changes()
-    return {"reminded": reminded, "started": started}
+    recovering = await recover_lost_implementations()
+    return {"reminded": reminded, "started": started, "recovering": recovering}
+
+
+@flow(name="recover-change", flow_run_name="recover {flow_run}")
+async def recover_change(flow_run: str, last_heartbeat: str | None = None) -> str:
+    """Started by this deployment's triggers (prefect.yaml) when a change's run stops sending
+    heartbeats (its worker's host or process died) or crashes, and by `remind-approvers` for
+    lost runs the triggers missed.
+
+    A run lost mid-implementation is rolled back: the steps it started are undone latest first
+    (its undos tolerate a step that did not finish) and the rollback is verified. Rolling back
+    rather than resuming: a step cut off half-way may not be safe to run twice. A run lost while
+    waiting for approvals is started again. The timeline says which, and why.
+    """
+    lost_run_id = await confirm_run_lost(flow_run, last_heartbeat)
+    if lost_run_id is None:
+        return "not lost"
+    reason = f"no heartbeat since {last_heartbeat}" if last_heartbeat else "crashed"
+    claim = take_over_change(lost_run_id, reason)
+    if claim["action"] == "restart":
+        from itilflow.gateway.changes import PrefectChangeEngine
+
+        await PrefectChangeEngine().start(claim["change_id"])
+        return "restarted"
+    if claim["action"] != "roll_back":
+        return f"nothing to do: {claim['why']}"
+    change_id = claim["change_id"]
+    if claim["in_flight"]:
+        phase, name = claim["in_flight"]
+    elif claim["started_steps"]:
+        phase, name = "step", claim["started_steps"][-1]
+    else:
+        phase, name = "backup", "(before any step)"
+    try:
+        outcome = await aroll_back_plan(
+            ChangePlan.model_validate(claim["plan"]),
+            claim["started_steps"],
+            failure=interrupted(phase, name, f"interrupted: the run {lost_run_id} was lost"),
+            runner=_action_runner(change_id),
+        )
+    except PlanAbandoned as exc:
+        get_run_logger().warning("%s", exc)
+        return "taken over by another recovery"
+    return await _close(change_id, outcome.model_dump(mode="json"), lost_run_id)

@@ -63,11 +63,14 @@ __all__ = [
     "Outcome",
     "Phase",
     "PlanEvent",
+    "PlanAbandoned",
     "PlanOutcome",
     "ShellAction",
     "aexecute_plan",
+    "aroll_back_plan",
     "arun_action",
     "execute_plan",
+    "interrupted",
     "plan_rollback",
     "run_action",
 ]
@@ -636,6 +639,11 @@ def plan_rollback(plan: ChangePlan, completed: Iterable[str]) -> list[ChangeStep
     return [step for step in reversed(plan.steps) if step.name in done]
 
 
+class PlanAbandoned(Exception):
+    """Raised by a runner when this run may no longer touch the change (another run took it
+    over after this one was declared lost): the plan stops at once, without a rollback."""
+
+
 async def aexecute_plan(
     plan: ChangePlan,
     *,
@@ -648,23 +656,11 @@ async def aexecute_plan(
     (a step or a check failed, every undo and every rollback check passed); "rollback_failed"
     (an undo or a rollback check failed, or an irreversible step blocked the rollback).
 
-    An exception from `runner` counts as a failed action (so the rollback still runs); one from
-    `on_event` propagates. Cancellation propagates at once, without a rollback.
+    An exception from `runner` counts as a failed action (so the rollback still runs), except
+    `PlanAbandoned`, which propagates like one from `on_event`. Cancellation propagates at once,
+    without a rollback.
     """
-    run = runner or _default_runner
-    events: list[PlanEvent] = []
-
-    async def perform(phase: Phase, name: str, action: ShellAction | HttpAction) -> PlanEvent:
-        await _notify(on_event, phase, name, None)
-        timer = _Timer()
-        try:
-            result = await run(phase, name, action)
-        except Exception as exc:  # a crashed action is a failed action: roll back
-            result = timer.result(ok=False, summary=f"error: {type(exc).__name__}: {exc}")
-        event = PlanEvent(phase=phase, name=name, result=result)
-        events.append(event)
-        await _notify(on_event, phase, name, result)
-        return event
+    perform, events = _performer(on_event, runner)
 
     for item in plan.backup:
         event = await perform("backup", item.name, item.do)
@@ -688,6 +684,57 @@ async def aexecute_plan(
         else:
             return PlanOutcome(outcome="successful", events=events)
 
+    return await _roll_back(plan, completed, failure, perform, events, on_event)
+
+
+async def aroll_back_plan(
+    plan: ChangePlan,
+    started: Iterable[str],
+    *,
+    failure: PlanEvent,
+    on_event: EventHook | None = None,
+    runner: Runner | None = None,
+) -> PlanOutcome:
+    """Only the rollback half of `aexecute_plan`: undo the `started` steps (latest first) and
+    verify the rollback. For a run that died mid-implementation, `failure` says where."""
+    perform, events = _performer(on_event, runner)
+    return await _roll_back(plan, list(started), failure, perform, events, on_event)
+
+
+_Perform = Callable[[Phase, str, ShellAction | HttpAction], Awaitable[PlanEvent]]
+
+
+def _performer(
+    on_event: EventHook | None, runner: Runner | None
+) -> tuple[_Perform, list[PlanEvent]]:
+    run = runner or _default_runner
+    events: list[PlanEvent] = []
+
+    async def perform(phase: Phase, name: str, action: ShellAction | HttpAction) -> PlanEvent:
+        await _notify(on_event, phase, name, None)
+        timer = _Timer()
+        try:
+            result = await run(phase, name, action)
+        except PlanAbandoned:
+            raise
+        except Exception as exc:  # a crashed action is a failed action: roll back
+            result = timer.result(ok=False, summary=f"error: {type(exc).__name__}: {exc}")
+        event = PlanEvent(phase=phase, name=name, result=result)
+        events.append(event)
+        await _notify(on_event, phase, name, result)
+        return event
+
+    return perform, events
+
+
+async def _roll_back(
+    plan: ChangePlan,
+    completed: list[str],
+    failure: PlanEvent | None,
+    perform: _Perform,
+    events: list[PlanEvent],
+    on_event: EventHook | None,
+) -> PlanOutcome:
     rollback_ok = True
     remaining = plan_rollback(plan, completed)
     not_rolled_back: list[str] = []
@@ -717,6 +764,16 @@ async def aexecute_plan(
         events=events,
         failure=failure,
         not_rolled_back=not_rolled_back,
+    )
+
+
+def interrupted(phase: Phase, name: str, reason: str) -> PlanEvent:
+    """The event for an action whose run died before it could record a result."""
+    now = clock.now()
+    return PlanEvent(
+        phase=phase,
+        name=name,
+        result=ActionResult(ok=False, summary=reason, started_at=now, finished_at=now),
     )
 
 

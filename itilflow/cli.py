@@ -18,6 +18,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["demo"] = True
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = Path(args.data_dir)
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
     return Settings(**overrides)
 
 
@@ -42,7 +44,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, terminate)
     try:
-        print("starting the Prefect server, deployments, worker, runner and gateway ...")
+        print(
+            f"starting the Prefect server, deployments, {settings.workers} worker(s), runner "
+            "and gateway ..."
+        )
         stack.up()
         if settings.demo:
             from itilflow.demo import load_demo
@@ -69,6 +74,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         stack.stop()
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Prefect worker of the work pool with the stack's environment, in the foreground: how a
+    worker-only host joins (docs/scaling.md). Its exit code is the worker's."""
+    import os
+
+    from itilflow.stack import WORKER_ENV, Stack
+
+    settings = _settings(args)
+    settings.require_secrets()
+    if not settings.prefect_api_url:
+        raise SettingsError(
+            "ITILFLOW_PREFECT_API_URL not set: a worker host needs the shared Prefect server"
+        )
+    stack = Stack(settings)
+    command = stack.worker_command(args.number, limit=args.limit)
+    os.execve(command[0], command, {**stack.env(), **WORKER_ENV})
+    return 0  # not reached: the worker replaced this process
 
 
 def cmd_runner(args: argparse.Namespace) -> int:
@@ -182,7 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="demo mode: own secrets, sample engineers, CIs and incidents",
     )
+    up.add_argument(
+        "--workers",
+        type=int,
+        help="Prefect workers to start on this host (default ITILFLOW_WORKERS, 1; 0: none)",
+    )
     up.set_defaults(run=cmd_up)
+    worker = sub.add_parser(
+        "worker", help="run one Prefect worker of the work pool (a worker-only host)"
+    )
+    worker.add_argument(
+        "--number", type=int, default=1, help="this worker's number on this host (its name)"
+    )
+    worker.add_argument("--limit", type=int, help="most runs at once (default: no limit)")
+    worker.set_defaults(run=cmd_worker)
     sub.add_parser("runner", help="run the flows for due triggers (started by up)").set_defaults(
         run=cmd_runner
     )

@@ -47,7 +47,7 @@ from itilflow.models import (
 log = logging.getLogger("itilflow.runner")
 
 # Short, and renewed while a batch runs: another runner takes over a dead one's claims within it.
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=20)
 RENEW_EVERY = LEASE / 4
 FIRST_BACKOFF = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)

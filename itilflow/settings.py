@@ -6,7 +6,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRETS_FILE = "secrets.env"
@@ -39,6 +39,18 @@ class Settings(BaseSettings):
 
     api_token: SecretStr | None = None
     secret_key: SecretStr | None = None
+    # Names of Prefect Secret blocks holding the secrets, read from the Prefect API when the
+    # secret itself is not set (docs/security.md).
+    api_token_secret_block: str | None = None
+    secret_key_secret_block: str | None = None
+    smtp_password_secret_block: str | None = None
+    # The Prefect API's basic auth, "user:password": `itilflow up` gives it to the server it
+    # starts (PREFECT_SERVER_API_AUTH_STRING) and to every client (PREFECT_API_AUTH_STRING).
+    prefect_auth_string: SecretStr | None = None
+
+    # Prefect workers `itilflow up` starts on this host (0: none, the runs go to workers on
+    # other hosts; docs/scaling.md).
+    workers: int = Field(default=1, ge=0, le=32)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -71,6 +83,8 @@ class Settings(BaseSettings):
     # own, since a runner starting takes back the claims held under its name.
     runner_name: str | None = None
 
+    _from_secret_blocks: set[str] = PrivateAttr(default_factory=set)
+
     @field_validator("prefect_database_url")
     @classmethod
     def _async_driver(cls, value: SecretStr | None) -> SecretStr | None:
@@ -90,6 +104,24 @@ class Settings(BaseSettings):
             self.public_url = f"http://{self.gateway_host}:{self.gateway_port}"
         self.public_url = self.public_url.rstrip("/")
         return self
+
+    @model_validator(mode="after")
+    def _read_secret_blocks(self) -> Settings:
+        for field_name in SECRET_BLOCK_FIELDS:
+            block = getattr(self, f"{field_name}_secret_block")
+            # An empty value counts as unset: `itilflow up` blanks inherited ones this way.
+            if block and not getattr(self, field_name):
+                value = read_secret_block(
+                    block, api_url=self.prefect_api_url, auth_string=self.prefect_auth_string
+                )
+                setattr(self, field_name, SecretStr(value))
+                self._from_secret_blocks.add(field_name)
+        return self
+
+    @property
+    def from_secret_blocks(self) -> frozenset[str]:
+        """The secrets read from Secret blocks (not to be copied into a child's environment)."""
+        return frozenset(self._from_secret_blocks)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -122,6 +154,48 @@ class Settings(BaseSettings):
 
 class SettingsError(RuntimeError):
     pass
+
+
+SECRET_BLOCK_FIELDS = ("api_token", "secret_key", "smtp_password")
+
+
+def read_secret_block(
+    name: str, *, api_url: str | None = None, auth_string: SecretStr | None = None
+) -> str:
+    """The value of the Prefect Secret block `name`, from `api_url` (ITILFLOW_PREFECT_API_URL)
+    or else the process's Prefect API (PREFECT_API_URL).
+
+    Refuses when neither is set: Prefect would otherwise start a temporary server of its own,
+    which has no blocks.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    updates: dict = {}
+    if api_url:
+        updates[PREFECT_API_URL] = api_url
+    if auth_string is not None:
+        updates[PREFECT_API_AUTH_STRING] = auth_string.get_secret_value()
+    with temporary_settings(updates=updates):
+        if not get_current_settings().api.url:
+            raise SettingsError(
+                f"Secret block {name!r}: neither ITILFLOW_PREFECT_API_URL nor PREFECT_API_URL "
+                "is set, so there is no Prefect server to read it from"
+            )
+        try:
+            with get_client(sync_client=True) as client:
+                document = client.read_block_document_by_name(name, block_type_slug="secret")
+        except Exception as exc:  # noqa: BLE001 (any failure means: not configured)
+            raise SettingsError(f"could not read Secret block {name!r}: {exc}") from exc
+    value = document.data.get("value")
+    if isinstance(value, dict):  # a Secret may hold JSON; itilflow's secrets are strings
+        raise SettingsError(f"Secret block {name!r} holds JSON, not a string")
+    return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
 
 
 def load_demo_secrets(data_dir: Path) -> dict[str, str]:

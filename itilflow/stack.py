@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,9 +17,14 @@ from pathlib import Path
 
 import httpx
 
-from itilflow.settings import Settings
+from itilflow.settings import SECRET_BLOCK_FIELDS, Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# Runs on the workers send a heartbeat every 30 s (Prefect's minimum; its default is 180): the
+# recover-change deployment's trigger (prefect.yaml) declares a run lost after 45 s without one.
+RUN_HEARTBEAT_SECONDS = 30
+WORKER_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(RUN_HEARTBEAT_SECONDS)}
 
 
 class StackError(RuntimeError):
@@ -60,17 +66,37 @@ class Stack:
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "ITILFLOW_DATA_DIR": str(self.data_dir),
             "ITILFLOW_DATABASE_URL": s.database_url or "",
-            "ITILFLOW_API_TOKEN": s.api_token.get_secret_value(),
-            "ITILFLOW_SECRET_KEY": s.secret_key.get_secret_value(),
             "ITILFLOW_PUBLIC_URL": s.public_url or "",
             "ITILFLOW_DEMO": "true" if s.demo else "false",
             "ITILFLOW_SMTP_HOST": s.smtp_host,
             "ITILFLOW_SMTP_PORT": str(s.smtp_port),
         }
+        env.update(self.secrets_env())
         if s.policy_dir:
             env["ITILFLOW_POLICY_DIR"] = str(s.policy_dir.resolve())
         if s.apprise_config:
             env["ITILFLOW_APPRISE_CONFIG"] = str(s.apprise_config.resolve())
+        return env
+
+    def secrets_env(self) -> dict[str, str]:
+        """Secrets for the children: a secret read from a Prefect Secret block travels as the
+        block's name (each child reads it), never as its value in an environment."""
+        s = self.settings
+        env: dict[str, str] = {}
+        for field_name in SECRET_BLOCK_FIELDS:
+            variable = f"ITILFLOW_{field_name.upper()}"
+            block = getattr(s, f"{field_name}_secret_block")
+            value = getattr(s, field_name)
+            if field_name in s.from_secret_blocks and block:
+                env[f"{variable}_SECRET_BLOCK"] = block
+                env[variable] = ""  # not an inherited value from the parent's environment
+            elif value is not None:
+                env[variable] = value.get_secret_value()
+        if s.prefect_auth_string is not None:
+            auth = s.prefect_auth_string.get_secret_value()
+            env["PREFECT_API_AUTH_STRING"] = auth
+            if not s.prefect_api_url:
+                env["PREFECT_SERVER_API_AUTH_STRING"] = auth
         return env
 
     @property
@@ -179,10 +205,24 @@ class Stack:
             self.wait_for(self.api_url + "/health", server, timeout=120)
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
         self.run([*prefect, "--no-prompt", "deploy", "--all"])
-        self.start("worker", [*prefect, "worker", "start", "--pool", "itilflow"], terms=2, grace=5)
+        for number in range(1, self.settings.workers + 1):
+            self.start_worker(number)
         self.start("runner", [*itilflow, "runner"])
         gateway = self.start("gateway", [*itilflow, "gateway"])
         self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)
+
+    def worker_command(self, number: int, *, limit: int | None = None) -> list[str]:
+        """`prefect worker start` for the work pool, named after this host (unique per pool);
+        `limit` caps the runs it takes at once (each is a process of its own)."""
+        name = f"itilflow-{socket.gethostname()}-{number}"
+        pool = self.settings.work_pool
+        command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool]
+        return command + (["--limit", str(limit)] if limit else []) + ["--name", name]
+
+    def start_worker(self, number: int) -> Child:
+        # One worker keeps its old log name; more are worker-2, worker-3, ...
+        name = "worker" if number == 1 else f"worker-{number}"
+        return self.start(name, self.worker_command(number), terms=2, grace=5, extra_env=WORKER_ENV)
 
     def stop(self) -> None:
         # A second Ctrl-C (or a SIGTERM forwarded by a wrapper) must not cut the shutdown short

@@ -8,6 +8,7 @@ from typing import Any
 
 from prefect import task
 from prefect.runtime import flow_run
+from sqlmodel import select
 
 from itilflow import changes, clock, incidents
 from itilflow.change_messages import change_context
@@ -74,6 +75,9 @@ def expire_change(change_id: int, version: int) -> None:
         change = changes.load_change(session, change_id)
         if change.version != version or change.status != ChangeStatus.awaiting_approval:
             return
+        this_run = flow_run.get_id()
+        if this_run and change.flow_run_id not in (None, str(this_run)):
+            return  # a recovery restarted the process: the new run owns the wait now
         changes.void_requests(session, change_id)
         change.status = ChangeStatus.expired
         session.add(change)
@@ -134,6 +138,8 @@ def begin_implementation(change_id: int, version: int) -> dict[str, Any] | None:
             return None
         change.status = ChangeStatus.implementing
         change.updated_at = clock.now()
+        # This run now owns the change: a recovery takes it over only from this id.
+        change.flow_run_id = str(flow_run.get_id() or "") or change.flow_run_id
         session.add(change)
         add_change_entry(
             session=session,
@@ -146,8 +152,11 @@ def begin_implementation(change_id: int, version: int) -> dict[str, Any] | None:
 
 
 @task(name="record-change-outcome")
-def record_change_outcome(change_id: int, outcome: dict[str, Any]) -> str:
-    """Set the final status and write the post-implementation review that closes the change."""
+def record_change_outcome(
+    change_id: int, outcome: dict[str, Any], lost_run_id: str | None = None
+) -> str:
+    """Set the final status and write the post-implementation review that closes the change;
+    after a recovery (`lost_run_id`), say so in the same transaction."""
     rt = runtime()
     with session_scope(rt.engine) as session:
         change = changes.load_change(session, change_id)
@@ -187,6 +196,16 @@ def record_change_outcome(change_id: int, outcome: dict[str, Any]) -> str:
             message=summary_of(change),
             data=change.review,
         )
+        if lost_run_id:
+            add_change_entry(
+                session=session,
+                change_id=change_id,
+                kind="recovered",
+                actor="flow:recover-change",
+                message=f"{change.number} {change.status.value.replace('_', ' ')} after its "
+                f"run {lost_run_id} was lost mid-implementation",
+                data={"lost_run_id": lost_run_id, "outcome": change.status.value},
+            )
         return change.status.value
 
 
@@ -294,3 +313,129 @@ def mark_crashed(change_id: int, reason: str) -> None:
             f"{', '.join(started) or 'none'}; check the system before anything else",
             data={"possibly_applied": started},
         )
+
+
+LOST_STATE_NAME = "Lost"
+"""A crashed-type state with its own name: its event (prefect.flow-run.Lost) does not fire the
+Crashed trigger again for a run a recovery already handles."""
+
+
+@task(name="confirm-run-lost")
+async def confirm_run_lost(flow_run_ref: str, last_heartbeat: str | None) -> str | None:
+    """The lost run's id, or None when it is not lost after all.
+
+    A run in a final state other than Completed is lost. A run the server still shows running
+    or paused is lost only if no heartbeat came after `last_heartbeat` (the one the trigger saw
+    last): a late heartbeat means a slow host, not a dead one. Such a run is marked crashed
+    (state name "Lost") so the UI and every later check agree.
+    """
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    run_id = UUID(flow_run_ref.removeprefix("prefect.flow-run."))
+    async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+        state = run.state
+        if state is not None and state.is_final():
+            return None if state.type == StateType.COMPLETED else str(run_id)
+        if last_heartbeat:
+            response = await client.request(
+                "POST",
+                "/events/filter",
+                json={
+                    "filter": {
+                        "event": {"name": ["prefect.flow-run.heartbeat"]},
+                        "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+                        "occurred": {
+                            "since": last_heartbeat,
+                            "until": clock.now().isoformat(),
+                        },
+                        "order": "DESC",
+                    },
+                    "limit": 5,
+                },
+            )
+            later = [
+                e
+                for e in response.json().get("events", [])
+                if datetime.fromisoformat(e["occurred"]) > datetime.fromisoformat(last_heartbeat)
+            ]
+            if later:
+                return None
+        await client.set_flow_run_state(
+            run_id,
+            Crashed(
+                name=LOST_STATE_NAME,
+                message="no heartbeat since "
+                f"{last_heartbeat or 'its start'}: its worker or host is gone",
+            ),
+            force=True,
+        )
+        return str(run_id)
+
+
+@task(name="take-over-change")
+def take_over_change(lost_run_id: str, reason: str) -> dict[str, Any]:
+    """Decide what the lost run's change needs, and claim it for this run if anything.
+
+    Returns `{"action": "none" | "restart" | "roll_back", ...}`: "restart" for a change that was
+    waiting for decisions (its process starts again and finds them), "roll_back" for one that
+    was being implemented, with the plan and the steps the lost run had started.
+    """
+    rt = runtime()
+    this_run = str(flow_run.get_id() or "") or None
+    with session_scope(rt.engine) as session:
+        change = session.exec(select(Change).where(Change.flow_run_id == lost_run_id)).first()
+        if change is None or change.id is None:
+            return {"action": "none", "why": "no change belongs to this run any more"}
+        change_id = change.id
+        status = change.status
+        if status in changes.AWAITING_DECISIONS:
+            if not changes.take_over_change(
+                session=session, change_id=change_id, lost_run_id=lost_run_id, new_run_id=None
+            ):
+                return {"action": "none", "why": "another run took the change over"}
+            add_change_entry(
+                session=session,
+                change_id=change_id,
+                kind="process_restarted",
+                actor="flow:recover-change",
+                message=f"the change's run {lost_run_id} was lost ({reason}) while waiting for "
+                "decisions: starting it again; decisions already given count",
+                data={"lost_run_id": lost_run_id},
+            )
+            return {"action": "restart", "change_id": change_id}
+        if status not in changes.MID_IMPLEMENTATION:
+            return {"action": "none", "why": f"{change.number} is {status.value}"}
+        if not changes.take_over_change(
+            session=session, change_id=change_id, lost_run_id=lost_run_id, new_run_id=this_run
+        ):
+            return {"action": "none", "why": "another run took the change over"}
+        where = changes.read_interruption(get_change_timeline(session=session, change_id=change_id))
+        during = f"{where.in_flight[0]} {where.in_flight[1]!r}" if where.in_flight else "a step"
+        undo = list(reversed(where.started_steps))
+        add_change_entry(
+            session=session,
+            change_id=change_id,
+            kind="recovery_started",
+            actor="flow:recover-change",
+            message=f"the run {lost_run_id} was lost ({reason}) during {during}: rolling back "
+            f"the steps it started, latest first: {', '.join(undo) or 'none'}",
+            data={
+                "lost_run_id": lost_run_id,
+                "decision": "roll_back",
+                "started_steps": where.started_steps,
+                "in_flight": list(where.in_flight) if where.in_flight else None,
+            },
+        )
+        return {
+            "action": "roll_back",
+            "change_id": change_id,
+            "plan": change.plan,
+            "started_steps": where.started_steps,
+            "in_flight": list(where.in_flight) if where.in_flight else None,
+            "lost_run_id": lost_run_id,
+        }

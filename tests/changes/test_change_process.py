@@ -184,8 +184,12 @@ def test_a_change_whose_verification_fails_is_rolled_back(live_gateway, rt, smtp
         < kinds.index("rollback_ok")
         < kinds.index("rollback_verify_ok")
     )
-    outcome_mail = [m for m in smtp_server.mails if "owner@example.com" in m.rcpt_tos]
-    assert outcome_mail and "rolled back" in outcome_mail[-1].message["Subject"]
+    # The status is stored before the requester is told: wait for the mail, do not race it.
+    outcome_mail = wait_for(
+        "the outcome mail",
+        lambda: [m for m in smtp_server.mails if "owner@example.com" in m.rcpt_tos],
+    )
+    assert "rolled back" in outcome_mail[-1].message["Subject"]
 
 
 def test_a_failed_rollback_opens_a_p1_incident(live_gateway, rt, smtp_server, tmp_path):

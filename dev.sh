@@ -6,12 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 venv=${ITILFLOW_VENV:-.venv}
 
+# The test tools, and the PostgreSQL driver (the tests run a set on PostgreSQL too).
+extras="test,postgres"
+
 ensure_venv() {
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  # Reinstall only when the project's dependencies changed.
-  stamp="$venv/.itilflow-installed"
+  # Reinstall only when the project's dependencies (or the extras wanted) changed.
+  stamp="$venv/.itilflow-installed-${extras//,/-}"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -e ".[test]"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -e ".[$extras]"
     touch "$stamp"
   fi
 }

@@ -29,6 +29,7 @@ TEST_DEB_PACKAGES=(
   poppler-utils           # pdftoppm: tests/reports turn the PDF into PNG pages
   prometheus-node-exporter # tests/inspections: a real /metrics to scrape
   prometheus              # tests/inspections: the PromQL path (scrapes that node_exporter)
+  postgresql              # tests/support/postgres.py: initdb + pg_ctl for the PostgreSQL pass
 )
 
 POLICY_RC_D="${ITILFLOW_POLICY_RC_D:-/usr/sbin/policy-rc.d}"

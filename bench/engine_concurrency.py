@@ -1,10 +1,12 @@
 """How many in-process flow runs per second the engine gives, one at a time vs concurrently.
 
-    .venv/bin/python bench/engine_concurrency.py [--quick]
+    .venv/bin/python bench/engine_concurrency.py [--quick] [--postgres | --database-url URL]
 
-Starts a Prefect server (`prefect server start`, SQLite) and runs, in this process as the runner
-does, trivial async flows (no task; and with 3 small sync tasks): N one after the other, then N
-at once with asyncio.gather for several N. Prints flow runs/s, the CPU the server and this
+Starts a Prefect server (`prefect server start`; SQLite, or PostgreSQL with --postgres: a
+throwaway cluster from tests/support/postgres.py, or --database-url postgresql+asyncpg://...
+of an empty database) and runs, in this process as the runner does, trivial async flows (no
+task; and with 3 small sync tasks): N one after the other, then N at once with asyncio.gather
+for several N. Prints flow runs/s, the CPU the server and this
 process used, and how many API calls the Prefect client had to retry after a 503 (the server
 answers 503 when its SQLite reports "database is locked"; the client then backs off ~2, 4, 8 s).
 """
@@ -16,9 +18,11 @@ import asyncio
 import logging
 import os
 import time
+from contextlib import ExitStack
+from pathlib import Path
 
 import _common
-from _common import PrefectServer, banner, cpu_seconds, temp_dir
+from _common import PYTHON, PrefectServer, banner, base_env, cpu_seconds, spawn, temp_dir, wait_http
 
 
 class RetryCounter(logging.Handler):
@@ -31,15 +35,65 @@ class RetryCounter(logging.Handler):
             self.count += 1
 
 
+class PrefectServerOn(PrefectServer):
+    """`prefect server start` with its database at `database_url` instead of SQLite."""
+
+    def __init__(self, home: Path, database_url: str) -> None:
+        super().__init__(home)
+        self.database_url = database_url
+
+    def start(self, timeout: float = 120) -> PrefectServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = base_env() | {
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+        prefect = str(Path(PYTHON).parent / "prefect")
+        self.proc = spawn(
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            log=self.log,
+        )
+        self.startup_seconds = wait_http(f"{self.api_url}/health", self.proc, self.log, timeout)
+        return self
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--postgres", action="store_true", help="the server on a throwaway PostgreSQL cluster"
+    )
+    where.add_argument("--database-url", help="the server's database, postgresql+asyncpg://...")
     args = parser.parse_args()
     sizes = (2, 8) if args.quick else (2, 4, 8, 16)
     n_seq = 8 if args.quick else 16
 
-    server = PrefectServer(temp_dir("engine") / "prefect").start()
-    print(f"Prefect server answered /api/health after {server.startup_seconds:.1f}s")
+    with ExitStack() as stack:
+        home = temp_dir("engine") / "prefect"
+        database_url = args.database_url
+        if args.postgres:
+            from tests.support.postgres import running_postgres
+
+            cluster = stack.enter_context(running_postgres())
+            cluster.create_database("prefect")
+            database_url = cluster.url("prefect", driver="asyncpg")
+        server = PrefectServerOn(home, database_url) if database_url else PrefectServer(home)
+        server.start()
+        where = "PostgreSQL" if database_url else "SQLite"
+        print(f"Prefect server on {where} answered /api/health after {server.startup_seconds:.1f}s")
+        try:
+            measure_engine(server, sizes, n_seq)
+        finally:
+            # Before the cluster goes: a server that loses its database mid-run logs a storm.
+            _common.kill_children()
+
+
+def measure_engine(server: PrefectServer, sizes: tuple[int, ...], n_seq: int) -> None:
     os.environ.update(server.client_env())
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 

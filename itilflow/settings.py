@@ -6,10 +6,11 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRETS_FILE = "secrets.env"
+PREFECT_DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 
 
 class Settings(BaseSettings):
@@ -26,6 +27,9 @@ class Settings(BaseSettings):
     # An existing Prefect server; empty means `itilflow up` starts one on SQLite in data_dir.
     prefect_api_url: str | None = None
     prefect_port: int = 4200
+    # The database of the Prefect server `itilflow up` starts (empty: SQLite in data_dir), e.g.
+    # postgresql+asyncpg://user:password@host/prefect. A secret: the URL may hold a password.
+    prefect_database_url: SecretStr | None = None
     work_pool: str = "itilflow"
 
     gateway_host: str = "127.0.0.1"
@@ -80,6 +84,17 @@ class Settings(BaseSettings):
     runner_name: str | None = None
 
     _from_secret_blocks: set[str] = PrivateAttr(default_factory=set)
+
+    @field_validator("prefect_database_url")
+    @classmethod
+    def _async_driver(cls, value: SecretStr | None) -> SecretStr | None:
+        # The Prefect server talks to its database through asyncio drivers only.
+        if value is not None and not value.get_secret_value().startswith(PREFECT_DATABASE_SCHEMES):
+            raise ValueError(
+                "the Prefect server's database URL must start with "
+                f"{' or '.join(PREFECT_DATABASE_SCHEMES)} (asyncpg comes with Prefect)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

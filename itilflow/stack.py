@@ -116,6 +116,18 @@ class Stack:
             )
         return folder
 
+    def server_env(self) -> dict[str, str]:
+        """What only the Prefect server we start needs: its database, when it is not the
+        default SQLite file under PREFECT_HOME."""
+        url = self.settings.prefect_database_url
+        if url is None:
+            return {}
+        # Prefect reads the first of these it finds; set both so that neither is left stale.
+        return {
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": url.get_secret_value(),
+            "PREFECT_API_DATABASE_CONNECTION_URL": url.get_secret_value(),
+        }
+
     def start(
         self,
         name: str,
@@ -167,6 +179,12 @@ class Stack:
     def up(self) -> None:
         prefect = [sys.executable, "-m", "prefect"]
         itilflow = [sys.executable, "-m", "itilflow.cli"]
+        if self.settings.prefect_api_url and self.settings.prefect_database_url:
+            raise StackError(
+                "ITILFLOW_PREFECT_DATABASE_URL is the database of the Prefect server itilflow up "
+                "starts; with ITILFLOW_PREFECT_API_URL set it starts none (set that server's "
+                "database where it runs)"
+            )
         if self.settings.demo and self.demo_inbox:
             self.start("demo-inbox", [*itilflow, "demo-inbox"])
         if not self.settings.prefect_api_url:
@@ -182,6 +200,7 @@ class Stack:
                     "--port",
                     str(self.settings.prefect_port),
                 ],
+                extra_env=self.server_env(),
             )
             self.wait_for(self.api_url + "/health", server, timeout=120)
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)

@@ -33,13 +33,12 @@ How each figure is counted (the report's "how to read" notes say the same):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from itilflow.models import Incident, TimelineEntry
 from itilflow.policies import PRIORITIES, SlaPolicy
-from itilflow.reports.db import epoch, epoch_sql, sql_time, write_months
+from itilflow.reports.db import ReportConnection, bind_list, epoch, write_months
 from itilflow.reports.figures import (
     Availability,
     Breakdown,
@@ -69,18 +68,14 @@ def _rank_sql(column: str) -> str:
 _TOLERANCE = 0.0001
 
 
-def _placeholders(values: Sequence[object]) -> str:
-    return ", ".join("?" for _ in values) or "NULL"
-
-
 def prepare(
-    conn: sqlite3.Connection, months: list[Month], as_of: datetime, extra_kinds: Sequence[str]
+    conn: ReportConnection, months: list[Month], as_of: datetime, extra_kinds: Sequence[str]
 ) -> None:
     """Write the TEMP tables every incident query reads: months, cohort, clock events, facts.
 
     `extra_kinds`: timeline kinds that some SLA policy of this report pauses the clock on.
     """
-    as_of_text = sql_time(as_of)
+    as_of_at = conn.time(as_of)
     write_months(conn, months, as_of)
     # The cohort: incidents opened in one of the months (an index range scan per month).
     conn.execute(
@@ -92,17 +87,19 @@ def prepare(
         INSERT INTO _rpt_inc
         SELECT i.id, m.idx, i.priority, i.category, i.ci_name, i.assignee, i.survey_score
         FROM _rpt_month m
-        JOIN {INCIDENT} i ON i.opened_at >= m.start_txt AND i.opened_at < m.end_txt
-        WHERE i.opened_at <= ?
+        JOIN {INCIDENT} i ON i.opened_at >= m.start_at AND i.opened_at < m.end_at
+        WHERE i.opened_at <= :as_of
         """,
-        (as_of_text,),
+        {"as_of": as_of_at},
     )
+    conn.analyze("_rpt_inc")
     # The timeline entries the figures read, known at as_of, in one pass over the timeline:
     # clock events numbered in the order compute_sla applies them, assignments and escalations.
     kinds = tuple(dict.fromkeys((*CLOCK_KINDS, *extra_kinds, "assigned", "escalated")))
+    kinds_sql, kinds_params = bind_list("kind", kinds)
     conn.execute(
-        "CREATE TEMP TABLE _rpt_ev (incident_id INTEGER, ord INTEGER, at_s REAL, kind TEXT, "
-        "detail TEXT)"
+        "CREATE TEMP TABLE _rpt_ev (incident_id INTEGER, ord INTEGER, at_s DOUBLE PRECISION, "
+        "kind TEXT, detail TEXT)"
     )
     conn.execute(
         f"""
@@ -111,18 +108,19 @@ def prepare(
                ROW_NUMBER() OVER (PARTITION BY incident_id ORDER BY at, rank, id),
                at_s, kind, detail
         FROM (
-            SELECT t.incident_id, t.id, t.at, {epoch_sql("t.at")} AS at_s, t.kind,
+            SELECT t.incident_id, t.id, t.at, {conn.epoch("t.at")} AS at_s, t.kind,
                    {_rank_sql("t.kind")} AS rank,
-                   CASE t.kind WHEN 'assigned' THEN json_extract(t.data, '$.engineer')
-                               WHEN 'escalated' THEN json_extract(t.data, '$.notify') END
+                   CASE t.kind WHEN 'assigned' THEN t.data ->> 'engineer'
+                               WHEN 'escalated' THEN t.data ->> 'notify' END
                        AS detail
             FROM _rpt_inc c JOIN {TIMELINE} t ON t.incident_id = c.id
-            WHERE t.kind IN ({_placeholders(kinds)}) AND t.at <= ?
-        )
+            WHERE t.kind IN ({kinds_sql}) AND t.at <= :as_of
+        ) AS entries
         """,
-        (*kinds, as_of_text),
+        {**kinds_params, "as_of": as_of_at},
     )
     conn.execute("CREATE INDEX _rpt_ev_i ON _rpt_ev (incident_id, ord)")
+    conn.analyze("_rpt_ev")
     # One row per incident: everything but the SLA (which depends on a policy).
     conn.execute(
         """
@@ -135,8 +133,9 @@ def prepare(
             SELECT e.incident_id AS id,
                    MIN(CASE WHEN e.kind IN ('acknowledged', 'resolved', 'closed')
                             THEN e.at_s END) AS responded_s,
-                   SUM(e.kind = 'reopened') AS reopens,
-                   MAX(e.kind IN ('resolved', 'closed')) AS ever_resolved,
+                   COUNT(*) FILTER (WHERE e.kind = 'reopened') AS reopens,
+                   MAX(CASE WHEN e.kind IN ('resolved', 'closed') THEN 1 ELSE 0 END)
+                       AS ever_resolved,
                    MAX(CASE WHEN e.kind = 'reopened' THEN e.ord END) AS last_reopen_ord
             FROM _rpt_ev e JOIN opened o ON o.id = e.incident_id AND e.ord >= o.opened_ord
             GROUP BY e.incident_id
@@ -149,11 +148,11 @@ def prepare(
         ),
         other AS (
             SELECT incident_id AS id,
-                   SUM(kind = 'assigned') AS assignments,
+                   COUNT(*) FILTER (WHERE kind = 'assigned') AS assignments,
                    MAX(CASE WHEN kind = 'assigned' THEN detail END) AS engineer,
-                   SUM(kind = 'escalated') AS escalations,
-                   SUM(kind = 'escalated' AND detail IN ('group_lead', 'manager'))
-                       AS hierarchical
+                   COUNT(*) FILTER (WHERE kind = 'escalated') AS escalations,
+                   COUNT(*) FILTER (WHERE kind = 'escalated'
+                                    AND detail IN ('group_lead', 'manager')) AS hierarchical
             FROM _rpt_ev WHERE kind IN ('assigned', 'escalated')
             GROUP BY incident_id
         )
@@ -164,9 +163,10 @@ def prepare(
                f.resolved_s,
                COALESCE(x.escalations, 0) AS escalations,
                COALESCE(x.hierarchical, 0) AS hierarchical,
-               (f.resolved_s IS NOT NULL AND COALESCE(k.reopens, 0) = 0
-                AND x.assignments = 1 AND x.engineer IS NOT NULL AND x.engineer = c.assignee
-                AND COALESCE(x.hierarchical, 0) = 0) AS first_contact
+               CASE WHEN f.resolved_s IS NOT NULL AND COALESCE(k.reopens, 0) = 0
+                         AND x.assignments = 1 AND x.engineer IS NOT NULL
+                         AND x.engineer = c.assignee AND COALESCE(x.hierarchical, 0) = 0
+                    THEN 1 ELSE 0 END AS first_contact
         FROM _rpt_inc c
         LEFT JOIN opened o ON o.id = c.id
         LEFT JOIN clock k ON k.id = c.id
@@ -175,31 +175,38 @@ def prepare(
         """
     )
     conn.execute("CREATE UNIQUE INDEX _rpt_fact_i ON _rpt_fact (id)")
+    conn.analyze("_rpt_fact")
 
 
 # --- SLA compliance, for one SLA policy ---------------------------------------------------------
 
 
-def _business(cal: str, at: str) -> str:
+def _business(conn: ReportConnection, cal: str, at: str) -> str:
     """SQL: business seconds on calendar `cal` from the table's origin up to instant `at`."""
+    used = conn.least(f"{at} - k.start_s", "k.end_s - k.start_s")
     return (
-        f"COALESCE((SELECT k.cum_s + MIN({at} - k.start_s, k.end_s - k.start_s) FROM _rpt_cal k "
+        f"COALESCE((SELECT k.cum_s + {used} FROM _rpt_cal k "
         f"WHERE k.cal = {cal} AND k.start_s <= {at} ORDER BY k.start_s DESC LIMIT 1), 0)"
     )
 
 
 def _load_policy(
-    conn: sqlite3.Connection, policy: SlaPolicy, start: datetime, as_of: datetime
+    conn: ReportConnection, policy: SlaPolicy, start: datetime, as_of: datetime
 ) -> None:
     for table in ("_rpt_cal", "_rpt_target", "_rpt_pause"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.execute("CREATE TEMP TABLE _rpt_cal (cal TEXT, start_s REAL, end_s REAL, cum_s REAL)")
+    conn.execute(
+        "CREATE TEMP TABLE _rpt_cal (cal TEXT, start_s DOUBLE PRECISION, "
+        "end_s DOUBLE PRECISION, cum_s DOUBLE PRECISION)"
+    )
     conn.execute(
         "CREATE TEMP TABLE _rpt_target (priority TEXT PRIMARY KEY, cal TEXT, "
-        "response_s REAL, resolution_s REAL, asof_b REAL)"
+        "response_s DOUBLE PRECISION, resolution_s DOUBLE PRECISION, asof_b DOUBLE PRECISION)"
     )
     conn.execute("CREATE TEMP TABLE _rpt_pause (kind TEXT PRIMARY KEY)")
-    conn.executemany("INSERT INTO _rpt_pause VALUES (?)", [(k,) for k in set(policy.pause_on)])
+    conn.executemany(
+        "INSERT INTO _rpt_pause VALUES (:kind)", [{"kind": k} for k in set(policy.pause_on)]
+    )
     # Open intervals of each calendar in use, from a day before the first month to a day after
     # as_of (every event the queries look at lies in between), with the business seconds before
     # each. Calendar._intervals is the walk compute_sla's arithmetic uses, so both agree.
@@ -212,36 +219,38 @@ def _load_policy(
             if opens >= until:
                 break
             start_s, end_s = epoch(opens), epoch(closes)
-            rows.append((name, start_s, end_s, total))
+            rows.append({"cal": name, "start_s": start_s, "end_s": end_s, "cum_s": total})
             if start_s <= as_of_s:
                 at_as_of[name] = total + min(as_of_s, end_s) - start_s
             total += end_s - start_s
-        conn.executemany("INSERT INTO _rpt_cal VALUES (?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO _rpt_cal VALUES (:cal, :start_s, :end_s, :cum_s)", rows)
     conn.executemany(
-        "INSERT INTO _rpt_target VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO _rpt_target VALUES (:priority, :cal, :response_s, :resolution_s, :asof_b)",
         [
-            (
-                priority,
-                target.calendar,
-                target.response.total_seconds(),
-                target.resolution.total_seconds(),
-                at_as_of[target.calendar],
-            )
+            {
+                "priority": priority,
+                "cal": target.calendar,
+                "response_s": target.response.total_seconds(),
+                "resolution_s": target.resolution.total_seconds(),
+                "asof_b": at_as_of[target.calendar],
+            }
             for priority, target in policy.targets.items()
         ],
     )
     conn.execute("CREATE INDEX _rpt_cal_i ON _rpt_cal (cal, start_s)")
+    for table in ("_rpt_cal", "_rpt_target", "_rpt_pause"):
+        conn.analyze(table)
 
 
 def _in_open(cal: str, at: str) -> str:
     """SQL: whether business time runs right up to instant `at` (opens < at <= closes)."""
     return (
         f"COALESCE((SELECT k.end_s >= {at} FROM _rpt_cal k WHERE k.cal = {cal} "
-        f"AND k.start_s < {at} ORDER BY k.start_s DESC LIMIT 1), 0)"
+        f"AND k.start_s < {at} ORDER BY k.start_s DESC LIMIT 1), FALSE)"
     )
 
 
-def _status_sql() -> str:
+def _status_sql(conn: ReportConnection) -> str:
     """SQL (CTEs ending in `status`): each cohort incident's response and resolution outcome
     (met / breached / pending) under the policy in _rpt_cal / _rpt_target / _rpt_pause.
 
@@ -266,15 +275,16 @@ def _status_sql() -> str:
             FROM ev
         ),
         -- Where the state changes, the business time on the incident's calendar (one look-up
-        -- per change; a segment ends where the next begins, or at as_of).
-        marks AS (
+        -- per change; a segment ends where the next begins, or at as_of). MATERIALIZED: else
+        -- PostgreSQL may inline these into a nested loop and redo the look-ups per incident.
+        marks AS MATERIALIZED (
             SELECT c.id, c.ord, c.at_s, c.state, c.before, t.cal, t.asof_b,
-                   {_business("t.cal", "c.at_s")} AS b
+                   {_business(conn, "t.cal", "c.at_s")} AS b
             FROM changes c JOIN _rpt_fact f ON f.id = c.id
             JOIN _rpt_target t ON t.priority = f.priority
             WHERE c.before IS NULL OR c.before != c.state
         ),
-        seg AS (
+        seg AS MATERIALIZED (
             SELECT id, cal, state, before, at_s AS s, b,
                    COALESCE(LEAD(b) OVER w, asof_b) AS b_end,
                    ROW_NUMBER() OVER (PARTITION BY id ORDER BY ord DESC) AS from_end
@@ -292,12 +302,13 @@ def _status_sql() -> str:
                    MIN(CASE WHEN seg.before IS NULL THEN seg.b END) AS opened_b
             FROM seg JOIN _rpt_fact f ON f.id = seg.id
             JOIN _rpt_target t ON t.priority = f.priority
-            GROUP BY seg.id
+            GROUP BY seg.id, seg.cal, t.resolution_s
         ),
         resp AS (
             SELECT f.id, t.response_s, COALESCE(f.responded_s, :as_of) AS moment,
                    CASE WHEN f.responded_s IS NULL THEN t.asof_b
-                        ELSE {_business("t.cal", "f.responded_s")} END - per.opened_b AS used,
+                        ELSE {_business(conn, "t.cal", "f.responded_s")} END - per.opened_b
+                       AS used,
                    t.cal
             FROM _rpt_fact f JOIN _rpt_target t ON t.priority = f.priority
             JOIN per ON per.id = f.id
@@ -324,22 +335,25 @@ def _status_sql() -> str:
 
 
 def sla_months(
-    conn: sqlite3.Connection, policy: SlaPolicy, months: list[Month], as_of: datetime
+    conn: ReportConnection, policy: SlaPolicy, months: list[Month], as_of: datetime
 ) -> list[SlaMonth]:
     """Response and resolution compliance per month (and priority) under `policy`."""
     _load_policy(conn, policy, months[0].start, as_of)
     as_of_s = epoch(as_of)
     rows = conn.execute(
         f"""
-        {_status_sql()}
+        {_status_sql(conn)}
         SELECT month, priority,
-               SUM(response = 'met'), SUM(response = 'breached'), SUM(response = 'pending'),
-               SUM(resolution = 'met'), SUM(resolution = 'breached'),
-               SUM(resolution = 'pending')
+               COUNT(*) FILTER (WHERE response = 'met'),
+               COUNT(*) FILTER (WHERE response = 'breached'),
+               COUNT(*) FILTER (WHERE response = 'pending'),
+               COUNT(*) FILTER (WHERE resolution = 'met'),
+               COUNT(*) FILTER (WHERE resolution = 'breached'),
+               COUNT(*) FILTER (WHERE resolution = 'pending')
         FROM status GROUP BY month, priority
         """,
         {"as_of": as_of_s, "tol": _TOLERANCE},
-    ).fetchall()
+    )
     per_month: dict[int, dict[str, dict[str, Compliance]]] = {}
     for month, priority, r_met, r_br, r_pe, s_met, s_br, s_pe in rows:
         per_month.setdefault(month, {})[priority] = {
@@ -371,7 +385,7 @@ def _total(by_priority: dict[str, dict[str, Compliance]], which: str) -> Complia
 # --- everything else ----------------------------------------------------------------------------
 
 
-def _durations(conn: sqlite3.Connection, value: str, where: str) -> dict[int, DurationStats]:
+def _durations(conn: ReportConnection, value: str, where: str) -> dict[int, DurationStats]:
     rows = conn.execute(
         f"""
         WITH d AS (SELECT month, {value} AS v FROM _rpt_fact WHERE {where}),
@@ -381,12 +395,12 @@ def _durations(conn: sqlite3.Connection, value: str, where: str) -> dict[int, Du
                    COUNT(*) OVER (PARTITION BY month) AS n
             FROM d
         )
-        SELECT month, n,
+        SELECT month, MAX(n),
                MAX(CASE WHEN rn = (n * 50 + 99) / 100 THEN v END),
                MAX(CASE WHEN rn = (n * 90 + 99) / 100 THEN v END)
         FROM r GROUP BY month
         """
-    ).fetchall()
+    )
     return {
         month: DurationStats(count=n, median=_seconds(median), p90=_seconds(p90))
         for month, n, median, p90 in rows
@@ -398,7 +412,7 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _breakdown(conn: sqlite3.Connection, column: str, months: int, top: int) -> list[Breakdown]:
+def _breakdown(conn: ReportConnection, column: str, months: int, top: int) -> list[Breakdown]:
     rows = conn.execute(
         f"""
         WITH c AS (SELECT {column} AS name, month, COUNT(*) AS n FROM _rpt_fact
@@ -409,11 +423,11 @@ def _breakdown(conn: sqlite3.Connection, column: str, months: int, top: int) -> 
             FROM c GROUP BY name
             ORDER BY current DESC, total DESC, name IS NULL, name LIMIT :top
         )
-        SELECT r.name, c.month, c.n FROM ranked r JOIN c ON c.name IS r.name
+        SELECT r.name, c.month, c.n FROM ranked r JOIN c ON c.name IS NOT DISTINCT FROM r.name
         ORDER BY r.current DESC, r.total DESC, r.name IS NULL, r.name
         """,
         {"last": months - 1, "top": top},
-    ).fetchall()
+    )
     found: dict[str | None, list[int]] = {}
     for name, month, count in rows:
         found.setdefault(name, [0] * months)[month] = count
@@ -421,7 +435,7 @@ def _breakdown(conn: sqlite3.Connection, column: str, months: int, top: int) -> 
 
 
 def incident_months(
-    conn: sqlite3.Connection, months: list[Month], sla: list[SlaMonth], survey_scale: int
+    conn: ReportConnection, months: list[Month], sla: list[SlaMonth], survey_scale: int
 ) -> list[IncidentMonth]:
     counts: dict[int, dict[str, int]] = {}
     for month, priority, n in conn.execute(
@@ -432,9 +446,11 @@ def incident_months(
         row[0]: row[1:]
         for row in conn.execute(
             """
-            SELECT month, COUNT(*), SUM(resolved_s IS NOT NULL), SUM(first_contact),
-                   SUM(ever_resolved), SUM(ever_resolved AND reopens > 0),
-                   SUM(escalations > 0), SUM(escalations), SUM(hierarchical > 0),
+            SELECT month, COUNT(*), COUNT(*) FILTER (WHERE resolved_s IS NOT NULL),
+                   SUM(first_contact), SUM(ever_resolved),
+                   COUNT(*) FILTER (WHERE ever_resolved = 1 AND reopens > 0),
+                   COUNT(*) FILTER (WHERE escalations > 0), SUM(escalations),
+                   COUNT(*) FILTER (WHERE hierarchical > 0),
                    COUNT(score), AVG(score)
             FROM _rpt_fact GROUP BY month
             """
@@ -488,7 +504,7 @@ def incident_months(
 
 
 def availability(
-    conn: sqlite3.Connection,
+    conn: ReportConnection,
     months: list[Month],
     as_of: datetime,
     priorities: Sequence[str],
@@ -498,27 +514,27 @@ def availability(
     first, only CIs with some downtime in the months shown."""
     if not priorities:
         return []
-    as_of_text = sql_time(as_of)
+    priorities_sql, priorities_params = bind_list("priority", priorities)
     rows = conn.execute(
         f"""
         WITH cand AS (
             SELECT id, ci_name AS ci FROM {INCIDENT}
-            WHERE priority IN ({_placeholders(priorities)}) AND ci_name IS NOT NULL
-              AND opened_at < ? AND opened_at <= ?
-              AND (resolved_at IS NULL OR resolved_at >= ?)
+            WHERE priority IN ({priorities_sql}) AND ci_name IS NOT NULL
+              AND opened_at < :end AND opened_at <= :as_of
+              AND (resolved_at IS NULL OR resolved_at >= :start)
         ),
         ev AS (
-            SELECT c.ci, t.incident_id AS id, {epoch_sql("t.at")} AS at_s,
+            SELECT c.ci, t.incident_id AS id, {conn.epoch("t.at")} AS at_s,
                    CASE WHEN t.kind IN ('opened', 'reopened') THEN 1 ELSE 0 END AS down,
                    ROW_NUMBER() OVER (PARTITION BY t.incident_id
                                       ORDER BY t.at, {_rank_sql("t.kind")},
                                       t.id) AS ord
             FROM cand c JOIN {TIMELINE} t ON t.incident_id = c.id
-            WHERE t.kind IN ('opened', 'reopened', 'resolved', 'closed') AND t.at <= ?
+            WHERE t.kind IN ('opened', 'reopened', 'resolved', 'closed') AND t.at <= :as_of
         ),
         seg AS (
             SELECT ci, down, at_s AS s,
-                   COALESCE(LEAD(at_s) OVER (PARTITION BY id ORDER BY ord), ?) AS e
+                   COALESCE(LEAD(at_s) OVER (PARTITION BY id ORDER BY ord), :as_of_s) AS e
             FROM ev
         ),
         down AS (SELECT ci, s, e FROM seg WHERE down = 1 AND e > s),
@@ -536,19 +552,19 @@ def availability(
             FROM marked
         ),
         islands AS (SELECT ci, MIN(s) AS s, MAX(e) AS e FROM grouped GROUP BY ci, island)
-        SELECT m.idx, i.ci, SUM(MIN(i.e, m.end_eff_s) - MAX(i.s, m.start_s))
+        SELECT m.idx, i.ci,
+               SUM({conn.least("i.e", "m.end_eff_s")} - {conn.greatest("i.s", "m.start_s")})
         FROM islands i JOIN _rpt_month m ON i.s < m.end_eff_s AND i.e > m.start_s
         GROUP BY m.idx, i.ci
         """,
-        (
-            *priorities,
-            sql_time(months[-1].end),
-            as_of_text,
-            sql_time(months[0].start),
-            as_of_text,
-            epoch(as_of),
-        ),
-    ).fetchall()
+        {
+            **priorities_params,
+            "end": conn.time(months[-1].end),
+            "as_of": conn.time(as_of),
+            "start": conn.time(months[0].start),
+            "as_of_s": epoch(as_of),
+        },
+    )
     lengths = [max(0.0, min(epoch(m.end), epoch(as_of)) - epoch(m.start)) for m in months]
     downtime: dict[str, list[float]] = {}
     for index, ci, seconds in rows:
@@ -568,7 +584,7 @@ def availability(
 
 
 def compute_incident_section(
-    conn: sqlite3.Connection,
+    conn: ReportConnection,
     *,
     months: list[Month],
     as_of: datetime,

@@ -23,12 +23,11 @@ known when the report is made (timestamps up to `as_of`) count:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
 from itilflow.models import Change, ChangeStatus, CheckResult, Problem, ProblemEntry
-from itilflow.reports.db import sql_time
+from itilflow.reports.db import ReportConnection
 from itilflow.reports.figures import (
     ChangeCounts,
     ChangeMonth,
@@ -68,27 +67,30 @@ def _values(statuses: tuple[ChangeStatus, ...]) -> str:
 
 
 def compute_change_section(
-    conn: sqlite3.Connection, months: list[Month], as_of: datetime
+    conn: ReportConnection, months: list[Month], as_of: datetime
 ) -> ChangeSection:
     rows = conn.execute(
         f"""
         WITH c AS (
             SELECT m.idx AS month, c.category, c.status
             FROM _rpt_month m
-            JOIN "{CHANGE}" c ON c.updated_at >= m.start_txt AND c.updated_at < m.end_txt
+            JOIN "{CHANGE}" c ON c.updated_at >= m.start_at AND c.updated_at < m.end_at
             WHERE c.updated_at <= :as_of
               AND c.status IN ({_values(IMPLEMENTED)}, {_values(NOT_IMPLEMENTED)})
         )
         SELECT month, category,
-               SUM(status IN ({_values(IMPLEMENTED)})),
-               SUM(status = 'successful'), SUM(status = 'rolled_back'),
-               SUM(status = 'rollback_failed'), SUM(status = 'backup_failed'),
-               SUM(status IN ({_values(IMPLEMENTED)}) AND category = 'emergency'),
-               SUM(status IN ({_values(NOT_IMPLEMENTED)}))
+               COUNT(*) FILTER (WHERE status IN ({_values(IMPLEMENTED)})),
+               COUNT(*) FILTER (WHERE status = 'successful'),
+               COUNT(*) FILTER (WHERE status = 'rolled_back'),
+               COUNT(*) FILTER (WHERE status = 'rollback_failed'),
+               COUNT(*) FILTER (WHERE status = 'backup_failed'),
+               COUNT(*) FILTER (WHERE status IN ({_values(IMPLEMENTED)})
+                                AND category = 'emergency'),
+               COUNT(*) FILTER (WHERE status IN ({_values(NOT_IMPLEMENTED)}))
         FROM c GROUP BY month, category
         """,
-        {"as_of": sql_time(as_of)},
-    ).fetchall()
+        {"as_of": conn.time(as_of)},
+    )
     per_month: dict[int, dict[str, tuple[int, ...]]] = {}
     for month, category, *counts in rows:
         per_month.setdefault(month, {})[category or "(none)"] = tuple(counts)
@@ -129,7 +131,7 @@ def _fields(counts: Sequence[int]) -> dict[str, int]:
 
 
 def compute_problem_section(
-    conn: sqlite3.Connection, months: list[Month], as_of: datetime
+    conn: ReportConnection, months: list[Month], as_of: datetime
 ) -> ProblemSection:
     rows = conn.execute(
         f"""
@@ -142,12 +144,12 @@ def compute_problem_section(
             WHERE kind = 'known_error' AND at <= :as_of GROUP BY problem_id
         )
         SELECT m.idx, e.kind, COUNT(*)
-        FROM _rpt_month m JOIN events e ON e.at >= m.start_txt AND e.at < m.end_txt
+        FROM _rpt_month m JOIN events e ON e.at >= m.start_at AND e.at < m.end_at
         WHERE e.at <= :as_of
         GROUP BY m.idx, e.kind
         """,
-        {"as_of": sql_time(as_of)},
-    ).fetchall()
+        {"as_of": conn.time(as_of)},
+    )
     counts: dict[int, dict[str, int]] = {}
     for month, kind, n in rows:
         counts.setdefault(month, {})[kind] = n
@@ -165,40 +167,46 @@ def compute_problem_section(
 
 
 _STATUS_COUNTS = (
-    "COUNT(*), SUM(r.status = 'ok'), SUM(r.status = 'warning'), "
-    "SUM(r.status = 'critical'), SUM(r.status = 'error')"
+    "COUNT(*), COUNT(*) FILTER (WHERE r.status = 'ok'), "
+    "COUNT(*) FILTER (WHERE r.status = 'warning'), "
+    "COUNT(*) FILTER (WHERE r.status = 'critical'), COUNT(*) FILTER (WHERE r.status = 'error')"
 )
 
 
 def compute_inspection_section(
-    conn: sqlite3.Connection, months: list[Month], as_of: datetime
+    conn: ReportConnection, months: list[Month], as_of: datetime
 ) -> InspectionSection:
-    as_of_text = sql_time(as_of)
+    as_of_at = conn.time(as_of)
     per_month = {
         row[0]: row[1:]
         for row in conn.execute(
             f"""
             SELECT m.idx, {_STATUS_COUNTS}
             FROM _rpt_month m
-            JOIN "{CHECK_RESULT}" r ON r.at >= m.start_txt AND r.at < m.end_txt
-            WHERE r.at <= ?
+            JOIN "{CHECK_RESULT}" r ON r.at >= m.start_at AND r.at < m.end_at
+            WHERE r.at <= :as_of
             GROUP BY m.idx
             """,
-            (as_of_text,),
+            {"as_of": as_of_at},
         )
     }
     top = conn.execute(
         f"""
         SELECT r.target, {_STATUS_COUNTS}
         FROM "{CHECK_RESULT}" r
-        WHERE r.at >= ? AND r.at < ? AND r.at <= ?
+        WHERE r.at >= :start AND r.at < :end AND r.at <= :as_of
         GROUP BY r.target
-        HAVING COUNT(*) > SUM(r.status = 'ok')
-        ORDER BY COUNT(*) - SUM(r.status = 'ok') DESC, r.target
-        LIMIT ?
+        HAVING COUNT(*) > COUNT(*) FILTER (WHERE r.status = 'ok')
+        ORDER BY COUNT(*) - COUNT(*) FILTER (WHERE r.status = 'ok') DESC, r.target
+        LIMIT :top
         """,
-        (sql_time(months[-1].start), sql_time(months[-1].end), as_of_text, TOP_FAILING),
-    ).fetchall()
+        {
+            "start": conn.time(months[-1].start),
+            "end": conn.time(months[-1].end),
+            "as_of": as_of_at,
+            "top": TOP_FAILING,
+        },
+    )
     result = []
     for index, month in enumerate(months):
         results, ok, warning, critical, error = per_month.get(index, (0, 0, 0, 0, 0))

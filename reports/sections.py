@@ -5,21 +5,22 @@ A section names the tables it reads. When one is missing (the process does not e
 this installation) the section shows "no data" and its figures are not computed. A section
 registered without a `compute` function is a placeholder: "no data" even once its tables exist.
 
-To add one: write `compute(context) -> Figures` (SQL on `context.conn`, which is inside the
-report's read snapshot with the TEMP table `_rpt_month` (idx, key, start_s, end_s, end_eff_s,
-start_txt, end_txt) already written by compute_report), a template
+To add one: write `compute(context) -> Figures` (SQL on `context.conn`, a ReportConnection inside
+the report's read snapshot with the TEMP table `_rpt_month` (idx, key, start_s, end_s, end_eff_s,
+start_at, end_at) already written by compute_report; the SQL must run on SQLite and PostgreSQL,
+see itilflow.reports.db), a template
 `templates/_base/sections/<key>.html` that reads `section.data`, a title in each language's
 `strings.html`, and `register_section(...)`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from itilflow.policies import ReportPolicy, SlaPolicy
+from itilflow.reports.db import ReportConnection
 from itilflow.reports.figures import Figures
 from itilflow.reports.incidents import INCIDENT, TIMELINE, compute_incident_section
 from itilflow.reports.period import Month
@@ -36,7 +37,7 @@ from itilflow.reports.processes import (
 
 @dataclass(frozen=True)
 class SectionContext:
-    conn: sqlite3.Connection
+    conn: ReportConnection
     months: list[Month]
     as_of: datetime
     report_policy: ReportPolicy

@@ -23,13 +23,16 @@ from tests.support.smtp import free_port
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def start_up(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+def start_up(
+    data_dir: Path, ports: dict[str, int], database_env: dict[str, str]
+) -> subprocess.Popen[str]:
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("ITILFLOW_", "PREFECT_"))
     }
     env.update(
+        database_env,
         ITILFLOW_PREFECT_PORT=str(ports["prefect"]),
         ITILFLOW_GATEWAY_PORT=str(ports["gateway"]),
         ITILFLOW_DEMO_SMTP_PORT=str(ports["smtp"]),
@@ -78,13 +81,15 @@ def wait_until(check, timeout: float = 60.0, what: str = "condition"):
 
 
 @pytest.mark.timeout(600)
-def test_up_runs_the_stack_and_a_second_up_reuses_the_data(tmp_path: Path):
+def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
+    tmp_path: Path, stack_database_env: dict[str, str]
+):
     data = tmp_path / "data"
     ports = {name: free_port() for name in ("prefect", "gateway", "smtp", "chat")}
     gateway = f"http://127.0.0.1:{ports['gateway']}"
     prefect_api = f"http://127.0.0.1:{ports['prefect']}/api"
 
-    process = start_up(data, ports)
+    process = start_up(data, ports, stack_database_env)
     try:
         token = dict(
             line.split("=", 1) for line in (data / "secrets.env").read_text().splitlines()
@@ -159,7 +164,7 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(tmp_path: Path):
     for port in ports.values():
         wait_until(lambda port=port: port_closed(port), timeout=30, what=f"port {port} closed")
 
-    process = start_up(data, ports)
+    process = start_up(data, ports, stack_database_env)
     try:
         api = httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {token}"})
         listed = api.get("/api/incidents").json()

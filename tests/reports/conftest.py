@@ -13,8 +13,8 @@ from tests.reports.dataset import load_history
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = get_engine(f"sqlite:///{tmp_path / 'report.db'}")
+def engine(database_url: str) -> Engine:
+    engine = get_engine(database_url)
     create_db(engine)
     return engine
 

@@ -54,6 +54,7 @@ def text_part(message: EmailMessage) -> str:
 
 def assert_shown_as_text(html: str, *values: str) -> None:
     """No markup from the data, and each value present, escaped (as jinja escapes)."""
+    html = html.replace("\r\n", "\n")  # a mail part may come back with CRLF line ends
     found = TAGS.search(html)
     assert found is None, f"markup from the data: ...{html[max(0, found.start() - 80) :][:200]}"
     for value in values:

@@ -255,13 +255,20 @@ def recoveries_of(run_ids: set[str]) -> list[Any]:
     ]
 
 
-def marker_plan(marker: Path, seconds: float) -> dict[str, Any]:
-    """One step that appends a line to `marker` (its side effect, counted) and takes a while."""
+def marker_plan(marker: Path, seconds: float, gate: Path | None = None) -> dict[str, Any]:
+    """One step that appends a line to `marker` (its side effect, counted) and takes a while:
+    `seconds`, or until `gate` exists (at most 120 s), so that runs overlap however slow the
+    machine is."""
+    wait = (
+        f"for i in $(seq 600); do [ -e {gate} ] && break; sleep 0.2; done"
+        if gate
+        else f"sleep {seconds}"
+    )
     return {
         "steps": [
             {
                 "name": "mark",
-                "do": {"kind": "shell", "command": f"echo ran >> {marker}; sleep {seconds}"},
+                "do": {"kind": "shell", "command": f"echo ran >> {marker}; {wait}"},
                 "undo": {"kind": "shell", "command": f"rm -f {marker}"},
             }
         ],
@@ -284,8 +291,9 @@ def test_two_workers_run_each_flow_once_and_a_killed_worker_loses_nothing(
     worker_hosts.start("host-b", limit=2)
 
     started = time.monotonic()
+    gate = tmp_path / "gate"
     first = [
-        approved_change(rt, f"first {n}", marker_plan(tmp_path / f"mark-{n}", seconds=6))
+        approved_change(rt, f"first {n}", marker_plan(tmp_path / f"mark-{n}", 0, gate=gate))
         for n in range(4)
     ]
     run_ids = {change_id: start_implementation(change_id) for change_id in first}
@@ -301,6 +309,7 @@ def test_two_workers_run_each_flow_once_and_a_killed_worker_loses_nothing(
     # Kill host-a's worker mid-run; then more runs arrive, which only host-b can take.
     worker_hosts.kill_worker("host-a")
     killed_at = time.monotonic()
+    gate.touch()
     later = [
         approved_change(rt, f"later {n}", marker_plan(tmp_path / f"mark-later-{n}", seconds=1))
         for n in range(2)

@@ -172,8 +172,9 @@ def cpu_seconds(pid: int) -> float:
 class PrefectServer:
     """`prefect server start` on a free port with its own PREFECT_HOME (SQLite)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, database_url: str | None = None) -> None:
         self.home = home
+        self.database_url = database_url  # None: SQLite under `home`
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log = home / "prefect-server.log"
@@ -188,6 +189,8 @@ class PrefectServer:
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "WARNING",
         }
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         prefect = str(Path(PYTHON).parent / "prefect")
         self.proc = spawn(
             [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],

@@ -19,10 +19,9 @@ import logging
 import os
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import _common
-from _common import PYTHON, PrefectServer, banner, base_env, cpu_seconds, spawn, temp_dir, wait_http
+from _common import PrefectServer, banner, cpu_seconds, temp_dir
 
 
 class RetryCounter(logging.Handler):
@@ -33,32 +32,6 @@ class RetryCounter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "retryable status code" in record.getMessage():
             self.count += 1
-
-
-class PrefectServerOn(PrefectServer):
-    """`prefect server start` with its database at `database_url` instead of SQLite."""
-
-    def __init__(self, home: Path, database_url: str) -> None:
-        super().__init__(home)
-        self.database_url = database_url
-
-    def start(self, timeout: float = 120) -> PrefectServer:
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = base_env() | {
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-        prefect = str(Path(PYTHON).parent / "prefect")
-        self.proc = spawn(
-            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            log=self.log,
-        )
-        self.startup_seconds = wait_http(f"{self.api_url}/health", self.proc, self.log, timeout)
-        return self
 
 
 def main() -> None:
@@ -82,7 +55,7 @@ def main() -> None:
             cluster = stack.enter_context(running_postgres())
             cluster.create_database("prefect")
             database_url = cluster.url("prefect", driver="asyncpg")
-        server = PrefectServerOn(home, database_url) if database_url else PrefectServer(home)
+        server = PrefectServer(home, database_url)
         server.start()
         where = "PostgreSQL" if database_url else "SQLite"
         print(f"Prefect server on {where} answered /api/health after {server.startup_seconds:.1f}s")

@@ -106,12 +106,8 @@ def _delivered(session: Any, incident_ids: list[int]) -> set[tuple[int, str, str
 
 
 def _plan(session: Any, rt: Any, wanted: NotificationRequest) -> dict[str, Any]:
-    incident_id, template, audience = (
-        wanted["incident_id"],
-        wanted["template"],
-        wanted["audience"],
-    )
-    extra = wanted["extra"]
+    incident_id, template, extra = wanted["incident_id"], wanted["template"], wanted["extra"]
+    audience = wanted["audience"]
     incident = incidents.load_incident(session, incident_id)
     route = route_notification(rt.policies.routing, incident.priority or "P4", incident.group_name)
     emails = sorted(

@@ -317,10 +317,6 @@ def _has_trigger(session: Any, incident_id: int, key: str) -> bool:
 async def notify_incidents(requests: list[NotificationRequest]) -> None:
     """Plan, send everything at once (retried by the engine), and keep what finally failed."""
     plans = plan_notifications(requests)
-    await deliver_planned(plans)
-
-
-async def deliver_planned(plans: list[dict[str, Any]]) -> None:
     if not plans:
         return
     delays = runtime().settings.notify_retry_delays

@@ -3,6 +3,7 @@
 from itilflow.models.change import (
     EDITABLE,
     FINAL,
+    ApprovalCode,
     ApprovalRequest,
     Change,
     ChangeEntry,
@@ -81,6 +82,7 @@ from itilflow.models.trigger import (
 __all__ = [
     "EDITABLE",
     "FINAL",
+    "ApprovalCode",
     "ApprovalRequest",
     "Change",
     "ChangeEntry",

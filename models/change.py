@@ -125,6 +125,26 @@ class ApprovalRequest(SQLModel, table=True):
     escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class ApprovalCode(SQLModel, table=True):
+    """A one-time code mailed to the approver of a link before the link may decide.
+
+    The link alone proves only that someone holds the mail (it may have been forwarded); the code
+    goes to the approver's own address. Its own table because `create_all` adds missing tables but
+    never columns. Only a keyed hash of the code is stored.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="approvalrequest.id", index=True)
+    # The code decides this way only: a code asked for "approve" cannot reject.
+    decision: str = Field(max_length=16)
+    code_hash: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    attempts: int = 0  # wrong codes entered; at the policy's limit the code is void
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 def add_change_entry(
     *,
     session: Session,

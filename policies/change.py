@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from itilflow.policies._base import Name, PolicyModel, TimeZoneName, plain_list, raise_if
 from itilflow.policies.durations import Duration
@@ -95,6 +95,25 @@ class ApprovalTiming(PolicyModel):
     link_valid_for: Duration = timedelta(days=3)
 
 
+class ApprovalLinks(PolicyModel):
+    """How an emailed approval link confirms that the approver is the one deciding."""
+
+    # True: the link's button mails a one-time code to the approver's own address and only the
+    # code decides, so a forwarded mail cannot decide as the approver. False: the button decides.
+    confirm_by_code: StrictBool = True
+    code_valid_for: Duration = timedelta(minutes=10)
+    # Wrong codes entered before the code is void (a new one must be asked for).
+    code_attempts: StrictInt = Field(5, ge=1, le=20)
+    # At most one code per approval request this often (a button held down, a bot posting).
+    code_resend_after: Duration = timedelta(minutes=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> ApprovalLinks:
+        if self.code_valid_for <= timedelta():
+            raise_if([(("code_valid_for",), "expected a duration above 0, like '10m'")])
+        return self
+
+
 class ChangePolicy(PolicyModel):
     timezone: TimeZoneName = "UTC"
     risk: RiskPolicy = RiskPolicy()
@@ -102,6 +121,7 @@ class ChangePolicy(PolicyModel):
     freeze_windows: list[FreezeWindow] = []
     approvals: dict[ChangeCategory, ApprovalPath]
     timing: ApprovalTiming = ApprovalTiming()
+    approval_links: ApprovalLinks = ApprovalLinks()
     # The P1 incident opened when a rollback fails goes to this category's group.
     rollback_failure_category: Name = "software"
     # Apprise tags told of every change's outcome.

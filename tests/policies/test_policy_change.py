@@ -114,3 +114,43 @@ def test_a_quorum_above_the_approver_count_is_refused(policy_dir, edit) -> None:
         r".quorum: expected 1 to 3",
     ):
         load_policies(policy_dir)
+
+
+def test_approval_links_confirm_by_code_unless_switched_off(defaults: Policies) -> None:
+    links = defaults.change.approval_links
+    assert links.confirm_by_code is True
+    assert links.code_attempts == 5
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        (
+            "confirm_by_code: true",
+            "confirm_by_code: maybe",
+            r"change.yaml: approval_links.confirm_by_code: expected true or false",
+        ),
+        (
+            "code_attempts: 5",
+            "code_attempts: 0",
+            r"change.yaml: approval_links.code_attempts: expected a number at least 1",
+        ),
+        (
+            "code_valid_for: 10m",
+            'code_valid_for: "0"',
+            r"change.yaml: approval_links.code_valid_for: expected a duration above 0",
+        ),
+        (
+            "code_resend_after: 1m",
+            "code_resend_after: 1m\n  send_by_pigeon: true",
+            r"change.yaml: approval_links.send_by_pigeon",
+        ),
+    ],
+    ids=["not-a-bool", "no-attempts", "no-validity", "unknown-key"],
+)
+def test_bad_approval_link_settings_name_their_key(policy_dir, edit, old, new, says) -> None:
+    from itilflow.policies import PolicyError, load_policies
+
+    edit("change.yaml", old, new)
+    with pytest.raises(PolicyError, match=says):
+        load_policies(policy_dir)

@@ -7,18 +7,21 @@ A replayed, stale or late link therefore changes nothing, whatever order things 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import exists, update
+from sqlalchemy import delete, exists, func, update
 from sqlmodel import Session, col, select
 
 from itilflow import clock, signing
 from itilflow.change_steps import ChangePlan
 from itilflow.models import (
     EDITABLE,
+    ApprovalCode,
     ApprovalRequest,
     Change,
     ChangeEntry,
@@ -28,6 +31,7 @@ from itilflow.models import (
     list_approval_requests,
 )
 from itilflow.policies import (
+    ApprovalLinks,
     ApprovalStage,
     Policies,
     RiskAssessment,
@@ -51,6 +55,14 @@ class ChangeError(ValueError):
 
 class DecisionRefused(ValueError):
     """An approval link or form that may not decide; the reason is shown to the person."""
+
+
+class WrongCode(DecisionRefused):
+    """The code entered does not match; the attempt is counted (the caller commits it)."""
+
+
+class CodeNotSent(DecisionRefused):
+    """No new code now: one was sent less than `code_resend_after` ago."""
 
 
 @dataclass
@@ -169,7 +181,19 @@ def cancel_change(*, session: Session, change: Change, actor: str, note: str) ->
 
 
 def void_requests(session: Session, change_id: int) -> int:
-    """Void every undecided link of the change (edits, cancellation, expiry)."""
+    """Void every undecided link of the change, and the codes mailed for them (edits,
+    cancellation, expiry)."""
+    now = clock.now()
+    of_change = select(ApprovalRequest.id).where(col(ApprovalRequest.change_id) == change_id)
+    session.execute(
+        update(ApprovalCode)
+        .where(
+            col(ApprovalCode.request_id).in_(of_change),
+            col(ApprovalCode.used_at).is_(None),
+            col(ApprovalCode.voided_at).is_(None),
+        )
+        .values(voided_at=now)
+    )
     return session.execute(
         update(ApprovalRequest)
         .where(
@@ -177,7 +201,7 @@ def void_requests(session: Session, change_id: int) -> int:
             col(ApprovalRequest.decision).is_(None),
             col(ApprovalRequest.voided_at).is_(None),
         )
-        .values(voided_at=clock.now())
+        .values(voided_at=now)
     ).rowcount
 
 
@@ -345,6 +369,142 @@ def decide(
         + (f": {comment}" if comment else ""),
         data={"stage": request.stage, "version": request.version, "via": via},
     )
+
+
+CODE_DIGITS = 6
+
+
+def _code_hash(secret: str, request: ApprovalRequest, decision: str, code: str) -> str:
+    # Keyed and bound to the link (request, nonce) and the decision: a stolen database cannot
+    # test the million codes without the key, and a code asked for "approve" cannot reject.
+    message = f"{request.id}:{request.nonce}:{decision}:{code}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def issue_approval_code(
+    *,
+    session: Session,
+    request: ApprovalRequest,
+    decision: str,
+    secret: str,
+    policy: ApprovalLinks,
+) -> tuple[ApprovalCode, str]:
+    """A new one-time code for this link and decision, voiding the older ones. Returns the row
+    and the code in clear (to mail; only its hash is stored).
+
+    CodeNotSent when one was issued less than `code_resend_after` ago.
+    """
+    if decision not in ("approve", "reject"):
+        raise DecisionRefused(f"unknown decision {decision!r}: expected approve or reject")
+    now = clock.now()
+    row = ApprovalCode(
+        request_id=request.id,
+        decision=decision,
+        code_hash="",
+        created_at=now,
+        expires_at=now + policy.code_valid_for,
+    )
+    session.add(row)
+    session.flush()
+    # Counted after the insert: of two presses at once, the later writer sees both and yields.
+    recent = session.execute(
+        select(func.count())
+        .select_from(ApprovalCode)
+        .where(
+            col(ApprovalCode.request_id) == request.id,
+            col(ApprovalCode.created_at) > now - policy.code_resend_after,
+        )
+    ).scalar_one()
+    if recent > 1:
+        session.rollback()
+        raise CodeNotSent("a code was sent less than a minute ago")
+    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    row.code_hash = _code_hash(secret, request, decision, code)
+    session.add(row)
+    session.execute(
+        update(ApprovalCode)
+        .where(
+            col(ApprovalCode.request_id) == request.id,
+            col(ApprovalCode.id) != row.id,
+            col(ApprovalCode.used_at).is_(None),
+            col(ApprovalCode.voided_at).is_(None),
+        )
+        .values(voided_at=now)
+    )
+    return row, code
+
+
+def withdraw_approval_code(*, session: Session, code_id: int) -> None:
+    """Forget a code whose mail could not be sent, so the approver may ask again at once."""
+    session.execute(delete(ApprovalCode).where(col(ApprovalCode.id) == code_id))
+
+
+def consume_approval_code(
+    *,
+    session: Session,
+    request: ApprovalRequest,
+    decision: str,
+    code: str,
+    secret: str,
+    policy: ApprovalLinks,
+) -> None:
+    """Use the request's live code for `decision`, once; the caller decides in the same
+    transaction. WrongCode (attempt counted) or DecisionRefused when it may not."""
+    now = clock.now()
+    live = session.exec(
+        select(ApprovalCode)
+        .where(
+            ApprovalCode.request_id == request.id,
+            col(ApprovalCode.used_at).is_(None),
+            col(ApprovalCode.voided_at).is_(None),
+        )
+        .order_by(col(ApprovalCode.id).desc())
+    ).first()
+    if live is None or live.attempts >= policy.code_attempts or live.expires_at <= now:
+        raise DecisionRefused(
+            "there is no valid code for this link (expired, used or void): "
+            "press the button for a new one"
+        )
+    if live.decision != decision:
+        raise DecisionRefused(
+            f"this code was asked for '{live.decision}', not '{decision}': "
+            f"press {decision.capitalize()} for a code of its own"
+        )
+    entered = "".join(code.split())
+    # Constant time, as bytes (compare_digest refuses non-ASCII str).
+    if not hmac.compare_digest(
+        _code_hash(secret, request, decision, entered).encode(), live.code_hash.encode()
+    ):
+        session.execute(
+            update(ApprovalCode)
+            .where(col(ApprovalCode.id) == live.id)
+            .values(attempts=ApprovalCode.attempts + 1)
+        )
+        left = policy.code_attempts - live.attempts - 1
+        raise WrongCode(
+            f"the code is wrong: {left} attempt{'s' if left != 1 else ''} left"
+            if left > 0
+            else "the code is wrong and now void: press the button for a new one"
+        )
+    used = session.execute(
+        update(ApprovalCode)
+        .where(
+            col(ApprovalCode.id) == live.id,
+            col(ApprovalCode.used_at).is_(None),
+            col(ApprovalCode.voided_at).is_(None),
+            col(ApprovalCode.attempts) < policy.code_attempts,
+            col(ApprovalCode.expires_at) > now,
+        )
+        .values(used_at=now)
+    )
+    if used.rowcount != 1:
+        raise DecisionRefused("the code was already used")
+
+
+def mask_address(address: str) -> str:
+    """`chen@example.com` -> `c***@example.com`: enough to recognise, not to harvest."""
+    local, at, domain = address.partition("@")
+    return f"{local[:1]}***{at}{domain}" if at else "***"
 
 
 def pending_request_for(

@@ -78,6 +78,8 @@ CHANGE_KEYS: frozenset[str] = frozenset(
 CHANGE_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "approval_request": ("approver", "stage", "approve_url", "reject_url", "reasons", "reminder"),
     "change_outcome": ("outcome", "summary"),
+    # The one-time code the approval page mails to the approver (decision: approve | reject).
+    "approval_code": ("approver", "decision", "code", "valid_minutes"),
 }
 TEMPLATE_EXTRAS = {**TEMPLATE_EXTRAS, **CHANGE_TEMPLATE_EXTRAS}
 TEMPLATES: tuple[str, ...] = tuple(TEMPLATE_EXTRAS)

@@ -14,6 +14,7 @@ from itilflow.policies.assignment import (
 )
 from itilflow.policies.calendars import Calendar, CalendarSpec
 from itilflow.policies.change import (
+    ApprovalLinks,
     ApprovalStage,
     ChangePolicy,
     RiskAssessment,
@@ -67,6 +68,7 @@ from itilflow.policies.sla import (
 PlannedStep = PlannedEscalation
 
 __all__ = [
+    "ApprovalLinks",
     "ApprovalStage",
     "ChangePolicy",
     "RiskAssessment",

@@ -13,7 +13,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("template", ["approval_request", "change_outcome"])
+@pytest.mark.parametrize("template", ["approval_request", "change_outcome", "approval_code"])
 def test_change_templates_render_in_every_part(template, language):
     message = render_message(template, language, make_context(template))
     for part in (message.subject, message.text, message.html, message.chat_title):
@@ -34,3 +34,13 @@ def test_approval_mail_links_both_decisions_and_escapes_the_title():
 def test_a_change_template_needs_a_change():
     with pytest.raises(ValueError, match="change"):
         render_message("approval_request", "en", {"incident": {}})
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_code_mail_shows_the_code_and_escapes_the_title(language):
+    context = make_context("approval_code", decision="reject")
+    context["change"] = make_change(title="<b>x</b>")
+    message = render_message("approval_code", language, context)
+    assert "042917" in message.text and "042917" in message.html
+    assert "042917" not in message.chat_body  # chat channels are shared: never the code
+    assert "<b>x</b>" not in message.html and "&lt;b&gt;x&lt;/b&gt;" in message.html

@@ -24,6 +24,9 @@ _EXTRAS: dict[str, Any] = {
     "reject_url": "https://itilflow.example/approvals/tok?decision=reject",
     "reasons": "+3 for a high-criticality CI; +1 normal change",
     "reminder": False,
+    "decision": "approve",
+    "code": "042917",
+    "valid_minutes": 10,
     "outcome": "rolled back",
     "summary": "Verification failed; 2 steps rolled back.",
 }

@@ -378,6 +378,7 @@ def create_app(
         app,
         engine=engine,
         settings=settings,
+        policies=policies,
         authorize=authorize,
         change_engine=change_engine or changes.PrefectChangeEngine(),
     )

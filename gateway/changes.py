@@ -1,8 +1,10 @@
 """Change requests over HTTP, and the pages behind the emailed approval links.
 
 An approval link's GET only shows a confirmation page: mail security scanners fetch every link
-before the person clicks, so a GET never decides. The page's POST decides, once, atomically; the
-paused change run is then resumed with the decision.
+before the person clicks, so a GET never decides and never sends anything. The link alone does not
+prove who clicks (mails get forwarded), so with `approval_links.confirm_by_code` the page's button
+mails a one-time code to the approver's own address from the people data, and only a second POST
+with that code decides, once, atomically; the paused change run is then resumed with the decision.
 """
 
 import asyncio
@@ -21,8 +23,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from itilflow import changes
-from itilflow.change_messages import change_url
-from itilflow.models import Change, get_change_timeline, parse_change_ref
+from itilflow.change_messages import change_context, change_url, email_of
+from itilflow.models import (
+    ApprovalRequest,
+    Change,
+    add_change_entry,
+    get_change_timeline,
+    parse_change_ref,
+)
+from itilflow.notifications import NotificationError, asend_email, render_message
+from itilflow.policies import Policies, format_duration
+from itilflow.runtime import Runtime
 from itilflow.settings import Settings
 
 log = logging.getLogger("itilflow.gateway.changes")
@@ -169,7 +180,24 @@ button{padding:.5rem 1rem;margin-right:.5rem} .approve{background:#00875a;color:
 </button>
 <button class="reject" type="submit" name="decision" value="reject" id="reject">Reject</button>
 </p>
-<p><small>Your decision is recorded when you press a button; this link works once.</small></p>
+<p><small>{% if by_code %}Pressing a button mails a one-time code to {{ by_code }}; your
+decision is recorded when you enter it.{% else %}Your decision is recorded when you press a button;
+this link works once.{% endif %}</small></p>
+</form>
+{% endif %}
+{% if code_form %}
+<form method="post" id="code-form">
+<input type="hidden" name="decision" value="{{ code_form.decision }}">
+<input type="hidden" name="comment" value="{{ code_form.comment }}">
+<p><label>Code<br><input name="code" id="code" required inputmode="numeric"
+autocomplete="one-time-code" pattern="[0-9 ]{6,12}" maxlength="12" size="10"></label></p>
+<p><button class="{{ code_form.decision }}" type="submit" id="confirm">Confirm:
+{{ code_form.decision }}</button></p>
+</form>
+<form method="post">
+<input type="hidden" name="decision" value="{{ code_form.decision }}">
+<input type="hidden" name="comment" value="{{ code_form.comment }}">
+<p><small>No mail? <button type="submit" id="resend">Send a new code</button></small></p>
 </form>
 {% endif %}
 </body></html>"""
@@ -180,16 +208,26 @@ def page(title: str, *, status_code: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(_PAGE.render(title=title, **values), status_code=status_code)
 
 
+# Seconds per SMTP operation for a code mail: the approver is waiting on the page.
+CODE_MAIL_TIMEOUT = 5.0
+
+
 def add_routes(
     app: FastAPI,
     *,
     engine: Engine,
     settings: Settings,
+    policies: Policies,
     authorize: Callable[..., str],
     change_engine: ChangeEngine,
 ) -> None:
     assert settings.secret_key is not None
     secret = settings.secret_key.get_secret_value()
+    link_policy = policies.change.approval_links
+    # The runtime's mail settings, with a short timeout.
+    mail_settings = Runtime(settings).mail.model_copy(
+        update={"timeout": min(settings.smtp_timeout, CODE_MAIL_TIMEOUT)}
+    )
     router = APIRouter(tags=["changes"])
     Client = Annotated[str, Depends(authorize)]
 
@@ -307,6 +345,10 @@ def add_routes(
 
     app.include_router(router)
 
+    def masked_address_of(session: Session, approver: str) -> str | None:
+        address = email_of(session, approver)
+        return changes.mask_address(address) if address else None
+
     @app.get("/approvals/{token}", response_class=HTMLResponse, tags=["approvals"])
     def confirm_approval(
         token: str, decision: Annotated[str | None, Query()] = None
@@ -326,11 +368,15 @@ def add_routes(
                     status_code=409,
                 )
             verb = {"approve": "Approve", "reject": "Reject"}.get(decision or "", "Decide on")
+            by_code = None
+            if link_policy.confirm_by_code:
+                by_code = masked_address_of(session, request.approver) or "your address"
             return page(
                 f"{verb} {change.number}?",
                 change=change,
                 request=request,
                 form=True,
+                by_code=by_code,
             )
 
     @app.post("/approvals/{token}", response_class=HTMLResponse, tags=["approvals"])
@@ -338,16 +384,45 @@ def add_routes(
         form = parse_qs((await http_request.body()).decode("utf-8", "replace"))
         decision = (form.get("decision") or [""])[0]
         comment = (form.get("comment") or [""])[0].strip()[:2000]
+        code = (form.get("code") or [""])[0].strip()[:64]
         with Session(engine, expire_on_commit=False) as session:
             try:
                 request, change = changes.read_token(session, token, secret=secret)
             except changes.DecisionRefused as exc:
                 return page("This link cannot be used", message=f"{exc}.", status_code=400)
+            reason = changes.why_not_open(request, change)
+        if reason:  # said first: a used link says so, not that its code is spent
+            return page("Your decision was not recorded", message=reason + ".", status_code=409)
+        if link_policy.confirm_by_code and not code:
+            return await send_code(request, change, decision, comment)
+        with Session(engine, expire_on_commit=False) as session:
             try:
+                if link_policy.confirm_by_code:
+                    changes.consume_approval_code(
+                        session=session,
+                        request=request,
+                        decision=decision,
+                        code=code,
+                        secret=secret,
+                        policy=link_policy,
+                    )
                 changes.decide(
                     session=session, request=request, decision=decision, comment=comment, via="link"
                 )
                 session.commit()
+            except changes.WrongCode as exc:
+                session.commit()  # the wrong attempt counts
+                void = "void" in str(exc)
+                return page(
+                    "Your decision was not recorded",
+                    change=change,
+                    request=request,
+                    message=f"{exc}.",
+                    form=void,
+                    by_code=void and masked_address_of(session, request.approver),
+                    code_form=None if void else {"decision": decision, "comment": comment},
+                    status_code=409,
+                )
             except changes.DecisionRefused as exc:
                 session.rollback()
                 return page("Your decision was not recorded", message=f"{exc}.", status_code=409)
@@ -362,6 +437,98 @@ def add_routes(
             change=change,
             request=request,
             message=f"Your decision '{decision}' on {change.number} is recorded.",
+        )
+
+    async def send_code(
+        request: ApprovalRequest, change: Change, decision: str, comment: str
+    ) -> HTMLResponse:
+        """Mail a one-time code to the approver the link was made for; decide nothing."""
+        refused = "Your decision was not recorded"
+        code_form = {"decision": decision, "comment": comment}
+        with Session(engine, expire_on_commit=False) as session:
+            # Always the address on record for the link's approver, never one from the request.
+            address = email_of(session, request.approver)
+            if not address:
+                return page(
+                    "The code could not be sent",
+                    change=change,
+                    request=request,
+                    message=f"there is no email address on record for {request.approver}: "
+                    "decide in the Prefect UI.",
+                    status_code=409,
+                )
+            try:
+                issued, plain_code = changes.issue_approval_code(
+                    session=session,
+                    request=request,
+                    decision=decision,
+                    secret=secret,
+                    policy=link_policy,
+                )
+            except changes.CodeNotSent:
+                wait = format_duration(link_policy.code_resend_after)
+                return page(
+                    "A code was sent already",
+                    change=change,
+                    request=request,
+                    message=f"A code was mailed to {changes.mask_address(address)} less than "
+                    f"{wait} ago: enter it below, or ask for a new one after {wait}.",
+                    code_form=code_form,
+                    status_code=429,
+                )
+            except changes.DecisionRefused as exc:
+                return page(refused, message=f"{exc}.", status_code=409)
+            session.commit()  # stored before it is mailed: the approver may be quick
+            message = render_message(
+                "approval_code",
+                policies.change.language,
+                {
+                    "change": change_context(
+                        change, policies=policies, public_url=settings.public_url or ""
+                    ),
+                    "approver": request.approver,
+                    "decision": decision,
+                    "code": plain_code,
+                    "valid_minutes": int(link_policy.code_valid_for.total_seconds() // 60),
+                },
+            )
+        masked = changes.mask_address(address)
+        try:
+            await asend_email(message, to=[address], settings=mail_settings)
+        except (NotificationError, ValueError) as exc:
+            log.warning("approval code mail for request %s failed: %s", request.id, exc)
+            with Session(engine) as session:
+                assert issued.id is not None
+                changes.withdraw_approval_code(session=session, code_id=issued.id)
+                session.commit()
+            return page(
+                "The code could not be sent",
+                change=change,
+                request=request,
+                message=f"The mail with your code to {masked} could not be sent, so nothing was "
+                "decided. Please press the button again in a moment.",
+                form=True,
+                by_code=masked,
+                status_code=503,
+            )
+        with Session(engine) as session:
+            add_change_entry(
+                session=session,
+                change_id=request.change_id,
+                kind="approval_code_sent",
+                actor="gateway",
+                message=f"{request.stage}: a code to {decision} was mailed to {request.approver}",
+                data={"request": request.id, "decision": decision},
+            )
+            session.commit()
+        return page(
+            f"Enter the code sent to {masked}",
+            change=change,
+            request=request,
+            message=f"A code to {decision} {change.number} was mailed to {masked}. Enter it "
+            f"below within {format_duration(link_policy.code_valid_for)}; nothing is decided "
+            "until then.",
+            code_form=code_form,
         )
 
 

@@ -467,7 +467,7 @@ def consume_approval_code(
         )
     if live.decision != decision:
         raise DecisionRefused(
-            f"this code was asked for '{live.decision}', not '{decision}': "
+            f"this code was asked to {live.decision}, not to {decision}: "
             f"press {decision.capitalize()} for a code of its own"
         )
     entered = "".join(code.split())
@@ -475,12 +475,12 @@ def consume_approval_code(
     if not hmac.compare_digest(
         _code_hash(secret, request, decision, entered).encode(), live.code_hash.encode()
     ):
+        left = policy.code_attempts - live.attempts - 1  # read before the UPDATE syncs it
         session.execute(
             update(ApprovalCode)
             .where(col(ApprovalCode.id) == live.id)
             .values(attempts=ApprovalCode.attempts + 1)
         )
-        left = policy.code_attempts - live.attempts - 1
         raise WrongCode(
             f"the code is wrong: {left} attempt{'s' if left != 1 else ''} left"
             if left > 0

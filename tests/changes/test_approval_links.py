@@ -1,5 +1,5 @@
-"""Approval links: only the approver's POST on a live link decides, once; everything else shows
-a clear page and changes nothing."""
+"""Approval links: only the approver's POST on a live link, with the one-time code mailed to the
+approver's own address, decides, once; everything else shows a clear page and changes nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 from sqlmodel import Session, func, select
 
 from itilflow import changes, clock, signing
-from itilflow.models import ApprovalRequest, ChangeEntry, ChangeStatus, session_scope
+from itilflow.gateway.app import create_app
+from itilflow.models import ApprovalCode, ApprovalRequest, ChangeEntry, ChangeStatus, session_scope
+from itilflow.policies import ApprovalLinks
+from tests.support.approval_codes import codes_sent_to, wait_for_code
 
 PLAN = {
     "steps": [
@@ -59,33 +62,153 @@ def entries(rt) -> int:
         return session.exec(select(func.count()).select_from(ChangeEntry)).one()
 
 
-def post(client, token: str, decision: str = "approve"):
-    return client.post(f"/approvals/{token}", data={"decision": decision, "comment": "ok"})
+def post(client, token: str, decision: str = "approve", code: str | None = None):
+    data = {"decision": decision, "comment": "ok"} | ({"code": code} if code else {})
+    return client.post(f"/approvals/{token}", data=data)
 
 
-def test_a_scanner_fetching_the_link_decides_nothing(client, rt, waiting_change):
+def ask_for_code(client, smtp_server, token: str, decision: str = "approve") -> str:
+    """Press the button, as the approver would, and read the code from chen's mail."""
+    before = len(codes_sent_to(smtp_server, "chen@example.com"))
+    response = post(client, token, decision)
+    assert response.status_code == 200, response.text
+    return wait_for_code(smtp_server, "chen@example.com", nth=before + 1)
+
+
+def test_a_scanner_fetching_the_link_decides_nothing(client, rt, waiting_change, smtp_server):
     _, tokens = waiting_change
     before = entries(rt)
     for _ in range(3):
         page = client.get(f"/approvals/{tokens['chen']}?decision=approve")
         assert page.status_code == 200 and '<form method="post">' in page.text
+        assert client.head(f"/approvals/{tokens['chen']}").status_code in (200, 405)
+    assert smtp_server.mails == []  # and sends nothing
     assert decisions(rt) == [("chen", None), ("sun", None)]
     assert entries(rt) == before
 
 
-def test_the_approvers_post_decides_once(client, rt, waiting_change):
+def test_the_button_mails_a_code_and_only_the_code_decides_once(
+    client, rt, waiting_change, smtp_server
+):
     _, tokens = waiting_change
-    assert post(client, tokens["chen"]).status_code == 200
-    replay = post(client, tokens["chen"], "reject")
+    pressed = post(client, tokens["chen"])
+    assert pressed.status_code == 200 and "c***@example.com" in pressed.text
+    assert "chen@example.com" not in pressed.text  # the page shows the address masked
+    code = wait_for_code(smtp_server, "chen@example.com")
+    assert code not in pressed.text
+    assert decisions(rt) == [("chen", None), ("sun", None)]
+    assert post(client, tokens["chen"], code=code).status_code == 200
+    replay = post(client, tokens["chen"], "reject", code=code)
     assert replay.status_code == 409 and "already used" in replay.text
     assert decisions(rt) == [("chen", "approve"), ("sun", None)]
 
 
-def test_a_double_click_records_one_decision(client, rt, waiting_change):
+def test_a_forwarded_link_mails_the_code_to_its_approver_only(
+    client, rt, waiting_change, smtp_server
+):
     _, tokens = waiting_change
+    # sun got chen's mail forwarded and presses the button, naming himself wherever he can.
+    client.post(
+        f"/approvals/{tokens['chen']}",
+        data={"decision": "approve", "email": "sun@example.com", "approver": "sun"},
+        headers={"From": "sun@example.com"},
+    )
+    smtp_server.wait_for(1)
+    assert [m.rcpt_tos for m in smtp_server.mails] == [("chen@example.com",)]
+    for guess in ("000000", "123456", "999999"):
+        assert post(client, tokens["chen"], code=guess).status_code == 409
+    assert decisions(rt) == [("chen", None), ("sun", None)]
+
+
+def test_five_wrong_codes_void_the_code(client, rt, waiting_change, smtp_server):
+    _, tokens = waiting_change
+    code = ask_for_code(client, smtp_server, tokens["chen"])
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    answers = [post(client, tokens["chen"], code=wrong) for _ in range(5)]
+    assert [a.status_code for a in answers] == [409] * 5
+    assert "4 attempts left" in answers[0].text, answers[0].text[-900:]
+    assert "now void" in answers[-1].text
+    late = post(client, tokens["chen"], code=code)  # the right one, too late
+    assert late.status_code == 409 and "no valid code" in late.text
+    assert decisions(rt) == [("chen", None), ("sun", None)]
+
+
+def test_a_code_for_approve_cannot_reject(client, rt, waiting_change, smtp_server):
+    _, tokens = waiting_change
+    code = ask_for_code(client, smtp_server, tokens["chen"], "approve")
+    refused = post(client, tokens["chen"], "reject", code=code)
+    assert refused.status_code == 409 and "asked to approve, not to reject" in refused.text
+    assert decisions(rt) == [("chen", None), ("sun", None)]
+
+
+def test_codes_are_rate_limited_and_a_new_one_voids_the_old(
+    client, rt, waiting_change, smtp_server
+):
+    _, tokens = waiting_change
+    first = ask_for_code(client, smtp_server, tokens["chen"])
+    again = post(client, tokens["chen"])
+    assert again.status_code == 429 and "less than 1m ago" in again.text
+    assert len(codes_sent_to(smtp_server, "chen@example.com")) == 1
+    clock.advance(rt.policies.change.approval_links.code_resend_after + timedelta(seconds=1))
+    second = ask_for_code(client, smtp_server, tokens["chen"])
+    if first != second:  # one in a million they are equal
+        assert post(client, tokens["chen"], code=first).status_code == 409
+    assert post(client, tokens["chen"], code=second).status_code == 200
+
+
+def test_a_code_expires(client, rt, waiting_change, smtp_server):
+    _, tokens = waiting_change
+    code = ask_for_code(client, smtp_server, tokens["chen"])
+    clock.advance(rt.policies.change.approval_links.code_valid_for + timedelta(seconds=1))
+    late = post(client, tokens["chen"], code=code)
+    assert late.status_code == 409 and "no valid code" in late.text
+    assert decisions(rt) == [("chen", None), ("sun", None)]
+
+
+def test_codes_are_stored_hashed(client, rt, waiting_change, smtp_server):
+    _, tokens = waiting_change
+    code = ask_for_code(client, smtp_server, tokens["chen"])
+    with Session(rt.engine) as session:
+        (row,) = session.exec(select(ApprovalCode)).all()
+    assert code not in row.code_hash and len(row.code_hash) == 64
+
+
+def test_when_the_code_mail_fails_nothing_is_decided_and_the_button_works_again(
+    client, rt, waiting_change, smtp_server
+):
+    _, tokens = waiting_change
+    smtp_server.fail_with("451 4.3.0 try again later")
+    failed = post(client, tokens["chen"])
+    assert failed.status_code == 503 and "could not be sent" in failed.text
+    assert "nothing was decided" in failed.text and "c***@example.com" in failed.text
+    smtp_server.fail_with(None)
+    code = ask_for_code(client, smtp_server, tokens["chen"])  # no rate limit after a failure
+    assert decisions(rt) == [("chen", None), ("sun", None)]
+    assert post(client, tokens["chen"], code=code).status_code == 200
+
+
+def test_with_confirm_by_code_off_the_button_decides(rt, waiting_change, smtp_server):
+    from fastapi.testclient import TestClient
+
+    change_policy = rt.policies.change.model_copy(
+        update={"approval_links": ApprovalLinks(confirm_by_code=False)}
+    )
+    policies = rt.policies.model_copy(update={"change": change_policy})
+    _, tokens = waiting_change
+    with TestClient(create_app(rt.settings, policies)) as client:
+        assert post(client, tokens["chen"]).status_code == 200
+    assert decisions(rt) == [("chen", "approve"), ("sun", None)]
+    assert smtp_server.mails == []
+
+
+def test_a_double_click_records_one_decision(client, rt, waiting_change, smtp_server):
+    _, tokens = waiting_change
+    code = ask_for_code(client, smtp_server, tokens["chen"])
     answers: list[int] = []
     threads = [
-        threading.Thread(target=lambda: answers.append(post(client, tokens["sun"]).status_code))
+        threading.Thread(
+            target=lambda: answers.append(post(client, tokens["chen"], code=code).status_code)
+        )
         for _ in range(4)
     ]
     for thread in threads:
@@ -162,8 +285,9 @@ def test_an_expired_link_decides_nothing(client, rt, waiting_change):
     assert decisions(rt) == [("chen", None), ("sun", None)]
 
 
-def test_editing_the_change_voids_every_outstanding_link(client, rt, waiting_change):
+def test_editing_the_change_voids_every_outstanding_link(client, rt, waiting_change, smtp_server):
     change, tokens = waiting_change
+    code = ask_for_code(client, smtp_server, tokens["chen"])
     with session_scope(rt.engine) as session:
         fresh = changes.load_change(session, change.id)
         changes.edit_change(
@@ -172,6 +296,9 @@ def test_editing_the_change_voids_every_outstanding_link(client, rt, waiting_cha
     for token in tokens.values():
         response = post(client, token)
         assert response.status_code == 409 and "changed after this link was sent" in response.text
+    assert post(client, tokens["chen"], code=code).status_code == 409
+    with Session(rt.engine) as session:
+        assert all(c.voided_at for c in session.exec(select(ApprovalCode)))
     assert decisions(rt) == [("chen", None), ("sun", None)]
 
 
@@ -186,11 +313,12 @@ def test_a_cancelled_change_takes_no_decision(client, rt, waiting_change):
     assert decisions(rt) == [("chen", None), ("sun", None)]
 
 
-def test_an_unknown_decision_is_refused(client, rt, waiting_change):
+def test_an_unknown_decision_is_refused(client, rt, waiting_change, smtp_server):
     _, tokens = waiting_change
     response = post(client, tokens["chen"], "maybe")
     assert response.status_code == 409 and "unknown decision" in response.text
     assert decisions(rt) == [("chen", None), ("sun", None)]
+    assert smtp_server.mails == []  # no code for a decision that does not exist
 
 
 def test_bad_change_requests_are_refused_and_store_nothing(client, rt):

@@ -1,0 +1,39 @@
+"""Reading the one-time approval codes the gateway mails, from the real SMTP capture."""
+
+from __future__ import annotations
+
+import re
+import time
+from email.message import EmailMessage
+
+from tests.support.smtp import SmtpCapture
+
+# The English and the Chinese code mail both put the code after a colon on a line of its own.
+CODE_LINE = re.compile(r"^(?:Your code|验证码)：?:?\s*(\d{6,})\s*$", re.MULTILINE)
+
+
+def code_in(message: EmailMessage) -> str | None:
+    """The code a mail carries, None when it is not a code mail."""
+    body = message.get_body(("plain",))
+    match = CODE_LINE.search(body.get_content() if body is not None else "")
+    return match.group(1) if match else None
+
+
+def codes_sent_to(smtp: SmtpCapture, address: str) -> list[str]:
+    """Every code mailed to `address`, oldest first."""
+    return [
+        code
+        for mail in smtp.mails
+        if address in mail.rcpt_tos and (code := code_in(mail.message)) is not None
+    ]
+
+
+def wait_for_code(smtp: SmtpCapture, address: str, *, nth: int = 1, timeout: float = 15) -> str:
+    """The `nth` code mailed to `address` (1 = the first), waiting for it to arrive."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        codes = codes_sent_to(smtp, address)
+        if len(codes) >= nth:
+            return codes[nth - 1]
+        time.sleep(0.05)
+    raise AssertionError(f"no code mail number {nth} to {address} within {timeout} s")

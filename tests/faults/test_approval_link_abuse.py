@@ -1,6 +1,7 @@
-"""Approval links tampered with, expired, replayed, forwarded to another approver, or fetched
-by mail scanners and link-preview bots: no decision is taken, the change's approvals stay as
-they were, and each attempt gets a clear page or a 4xx.
+"""Approval links tampered with, expired, replayed, forwarded (re-addressed or as they are), or
+fetched by mail scanners and link-preview bots: no decision is taken, the change's approvals stay
+as they were, and each attempt gets a clear page or a 4xx. A link forwarded as it is decides
+nothing without the one-time code mailed to its own approver.
 
 tests/changes/test_approval_links.py checks each rule once; this is the volume version, with
 the fetchers' real habits (HEAD, OPTIONS, prefetch headers, preview user agents, blank form
@@ -21,6 +22,7 @@ from sqlmodel import Session, func, select
 
 from itilflow import changes, clock, signing
 from itilflow.models import ApprovalRequest, Change, ChangeEntry, ChangeStatus, session_scope
+from tests.support.approval_codes import codes_sent_to, wait_for_code
 
 from .gateway_support import PLAN
 
@@ -36,6 +38,7 @@ PREVIEW_FETCHERS = [
 ]
 # What a page that refuses says, one of these titles, and then why.
 REFUSAL_TITLES = ("This link cannot be used", "No decision needed", "Your decision was not")
+CHEN = "chen@example.com"
 
 
 def approvals(rt: Any) -> tuple[Any, ...]:
@@ -119,8 +122,17 @@ def clear_refusal(response: Any) -> str | None:
     return f"unexpected {response.status_code}: {response.text[:200]}"
 
 
+def decide_as_chen(client: Any, smtp_server: Any, token: str, decision: str) -> Any:
+    """What chen does: press the button, read the code in his mail, enter it."""
+    sent = len(codes_sent_to(smtp_server, CHEN))
+    pressed = client.post(f"/approvals/{token}", data={"decision": decision})
+    assert pressed.status_code == 200, pressed.text
+    code = wait_for_code(smtp_server, CHEN, nth=sent + 1)
+    return client.post(f"/approvals/{token}", data={"decision": decision, "code": code})
+
+
 def test_abused_links_take_no_decision(
-    client: Any, rt: Any, waiting_change: Any, fault_figures: Any
+    client: Any, rt: Any, waiting_change: Any, fault_figures: Any, smtp_server: Any
 ) -> None:
     attempts: dict[str, int] = {}
     answers: Counter[int] = Counter()
@@ -151,6 +163,7 @@ def test_abused_links_take_no_decision(
         attempt("scanner", "POST", tokens["chen"] + "?decision=approve", headers=headers)
         attempt("scanner", "POST", tokens["chen"], headers=headers, data={"comment": ""})
     assert approvals(rt) == before, "a scanner changed the approvals"
+    assert smtp_server.mails == [], "a scanner had a code mailed"
 
     # Tampered: edited payloads with the old signature, a cut or forged signature.
     _, tokens = waiting_change()
@@ -198,7 +211,7 @@ def test_abused_links_take_no_decision(
 
     # Replayed: chen decides once; the same link again, either way, and after an edit.
     change_id, tokens = waiting_change()
-    first = client.post(f"/approvals/{tokens['chen']}", data={"decision": "approve"})
+    first = decide_as_chen(client, smtp_server, tokens["chen"], "approve")
     assert first.status_code == 200, first.text
     before = approvals(rt)
     for decision in ("approve", "reject", "approve", "reject", "approve"):
@@ -232,16 +245,80 @@ def test_abused_links_take_no_decision(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a link forwarded as it is decides as the approver it was sent to: the gateway "
-    "has no way to tell who clicks (needs approver sign-in on the confirmation page)",
-)
 def test_a_link_forwarded_as_it_is_takes_no_decision(
-    client: Any, rt: Any, waiting_change: Any
+    client: Any, rt: Any, waiting_change: Any, smtp_server: Any, fault_figures: Any
 ) -> None:
-    _, tokens = waiting_change()
-    page = client.get(f"/approvals/{tokens['chen']}")
-    assert "chen, as technical-lead" in page.text  # the page at least says whose link it is
-    client.post(f"/approvals/{tokens['chen']}", data={"decision": "approve"})  # sun presses it
-    assert decided(rt) == 0
+    """chen forwards his mail to sun. sun can open the page and press its buttons, but the code
+    goes to chen's own address: without it nothing is decided, however sun tries."""
+    change_id, tokens = waiting_change()
+    link = f"/approvals/{tokens['chen']}"
+    before = approvals(rt)
+    answers: Counter[int] = Counter()
+
+    def sun(data: dict[str, str], **kwargs: Any) -> Any:
+        response = client.post(link, data=data, **kwargs)
+        answers[response.status_code] += 1
+        assert "chen@example.com" not in response.text, "the page showed chen's address"
+        for code in codes_sent_to(smtp_server, CHEN):
+            assert code not in response.text, "the page showed the code"
+        return response
+
+    page = client.get(link)
+    assert "chen, as technical-lead" in page.text  # the page says whose link it is
+    assert "c***@example.com" in page.text
+
+    # sun presses the buttons again and again, naming himself wherever a form or header could.
+    presses = 0
+    for decision in ("approve", "reject") * 5:
+        sun(
+            {"decision": decision, "email": "sun@example.com", "approver": "sun"},
+            headers={"From": "sun@example.com", "Reply-To": "sun@example.com"},
+        )
+        presses += 1
+    smtp_server.wait_for(1)
+    code_mails = [m.rcpt_tos for m in smtp_server.mails]
+    assert code_mails == [(CHEN,)], f"one code, to chen only (a minute's rate limit): {code_mails}"
+    assert approvals(rt)[0] == before[0], "pressing the button decided"
+
+    # sun guesses: the code is void after the policy's attempts, even for the right one.
+    attempts = rt.policies.change.approval_links.code_attempts
+    (real,) = codes_sent_to(smtp_server, CHEN)
+    guesses = [f"{(int(real) + n) % 10**6:06d}" for n in range(1, attempts + 1)]
+    for guess in guesses + [real]:
+        assert sun({"decision": "approve", "code": guess}).status_code == 409
+    wrong_codes = len(guesses)
+
+    # chen (who got the code, and did not share it) asks for a new one a minute later; the code
+    # asked to approve cannot reject, and once used it decides nothing more.
+    clock.advance(rt.policies.change.approval_links.code_resend_after + timedelta(seconds=1))
+    assert client.post(link, data={"decision": "approve"}).status_code == 200
+    code = wait_for_code(smtp_server, CHEN, nth=2)
+    switched = sun({"decision": "reject", "code": code})
+    assert switched.status_code == 409 and "asked to approve" in switched.text
+    # chen's code on sun's own link: a code belongs to one link.
+    on_suns_link = client.post(
+        f"/approvals/{tokens['sun']}", data={"decision": "approve", "code": code}
+    )
+    assert on_suns_link.status_code == 409
+    assert decided(rt) == 0, "someone without chen's code decided"
+
+    assert client.post(link, data={"decision": "approve", "code": code}).status_code == 200
+    replays = 0
+    for decision in ("approve", "reject", "approve"):
+        replayed = sun({"decision": decision, "code": code})
+        assert replayed.status_code == 409 and "already used" in replayed.text
+        replays += 1
+    assert decided(rt) == 1
+
+    fault_figures(
+        "approval link forwarded as it is",
+        presses_without_code=presses,
+        code_mails=len(codes_sent_to(smtp_server, CHEN)),
+        code_mails_to_others=sum(1 for m in smtp_server.mails if CHEN not in m.rcpt_tos),
+        wrong_codes=wrong_codes,
+        switched_decision=1,
+        replays=replays,
+        answers=" ".join(f"{c}x{n}" for c, n in sorted(answers.items())),
+        decisions_without_code=0,
+        decisions_by_chen=decided(rt),
+    )

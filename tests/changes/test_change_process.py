@@ -1,16 +1,18 @@
-"""Changes end to end: real files and a real service changed, approved by email link in a real
-browser, verified, and rolled back when verification fails."""
+"""Changes end to end: real files and a real service changed, approved by email link and the mailed
+code in a real browser, verified, and rolled back when verification fails."""
 
 from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.changes.conftest import wait_for
+from tests.support.approval_codes import decide_by_link, wait_for_code
 from tests.support.change_service import ConfigService
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -75,8 +77,9 @@ def open_change(gateway, plan: dict) -> dict:
     return response.json()
 
 
-def click_in_browser(url: str, button: str, tmp_path: Path) -> str:
-    """Open the link in headless Chromium and press a button, as the approver would."""
+def click_in_browser(url: str, button: str, tmp_path: Path, read_code: Callable[[], str]) -> str:
+    """Open the link in headless Chromium, press a button, and type the code from the mail
+    (`read_code`) into the page that asks for it, as the approver would."""
     from selenium import webdriver
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
@@ -105,10 +108,19 @@ def click_in_browser(url: str, button: str, tmp_path: Path) -> str:
         driver.get(url)
         driver.save_screenshot(str(tmp_path / "approval-page.png"))
         driver.find_element(By.ID, button).click()
-        # The result page is the one with a message; wait for it to replace the form.
-        message = WebDriverWait(
+        waiting = WebDriverWait(
             driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
-        ).until(lambda d: d.find_element(By.ID, "message").text)
+        )
+        # The next page asks for the code mailed to the approver.
+        waiting.until(lambda d: d.find_element(By.ID, "code"))
+        assert "c***@example.com" in driver.find_element(By.ID, "message").text
+        driver.save_screenshot(str(tmp_path / "approval-code.png"))
+        driver.find_element(By.ID, "code").send_keys(read_code())
+        driver.find_element(By.ID, "confirm").click()
+        # The result page is the one without a code field; wait for it to replace the form.
+        message = waiting.until(
+            lambda d: not d.find_elements(By.ID, "code") and d.find_element(By.ID, "message").text
+        )
         driver.save_screenshot(str(tmp_path / "approval-result.png"))
         return message
     finally:
@@ -129,7 +141,12 @@ def test_a_change_approved_in_the_browser_is_implemented_and_verified(
         assert scanned.status_code == 200 and "<form" in scanned.text
         assert status_of(live_gateway, change["number"]) == "awaiting_approval"
 
-        page = click_in_browser(links["approve"], "approve", tmp_path)
+        page = click_in_browser(
+            links["approve"],
+            "approve",
+            tmp_path,
+            read_code=lambda: wait_for_code(smtp_server, "chen@example.com"),
+        )
         assert "recorded" in page
 
         wait_for(
@@ -168,11 +185,7 @@ def test_a_change_whose_verification_fails_is_rolled_back(live_gateway, rt, smtp
     with ConfigService(config) as service:
         change = open_change(live_gateway, plan_for(config, service.url, "version=3"))
         links = approval_links(smtp_server, "sun@example.com")
-        decided = httpx.post(
-            links["approve"].split("?")[0],
-            data={"decision": "approve", "comment": "go"},
-            trust_env=False,
-        )
+        decided = decide_by_link(smtp_server, links["approve"], "sun@example.com", "approve", "go")
         assert decided.status_code == 200, decided.text
         wait_for("the rollback", lambda: status_of(live_gateway, change["number"]) == "rolled_back")
         assert config.read_text() == "version=1\n"
@@ -200,7 +213,7 @@ def test_a_failed_rollback_opens_a_p1_incident(live_gateway, rt, smtp_server, tm
         plan["steps"][0]["undo"] = {"kind": "shell", "command": "exit 3"}
         change = open_change(live_gateway, plan)
         links = approval_links(smtp_server, "zhao@example.com")
-        httpx.post(links["reject"].split("?")[0], data={"decision": "approve"}, trust_env=False)
+        decide_by_link(smtp_server, links["reject"], "zhao@example.com", "approve")
         wait_for(
             "the failed rollback",
             lambda: status_of(live_gateway, change["number"]) == "rollback_failed",
@@ -223,9 +236,7 @@ def test_a_rejection_ends_the_change_and_tells_the_requester(
     links = approval_links(smtp_server, "chen@example.com")
     confirm = httpx.get(links["reject"], trust_env=False)
     assert "Reject" in confirm.text
-    httpx.post(
-        links["reject"].split("?")[0], data={"decision": "reject", "comment": "no"}, trust_env=False
-    )
+    decide_by_link(smtp_server, links["reject"], "chen@example.com", "reject", "no")
     wait_for("the rejection", lambda: status_of(live_gateway, change["number"]) == "rejected")
     assert config.read_text() == "version=1\n"
     wait_for(
@@ -299,7 +310,7 @@ def test_the_cli_submits_the_example_change_and_shows_its_timeline(
     assert main(["change", "submit", str(example)]) == 0
     number = capsys.readouterr().out.split()[0]
     links = approval_links(smtp_server, "chen@example.com")
-    httpx.post(links["approve"].split("?")[0], data={"decision": "approve"}, trust_env=False)
+    decide_by_link(smtp_server, links["approve"], "chen@example.com", "approve")
     wait_for("the change", lambda: status_of(live_gateway, number) == "successful")
     assert main(["change", "show", number]) == 0
     shown = capsys.readouterr().out

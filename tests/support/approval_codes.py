@@ -6,6 +6,8 @@ import re
 import time
 from email.message import EmailMessage
 
+import httpx
+
 from tests.support.smtp import SmtpCapture
 
 # The English and the Chinese code mail both put the code after a colon on a line of its own.
@@ -37,3 +39,17 @@ def wait_for_code(smtp: SmtpCapture, address: str, *, nth: int = 1, timeout: flo
             return codes[nth - 1]
         time.sleep(0.05)
     raise AssertionError(f"no code mail number {nth} to {address} within {timeout} s")
+
+
+def decide_by_link(
+    smtp: SmtpCapture, link: str, address: str, decision: str, comment: str = ""
+) -> httpx.Response:
+    """Decide as the approver at `address` would: press the button on the link's page, read the
+    code in the mail, enter it. Returns the page that answers the code."""
+    url = link.split("?")[0]
+    sent = len(codes_sent_to(smtp, address))
+    form = {"decision": decision, "comment": comment}
+    pressed = httpx.post(url, data=form, trust_env=False, timeout=30)
+    assert pressed.status_code == 200, pressed.text
+    code = wait_for_code(smtp, address, nth=sent + 1)
+    return httpx.post(url, data=form | {"code": code}, trust_env=False, timeout=30)

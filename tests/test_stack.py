@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.approval_codes import code_in
 from tests.support.smtp import free_port
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -121,7 +122,21 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
 
         link = wait_until(approval_link, timeout=120, what="the approval mail")
         assert httpx.get(link).status_code == 200
-        assert httpx.post(link, data={"decision": "approve"}).status_code == 200
+        # The button mails chen a one-time code; only the code decides.
+        pressed = httpx.post(link, data={"decision": "approve"})
+        assert pressed.status_code == 200 and "c***@example.com" in pressed.text
+
+        def approval_code() -> str | None:
+            for mail in sorted((data / "demo-inbox" / "mail").glob("*.eml")):
+                text = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+                code = code_in(text)
+                if code and "chen@example.com" in text["To"]:
+                    return code
+            return None
+
+        code = wait_until(approval_code, timeout=30, what="the code mail")
+        decided = httpx.post(link, data={"decision": "approve", "code": code})
+        assert decided.status_code == 200 and "recorded" in decided.text
         wait_until(
             lambda: api.get("/api/changes/1").json()["status"] == "successful",
             timeout=120,

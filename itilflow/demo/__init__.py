@@ -63,5 +63,8 @@ def load_demo(settings: Settings) -> str:
             response = api.post("/api/changes", json=change)
             response.raise_for_status()
             ref = response.json()
-            lines.append(f"  {ref['number']}  {change['title']}  (approval mails in the inbox)")
+            lines.append(
+                f"  {ref['number']}  {change['title']}  (approval mails in the inbox; "
+                "the link's button mails the approver a code, there too)"
+            )
     return "demo incidents and changes:\n" + "\n".join(lines)

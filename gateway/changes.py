@@ -393,6 +393,12 @@ def add_routes(
             reason = changes.why_not_open(request, change)
         if reason:  # said first: a used link says so, not that its code is spent
             return page("Your decision was not recorded", message=reason + ".", status_code=409)
+        if decision not in ("approve", "reject"):  # a blank form (a scanner) gets no code
+            return page(
+                "Your decision was not recorded",
+                message=f"unknown decision {decision!r}: expected approve or reject.",
+                status_code=409,
+            )
         if link_policy.confirm_by_code and not code:
             return await send_code(request, change, decision, comment)
         with Session(engine, expire_on_commit=False) as session:
@@ -412,7 +418,7 @@ def add_routes(
                 session.commit()
             except changes.WrongCode as exc:
                 session.commit()  # the wrong attempt counts
-                void = "void" in str(exc)
+                void = exc.attempts_left <= 0
                 return page(
                     "Your decision was not recorded",
                     change=change,

@@ -60,6 +60,10 @@ class DecisionRefused(ValueError):
 class WrongCode(DecisionRefused):
     """The code entered does not match; the attempt is counted (the caller commits it)."""
 
+    def __init__(self, message: str, *, attempts_left: int) -> None:
+        super().__init__(message)
+        self.attempts_left = attempts_left
+
 
 class CodeNotSent(DecisionRefused):
     """No new code now: one was sent less than `code_resend_after` ago."""
@@ -484,7 +488,8 @@ def consume_approval_code(
         raise WrongCode(
             f"the code is wrong: {left} attempt{'s' if left != 1 else ''} left"
             if left > 0
-            else "the code is wrong and now void: press the button for a new one"
+            else "the code is wrong and now void: press the button for a new one",
+            attempts_left=left,
         )
     used = session.execute(
         update(ApprovalCode)

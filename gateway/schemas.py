@@ -146,6 +146,13 @@ class AlertIn(BaseModel):
     generatorURL: str = ""  # noqa: N815
     fingerprint: str = Field(min_length=1, max_length=64)
 
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _no_nul(cls, value: dict[str, str]) -> dict[str, str]:
+        # PostgreSQL cannot store NUL in text, and refusing the webhook would lose the alert
+        # (or have Alertmanager resend it for ever): drop the character, keep the alert.
+        return {key.replace("\x00", ""): text.replace("\x00", "") for key, text in value.items()}
+
 
 class AlertmanagerWebhook(BaseModel):
     model_config = ConfigDict(extra="allow")

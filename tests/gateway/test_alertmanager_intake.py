@@ -136,3 +136,13 @@ def test_a_failed_transaction_stores_nothing_and_answers_503(client, rt):
         open_triggers = session.exec(select(FlowTrigger).where(FlowTrigger.kind == "open")).all()
         assert {(t.key, t.done_at) for t in open_triggers} == {("open", None)}
         assert len(open_triggers) == 6
+
+
+def test_a_nul_character_in_an_alert_is_dropped_not_the_alert(client, rt):
+    # PostgreSQL refuses NUL in text; a refused webhook would be resent for ever.
+    alert = an_alert("00000000000000d1", instance="db\x00-1:9100")
+    alert["annotations"]["summary"] = "disk\x00 full"
+    got = results(send(client, alert_payload([alert])))
+    assert [outcome for outcome, _ in got] == ["created"]
+    [incident] = incident_rows(rt)
+    assert incident.title == "disk full" and incident.ci_name == "db-1:9100"

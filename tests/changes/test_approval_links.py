@@ -11,9 +11,9 @@ from sqlmodel import Session, func, select
 
 from itilflow import changes, clock, signing
 from itilflow.gateway.app import create_app
-from itilflow.models import ApprovalCode, ApprovalRequest, ChangeEntry, ChangeStatus, session_scope
+from itilflow.models import ApprovalCode, ApprovalRequest, ChangeEntry, session_scope
 from itilflow.policies import ApprovalLinks
-from tests.support.approval_codes import codes_sent_to, wait_for_code
+from tests.support.approval_codes import codes_sent_to, make_waiting_change, wait_for_code
 
 PLAN = {
     "steps": [
@@ -29,27 +29,7 @@ PLAN = {
 @pytest.fixture
 def waiting_change(rt):
     """A change awaiting its technical lead, with one live link per approver."""
-    with session_scope(rt.engine) as session:
-        change = changes.submit_change(
-            session=session,
-            new=changes.NewChange(title="Rotate TLS certificate", plan=PLAN),
-            actor="test",
-        )
-        change.status = ChangeStatus.awaiting_approval
-        change.risk_level = "low"
-        tokens = {}
-        for approver in ("chen", "sun"):
-            request = changes.create_approval_request(
-                session=session,
-                change=change,
-                stage="technical-lead",
-                approver=approver,
-                policies=rt.policies,
-            )
-            tokens[approver] = changes.approval_token(
-                request, secret=rt.secret, policies=rt.policies
-            )
-    return change, tokens
+    return make_waiting_change(rt, PLAN, risk_level="low")
 
 
 def decisions(rt) -> list[tuple[str, str | None]]:

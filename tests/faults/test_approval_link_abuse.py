@@ -21,8 +21,8 @@ import pytest
 from sqlmodel import Session, func, select
 
 from itilflow import changes, clock, signing
-from itilflow.models import ApprovalRequest, Change, ChangeEntry, ChangeStatus, session_scope
-from tests.support.approval_codes import codes_sent_to, wait_for_code
+from itilflow.models import ApprovalRequest, Change, ChangeEntry, session_scope
+from tests.support.approval_codes import codes_sent_to, make_waiting_change, wait_for_code
 
 from .gateway_support import PLAN
 
@@ -68,27 +68,9 @@ def waiting_change(rt: Any) -> Callable[[], tuple[int, dict[str, str]]]:
     tokens by approver."""
 
     def make() -> tuple[int, dict[str, str]]:
-        with session_scope(rt.engine) as session:
-            change = changes.submit_change(
-                session=session,
-                new=changes.NewChange(title="Rotate TLS certificate", plan=PLAN),
-                actor="test",
-            )
-            change.status = ChangeStatus.awaiting_approval
-            tokens = {}
-            for approver in ("chen", "sun"):
-                request = changes.create_approval_request(
-                    session=session,
-                    change=change,
-                    stage="technical-lead",
-                    approver=approver,
-                    policies=rt.policies,
-                )
-                tokens[approver] = changes.approval_token(
-                    request, secret=rt.secret, policies=rt.policies
-                )
-            assert change.id is not None
-            return change.id, tokens
+        change, tokens = make_waiting_change(rt, PLAN)
+        assert change.id is not None
+        return change.id, tokens
 
     return make
 

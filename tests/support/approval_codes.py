@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from email.message import EmailMessage
+from typing import Any
 
 import httpx
 
@@ -53,3 +54,33 @@ def decide_by_link(
     assert pressed.status_code == 200, pressed.text
     code = wait_for_code(smtp, address, nth=sent + 1)
     return httpx.post(url, data=form | {"code": code}, trust_env=False, timeout=30)
+
+
+def make_waiting_change(rt: Any, plan: dict[str, Any], *, risk_level: str | None = None) -> Any:
+    """A change awaiting its technical lead (chen or sun), stored with one live link per
+    approver: returns the change and the links' tokens by approver."""
+    from itilflow import changes
+    from itilflow.models import ChangeStatus, session_scope
+
+    with session_scope(rt.engine) as session:
+        change = changes.submit_change(
+            session=session,
+            new=changes.NewChange(title="Rotate TLS certificate", plan=plan),
+            actor="test",
+        )
+        change.status = ChangeStatus.awaiting_approval
+        if risk_level is not None:
+            change.risk_level = risk_level
+        tokens = {}
+        for approver in ("chen", "sun"):
+            request = changes.create_approval_request(
+                session=session,
+                change=change,
+                stage="technical-lead",
+                approver=approver,
+                policies=rt.policies,
+            )
+            tokens[approver] = changes.approval_token(
+                request, secret=rt.secret, policies=rt.policies
+            )
+    return change, tokens

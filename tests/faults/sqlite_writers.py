@@ -18,9 +18,12 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from sqlmodel import Session
 
 from itilflow import incidents
 from itilflow.models import claim_due_triggers, finish_trigger, get_engine, session_scope
@@ -59,47 +62,55 @@ class Tally:
         )
 
 
-def open_incidents(database_url: str, writes: int, tally: Tally, name: str) -> None:
+def _write_each(
+    database_url: str, writes: int, tally: Tally, write: Callable[[Session, int], int]
+) -> None:
+    """`writes` transactions, each timed and counted; `write` returns the id it stored."""
     engine = get_engine(database_url)
-    policies = load_policies()
     for n in range(writes):
         started = time.monotonic()
         with tally._lock:
             tally.attempted += 1
         try:
             with session_scope(engine) as session:
-                incident, _ = incidents.open_incident(
-                    session=session,
-                    new=incidents.NewIncident(title=f"{name} #{n}", impact="low", urgency="low"),
-                    policies=policies,
-                    actor=name,
-                )
-            assert incident.id is not None
-            tally.note(started, [incident.id])
+                stored = write(session, n)
+            tally.note(started, [stored])
         except Exception as exc:  # noqa: BLE001 (counted: the test says what failed)
             tally.note(started, [], repr(exc))
 
 
-def comment(database_url: str, writes: int, tally: Tally, name: str) -> None:
-    engine = get_engine(database_url)
+def open_incidents(database_url: str, writes: int, tally: Tally, name: str) -> None:
     policies = load_policies()
-    for n in range(writes):
-        started = time.monotonic()
-        with tally._lock:
-            tally.attempted += 1
-        try:
-            with session_scope(engine) as session:
-                incidents.apply_action(
-                    session,
-                    SHARED_INCIDENT,
-                    "comment",
-                    actor=name,
-                    note=f"{name} note {n}",
-                    policies=policies,
-                )
-            tally.note(started, [n])
-        except Exception as exc:  # noqa: BLE001
-            tally.note(started, [], repr(exc))
+
+    def write(session: Session, n: int) -> int:
+        incident, _ = incidents.open_incident(
+            session=session,
+            new=incidents.NewIncident(title=f"{name} #{n}", impact="low", urgency="low"),
+            policies=policies,
+            actor=name,
+        )
+        session.flush()
+        assert incident.id is not None
+        return incident.id
+
+    _write_each(database_url, writes, tally, write)
+
+
+def comment(database_url: str, writes: int, tally: Tally, name: str) -> None:
+    policies = load_policies()
+
+    def write(session: Session, n: int) -> int:
+        incidents.apply_action(
+            session,
+            SHARED_INCIDENT,
+            "comment",
+            actor=name,
+            note=f"{name} note {n}",
+            policies=policies,
+        )
+        return n
+
+    _write_each(database_url, writes, tally, write)
 
 
 def run_triggers(database_url: str, stop_file: Path, tally: Tally, name: str) -> None:

@@ -65,6 +65,10 @@ class Batch:
     flow: str  # "open", "resolved", "timers" or "notify"
     triggers: list[FlowTrigger]
 
+    @property
+    def trigger_ids(self) -> list[int]:
+        return [trigger.id or 0 for trigger in self.triggers]
+
 
 # Each flow is a lane with one batch at a time: new incidents never wait behind a batch of
 # timers or of redeliveries, and two batches of one kind never compete for the engine (on a
@@ -101,7 +105,6 @@ def make_batches(triggers: list[FlowTrigger]) -> list[Batch]:
 
 
 def _start(batch: Batch) -> Coroutine[Any, Any, Any]:
-    ids = [trigger.id or 0 for trigger in batch.triggers]
     if batch.flow == "open":
         incident_ids = [trigger.incident_id for trigger in batch.triggers]
         return open_incidents(incident_ids=incident_ids, return_state=True)
@@ -112,8 +115,8 @@ def _start(batch: Batch) -> Coroutine[Any, Any, Any]:
         ]
         return incidents_resolved(resolutions=resolutions, return_state=True)
     if batch.flow == "notify":
-        return redeliver_notifications(trigger_ids=ids, return_state=True)
-    return fire_sla_timers(trigger_ids=ids, return_state=True)
+        return redeliver_notifications(trigger_ids=batch.trigger_ids, return_state=True)
+    return fire_sla_timers(trigger_ids=batch.trigger_ids, return_state=True)
 
 
 def default_runner_name() -> str:
@@ -209,18 +212,17 @@ class Runner:
 
     def _launch(self, batch: Batch) -> None:
         # Marked busy before the task first runs, so that the next claim already skips the lane.
-        self._held |= {trigger.id or 0 for trigger in batch.triggers}
+        self._held |= set(batch.trigger_ids)
         self._busy[batch.flow] = self._busy.get(batch.flow, 0) + 1
         job = asyncio.create_task(self._run_batch(batch))
         self._running.add(job)
         job.add_done_callback(self._running.discard)
 
     async def _run_batch(self, batch: Batch) -> None:
-        ids = {trigger.id or 0 for trigger in batch.triggers}
         try:
             await self._run_and_settle(batch)
         finally:
-            self._held -= ids
+            self._held -= set(batch.trigger_ids)
             self._busy[batch.flow] -= 1
             if not self._busy[batch.flow]:
                 del self._busy[batch.flow]
@@ -241,8 +243,8 @@ class Runner:
 
     def _finish(self, batch: Batch, flow_run_id: str | None) -> None:
         with session_scope(self.engine) as session:
-            for trigger in batch.triggers:
-                finish_trigger(session=session, trigger_id=trigger.id or 0, flow_run_id=flow_run_id)
+            for trigger_id in batch.trigger_ids:
+                finish_trigger(session=session, trigger_id=trigger_id, flow_run_id=flow_run_id)
 
     def _failed(self, batch: Batch, error: str) -> None:
         self.failed += len(batch.triggers)

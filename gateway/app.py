@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from itilflow import clock, incidents
-from itilflow.gateway import changes, inspections, problems, surveys
+from itilflow.gateway import changes, directory, inspections, problems, surveys
 from itilflow.gateway.alertmanager import AlertResult, apply_alert_groups, outcomes_of
 from itilflow.gateway.schemas import (
     MAX_OFFSET,
@@ -384,6 +384,7 @@ def create_app(
     )
     problems.add_routes(app, engine=engine, authorize=authorize)
     inspections.add_routes(app, engine=engine, authorize=authorize)
+    directory.add_routes(app, engine=engine, authorize=authorize)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from itilflow.commands.directory import add_directory_commands
 from itilflow.settings import Settings, SettingsError
 
 
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-policies", help="validate a policy folder")
     check.add_argument("directory", nargs="?", type=Path)
     check.set_defaults(run=cmd_check_policies)
+    add_directory_commands(sub)
     return parser
 
 

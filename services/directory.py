@@ -102,6 +102,10 @@ class DirectoryError(ValueError):
             shown.append(f"... and {more} more problem(s)")
         super().__init__("\n".join(shown))
 
+    def __reduce__(self) -> tuple[type[DirectoryError], tuple[list[Problem]]]:
+        # A task's exception travels pickled to its flow: keep the problems, not only the text.
+        return (DirectoryError, (self.problems,))
+
 
 class NotFound(LookupError):
     pass

@@ -55,10 +55,22 @@ _FALSE = {"false", "no", "n", "0"}
 
 @dataclass(frozen=True)
 class Source:
-    """A file to import: where its text is, and the name errors call it by (a path or a URL)."""
+    """A file to import: its text, the name errors call it by (a path or a URL) and its format
+    (`.csv`, `.yaml` or `.yml`)."""
 
-    path: Path
     name: str
+    text: str
+    suffix: str
+
+    @classmethod
+    def from_path(cls, path: Path) -> Source:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DirectoryError(
+                [Problem(str(path), None, f"cannot read the file: {exc}")]
+            ) from exc
+        return cls(str(path), text, path.suffix.lower())
 
 
 # -------------------------------------------------------------------------------------- read
@@ -66,17 +78,13 @@ class Source:
 
 def read_records(source: Source, *, kind: Kind | None = None) -> list[Record]:
     """The records of one file; DirectoryError (naming file, line and column) if any is bad."""
-    suffix = Path(source.name.split("?")[0]).suffix.lower() or source.path.suffix.lower()
-    try:
-        text = source.path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DirectoryError([Problem(source.name, None, f"cannot read the file: {exc}")]) from exc
-    if suffix in (".yaml", ".yml"):
+    text = source.text.removeprefix("\ufeff")
+    if source.suffix in (".yaml", ".yml"):
         return _read_yaml(text, source.name)
-    if suffix == ".csv":
+    if source.suffix == ".csv":
         return _read_csv(text, source.name, kind)
     raise DirectoryError(
-        [Problem(source.name, None, f"expected a .yaml, .yml or .csv file, got {suffix!r}")]
+        [Problem(source.name, None, f"expected a .yaml, .yml or .csv file, got {source.suffix!r}")]
     )
 
 

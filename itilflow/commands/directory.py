@@ -68,8 +68,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from itilflow.services.directory import DirectoryError, describe
     from itilflow.services.directory_files import Source, import_sources
 
-    sources = [Source(Path(name), name) for name in args.files]
     try:
+        sources = [Source.from_path(Path(name)) for name in args.files]
         outcome = import_sources(
             _engine(args),
             sources,

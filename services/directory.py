@@ -87,7 +87,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        place = ", ".join(part for part in (self.where, self.column and f"column {self.column}"))
+        column = f"column {self.column}" if self.column else ""
+        place = ", ".join(part for part in (self.where, column) if part)
         return f"{place}: {self.message}" if place else self.message
 
 

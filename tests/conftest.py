@@ -41,6 +41,7 @@ POSTGRES_SUITE = (
     "tests/problems/test_lifecycle.py",
     "tests/reports",
     "tests/test_stack.py",
+    "tests/migrations",
 )
 
 

@@ -16,7 +16,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, field_validator
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, text
 from sqlmodel import Field, Session, SQLModel, select
 
 from itilflow.policies._base import TimeZoneName
@@ -24,6 +24,8 @@ from itilflow.policies._base import TimeZoneName
 # The message languages there are templates for (notifications/templates/*).
 LANGUAGES: tuple[str, ...] = ("en", "zh_CN")
 Language = Literal["en", "zh_CN"]
+# Rows that existed before the column (revision 0002) are active.
+ACTIVE_DEFAULT = text("true")
 CRITICALITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 Criticality = Literal["low", "medium", "high", "critical"]
 
@@ -70,17 +72,21 @@ OptionalName = Annotated[Name | None, BeforeValidator(_blank_to_none)]
 # ------------------------------------------------------------------------------------- groups
 
 
+# Columns of the baseline schema keep their types (models/migrations/versions/0001_baseline.py):
+# the Create schemas hold the length limits instead of an ALTER of every table.
+
+
 class GroupBase(SQLModel):
     # Lead, manager and escalation contacts are engineers' usernames (notifications mail them).
     lead: str | None = Field(default=None, max_length=64)
     manager: str | None = Field(default=None, max_length=64)
     escalation_contacts: list[str] = Field(default_factory=list, sa_column=Column(JSON))
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = None
 
 
 class Group(GroupBase, table=True):
     name: str = Field(primary_key=True, max_length=64)
-    active: bool = True
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": ACTIVE_DEFAULT})
 
 
 class GroupCreate(GroupBase):
@@ -88,7 +94,7 @@ class GroupCreate(GroupBase):
     lead: OptionalName = Field(default=None, max_length=64)
     manager: OptionalName = Field(default=None, max_length=64)
     escalation_contacts: Names = []
-    email: OptionalEmail = None
+    email: OptionalEmail = Field(default=None, max_length=254)
     active: bool = True
 
 
@@ -108,10 +114,10 @@ class GroupPublic(GroupBase):
 
 
 class EngineerBase(SQLModel):
-    name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=254)
+    name: str
+    email: str | None = None
     phone: str | None = Field(default=None, max_length=40)
-    language: str | None = Field(default=None, max_length=16)
+    language: str | None = None
     time_zone: str | None = Field(default=None, max_length=64)
     skills: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     capacity: int = Field(default=5, ge=0)
@@ -124,7 +130,7 @@ class Engineer(EngineerBase, table=True):
     # read it; `groups` holds every membership, the primary one first.
     group_name: str = Field(foreign_key="group.name", index=True)
     groups: list[str] = Field(default_factory=list, sa_column=Column(JSON))
-    active: bool = True
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": ACTIVE_DEFAULT})
 
     def memberships(self) -> list[str]:
         """Every group the engineer works in, the primary one first (rows written before
@@ -134,9 +140,10 @@ class Engineer(EngineerBase, table=True):
 
 class EngineerCreate(EngineerBase):
     username: Name = Field(max_length=64)
+    name: str = Field(min_length=1, max_length=200)
     # The first group is the primary one.
     groups: Names = Field(min_length=1)
-    email: OptionalEmail = None
+    email: OptionalEmail = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=40)
     language: OptionalLanguage = None
     time_zone: OptionalTimeZone = None
@@ -172,9 +179,9 @@ class EngineerPublic(EngineerBase):
 
 
 class ConfigurationItemBase(SQLModel):
-    kind: str = Field(default="server", max_length=64)
-    criticality: str = Field(default="medium", max_length=16)
-    owner_group: str | None = Field(default=None, max_length=64)
+    kind: str = "server"
+    criticality: str = "medium"
+    owner_group: str | None = None
     environment: str | None = Field(default=None, max_length=64)
     depends_on: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -182,15 +189,15 @@ class ConfigurationItemBase(SQLModel):
 
 class ConfigurationItem(ConfigurationItemBase, table=True):
     name: str = Field(primary_key=True, max_length=200)
-    active: bool = True
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": ACTIVE_DEFAULT})
 
 
 class ConfigurationItemCreate(ConfigurationItemBase):
     name: Name = Field(max_length=200)
     kind: Name = Field(default="server", max_length=64)
     criticality: Criticality = "medium"
-    owner_group: OptionalName = None
-    environment: OptionalName = None
+    owner_group: OptionalName = Field(default=None, max_length=64)
+    environment: OptionalName = Field(default=None, max_length=64)
     depends_on: Names = []
     attributes: dict[str, Any] = {}
     active: bool = True

@@ -53,6 +53,10 @@ def add_directory_commands(subparsers: Any) -> None:
 
 
 def _engine(args: argparse.Namespace) -> Any:
+    import logging
+
+    # The schema upgrade's INFO lines would bury the import's own report.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from itilflow.models import create_db, get_engine
     from itilflow.settings import Settings
 

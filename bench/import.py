@@ -21,6 +21,8 @@ import argparse
 import csv
 import json
 import random
+import resource
+import statistics
 import subprocess
 import threading
 import time
@@ -39,11 +41,13 @@ from _common import (
     itilflow_env,
     settings_from_env,
     spawn,
+    spread,
     temp_dir,
     write_apprise_config,
 )
 
 GROUPS, PEOPLE, CIS = 20, 200, 2000
+RUNS = 3  # of each import: the machine is shared, single runs spread by 2-4x
 
 
 def write_team(folder: Path, seed: int = 10) -> tuple[list[Path], set[str]]:
@@ -132,7 +136,9 @@ def write_policy(folder: Path) -> Path:
     return folder
 
 
-def timed_cli(env: dict[str, str], files: list[Path], log: Path) -> tuple[float, str]:
+def timed_cli(env: dict[str, str], files: list[Path], log: Path) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + system) of the child, and what it printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     done = subprocess.run(
         [PYTHON, "-m", "itilflow.cli", "import", *map(str, files)],
@@ -142,10 +148,12 @@ def timed_cli(env: dict[str, str], files: list[Path], log: Path) -> tuple[float,
         check=False,
     )
     seconds = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     log.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise SystemExit(f"itilflow import failed ({done.returncode}):\n{done.stderr}")
-    return seconds, done.stdout
+    return seconds, cpu, done.stdout
 
 
 def alert(index: int, *, starts_at: str) -> dict:
@@ -193,12 +201,30 @@ def main() -> None:
             public_url="http://127.0.0.1:8080",
         )
         banner(f"import {GROUPS} groups, {PEOPLE} engineers, {CIS} CIs ({sizes})")
-        first, out = timed_cli(env, files, tmp / "import-1.log")
+        # Fresh databases for the first imports, then the same files again on the last one.
+        firsts, first_cpu = [], []
+        for run in range(RUNS):
+            fresh = env | {"ITILFLOW_DATABASE_URL": f"sqlite:///{tmp / f'fresh-{run}.db'}"}
+            wall, cpu, out = timed_cli(env if run == RUNS - 1 else fresh, files, tmp / "i.log")
+            firsts.append(wall)
+            first_cpu.append(cpu)
         print(out.strip().splitlines()[0], "...")
-        print(f"  itilflow import (fresh database, a child process): {first:.2f} s  goal < 10 s")
-        again, out = timed_cli(env, files, tmp / "import-2.log")
+        first = statistics.median(firsts)
+        print(
+            f"  itilflow import (fresh database, a child process): {spread(firsts, '{:.2f}')} s"
+            f" wall, {spread(first_cpu, '{:.2f}')} s CPU  goal < 10 s"
+        )
+        agains, again_cpu = [], []
+        for _ in range(RUNS):
+            wall, cpu, out = timed_cli(env, files, tmp / "again.log")
+            agains.append(wall)
+            again_cpu.append(cpu)
+        again = statistics.median(agains)
         print("  " + "\n  ".join(out.strip().splitlines()))
-        print(f"  itilflow import of the same files again: {again:.2f} s  goal < 5 s")
+        print(
+            f"  itilflow import of the same files again: {spread(agains, '{:.2f}')} s wall, "
+            f"{spread(again_cpu, '{:.2f}')} s CPU  goal < 5 s"
+        )
         changed_nothing = "nothing to change" in out
 
         from itilflow.models import get_engine
@@ -278,10 +304,12 @@ def main() -> None:
         )
 
         banner("summary")
-        print(f"import          {first:6.2f} s   goal < 10 s  {'met' if first < 10 else 'MISSED'}")
+        verdict = "met" if first < 10 else "MISSED"
+        print(f"import          {first:6.2f} s   (median) goal < 10 s  {verdict}")
         ok = again < 5 and changed_nothing
         print(
-            f"re-import       {again:6.2f} s   goal < 5 s, no change  {'met' if ok else 'MISSED'}"
+            f"re-import       {again:6.2f} s   (median) goal < 5 s, no change  "
+            f"{'met' if ok else 'MISSED'}"
             f" (changed nothing: {changed_nothing})"
         )
         print(

@@ -32,7 +32,7 @@ Criticality = Literal["low", "medium", "high", "critical"]
 # A name a person types and other records refer to: a username, a group, a skill, a CI.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:/\-]*$")
 # Only the shape: a mail server is the judge of the rest. No new dependency (email-validator).
-_EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+$")
+_EMAIL = re.compile(r"^[^@\s,;<>\x00-\x1f]+@[^@\s,;<>\x00-\x1f]+\.[^@\s,;<>.\x00-\x1f]+$")
 
 
 def _name(value: str) -> str:
@@ -51,6 +51,13 @@ def _email(value: str) -> str:
     return value
 
 
+def _text(value: str) -> str:
+    # PostgreSQL refuses NUL in text; other control characters only garble a mail header.
+    if any(ord(char) < 32 for char in value):
+        raise ValueError("control characters (line breaks, tabs, NUL) are not allowed")
+    return value
+
+
 def _names(values: list[str]) -> list[str]:
     # Order kept (an engineer's first group is the primary one), repeats dropped.
     return list(dict.fromkeys(_name(value) for value in values))
@@ -62,6 +69,7 @@ def _blank_to_none(value: Any) -> Any:
 
 Name = Annotated[str, AfterValidator(_name)]
 Email = Annotated[str, AfterValidator(_email)]
+Text = Annotated[str, AfterValidator(_text)]
 Names = Annotated[list[str], AfterValidator(_names)]
 OptionalEmail = Annotated[Email | None, BeforeValidator(_blank_to_none)]
 OptionalTimeZone = Annotated[TimeZoneName | None, BeforeValidator(_blank_to_none)]
@@ -140,11 +148,11 @@ class Engineer(EngineerBase, table=True):
 
 class EngineerCreate(EngineerBase):
     username: Name = Field(max_length=64)
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     # The first group is the primary one.
     groups: Names = Field(min_length=1)
     email: OptionalEmail = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, max_length=40)
+    phone: Text | None = Field(default=None, max_length=40)
     language: OptionalLanguage = None
     time_zone: OptionalTimeZone = None
     skills: Names = []
@@ -157,9 +165,9 @@ class EngineerCreate(EngineerBase):
 
 
 class EngineerUpdate(SQLModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: OptionalEmail = None
-    phone: str | None = Field(default=None, max_length=40)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    email: OptionalEmail = Field(default=None, max_length=254)
+    phone: Text | None = Field(default=None, max_length=40)
     language: OptionalLanguage = None
     time_zone: OptionalTimeZone = None
     skills: Names | None = None

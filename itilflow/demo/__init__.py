@@ -11,10 +11,10 @@ from itilflow.models import (
     ConfigurationItem,
     Engineer,
     Group,
-    create_db,
     get_engine,
     session_scope,
 )
+from itilflow.models.migrations import check_database
 from itilflow.settings import Settings
 
 
@@ -26,7 +26,7 @@ def load_people(settings: Settings) -> None:
     data = demo_data()
     assert settings.database_url is not None
     engine = get_engine(settings.database_url)
-    create_db(engine)
+    check_database(engine)
     with session_scope(engine) as session:
         for group in data["groups"]:
             session.merge(Group(**group))

@@ -83,7 +83,11 @@ def _revision_of(connection: Connection) -> str | None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The database's revision; None when it has none (empty, or made before migrations)."""
+    """The database's revision; None when it has none (empty, made before migrations, or an
+    SQLite file that does not exist: it is not created by asking)."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        if not Path(engine.url.database).exists():
+            return None
     with engine.connect() as connection:
         return _revision_of(connection)
 

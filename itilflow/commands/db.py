@@ -125,9 +125,10 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
         print(f"itilflow db copy: {exc}", file=sys.stderr)
         return 1
     total = sum(entry.target for entry in copied)
+    password = " (with the password as you gave it)" if target.url.password else ""
     print(
-        f"copied {total} rows in {len(copied)} tables, counts equal. Use it from now on with "
-        f"ITILFLOW_DATABASE_URL={describe(target)} (the password as you gave it)"
+        f"copied {total} rows in {len(copied)} tables, counts equal. Use it from now on: "
+        f"ITILFLOW_DATABASE_URL={describe(target)}{password}"
     )
     return 0
 

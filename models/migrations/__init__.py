@@ -82,12 +82,21 @@ def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _no_sqlite_file(engine: Engine) -> bool:
+    """An SQLite database whose file does not exist (connecting would create it)."""
+    database = engine.url.database
+    return (
+        engine.dialect.name == "sqlite"
+        and database not in (None, "", ":memory:")
+        and not Path(str(database)).exists()
+    )
+
+
 def current_revision(engine: Engine) -> str | None:
     """The database's revision; None when it has none (empty, made before migrations, or an
     SQLite file that does not exist: it is not created by asking)."""
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        if not Path(engine.url.database).exists():
-            return None
+    if _no_sqlite_file(engine):
+        return None
     with engine.connect() as connection:
         return _revision_of(connection)
 
@@ -105,15 +114,21 @@ def check_database(engine: Engine) -> None:
         return
     where = describe(engine)
     if revision is None:
+        state = "was made before migrations" if _has_itilflow_tables(engine) else "is empty"
         raise DatabaseBehindError(
-            f"the database {where} has no itilflow schema of a known revision "
-            f"(the code needs {head}): {UPGRADE_HINT}"
+            f"the database {where} {state} (the code needs revision {head}): {UPGRADE_HINT}"
         )
     if not known_revision(revision):
         raise DatabaseAheadError(_ahead_message(where, revision, head))
     raise DatabaseBehindError(
         f"the database {where} is at revision {revision}, the code needs {head}: {UPGRADE_HINT}"
     )
+
+
+def _has_itilflow_tables(engine: Engine) -> bool:
+    if _no_sqlite_file(engine):
+        return False
+    return bool(set(inspect(engine).get_table_names()) & _itilflow_tables())
 
 
 def _ahead_message(where: str, revision: str, head: str) -> str:
@@ -218,9 +233,10 @@ def upgrade_database_reporting(engine: Engine) -> str:
                     )
                 command.stamp(config, BASELINE)
                 command.upgrade(config, "head")
+                upgraded = "" if head == BASELINE else f" and upgraded to {head}"
                 return (
                     f"database {where} was made before migrations: adopted as revision "
-                    f"{BASELINE} and upgraded to {head}"
+                    f"{BASELINE}{upgraded}"
                 )
             command.upgrade(config, "head")
             return f"database {where} created at revision {head}"

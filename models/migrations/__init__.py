@@ -52,6 +52,7 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     """Alembic's configuration, made here instead of an alembic.ini file."""
     config = Config()
     config.set_main_option("script_location", str(HERE))
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     if url:
         # ConfigParser interpolates %: a password may hold one.
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

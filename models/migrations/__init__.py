@@ -28,7 +28,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).resolve().parent
@@ -171,35 +171,55 @@ BASELINE_TABLES = frozenset(
 )
 
 
+# Any fixed number: the key of PostgreSQL's advisory lock that upgrades of one database share.
+UPGRADE_LOCK_KEY = 7461696
+
+
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    # On the driver's connection, outside any transaction: SQLite ignores the pragma inside one.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
 @contextmanager
 def _migrating(engine: Engine) -> Iterator[Connection]:
     """One connection in one transaction for the whole upgrade.
 
     SQLite: foreign keys are off while it runs (a batch migration copies a table and drops the
-    old one, which they would refuse or cascade) and checked before the commit. PostgreSQL: an
-    advisory lock makes a second upgrade wait for the first instead of racing it.
+    old one, which they would refuse or cascade; `_check_foreign_keys` checks the rows after).
+    PostgreSQL: an advisory lock makes a second upgrade wait for the first instead of racing it
+    (on SQLite, BEGIN IMMEDIATE does that).
     """
     sqlite = engine.dialect.name == "sqlite"
     if sqlite and engine.url.database:
         Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
     with engine.connect() as connection:
         if sqlite:
-            # Before the transaction begins: SQLite ignores the pragma inside one.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            _sqlite_foreign_keys(connection, on=False)
         try:
             with connection.begin():
                 if not sqlite:
-                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7461696)")
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY}
+                    )
                 yield connection
-                if sqlite:
-                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise SchemaVersionError(
-                            f"the upgrade left rows whose foreign keys point nowhere: {broken[:5]}"
-                        )
         finally:
             if sqlite:
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                _sqlite_foreign_keys(connection, on=True)
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """After revisions ran on SQLite with foreign keys off: refuse (roll back) if they left a
+    row pointing nowhere. PostgreSQL checks them itself."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise SchemaVersionError(
+            f"the upgrade left rows whose foreign keys point nowhere (table, rowid, parent): "
+            f"{broken[:5]}; nothing was changed"
+        )
 
 
 def upgrade_database(engine: Engine) -> None:
@@ -234,6 +254,7 @@ def upgrade_database_reporting(engine: Engine) -> str:
                     )
                 command.stamp(config, BASELINE)
                 command.upgrade(config, "head")
+                _check_foreign_keys(connection)
                 upgraded = "" if head == BASELINE else f" and upgraded to {head}"
                 return (
                     f"database {where} was made before migrations: adopted as revision "
@@ -242,4 +263,5 @@ def upgrade_database_reporting(engine: Engine) -> str:
             command.upgrade(config, "head")
             return f"database {where} created at revision {head}"
         command.upgrade(config, "head")
+        _check_foreign_keys(connection)
         return f"database {where} upgraded from revision {revision} to {head}"

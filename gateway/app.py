@@ -35,13 +35,13 @@ from itilflow.gateway.schemas import (
 from itilflow.gateway.writer import GroupWriter
 from itilflow.models import (
     Incident,
-    create_db,
     get_engine,
     get_timeline,
     incident_number,
     list_incidents,
     parse_incident_ref,
 )
+from itilflow.models.migrations import check_database
 from itilflow.policies import Policies, compute_sla, load_policies
 from itilflow.settings import Settings
 
@@ -107,7 +107,7 @@ def create_app(
     token = settings.api_token.get_secret_value()
     policies = policies or load_policies(settings.policy_dir)
     engine = get_engine(settings.database_url)
-    create_db(engine)
+    check_database(engine)  # refuses a schema older or newer than the code's
 
     def store_alert_groups(
         session: Session, groups: Sequence[list[AlertIn]]

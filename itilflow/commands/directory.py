@@ -53,29 +53,38 @@ def add_directory_commands(subparsers: Any) -> None:
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    import logging
-
-    # The schema upgrade's INFO lines would bury the import's own report.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    from itilflow.models import create_db, get_engine
+    """The database, at the code's schema revision: like the gateway and the runner, these
+    commands leave upgrading to `itilflow db upgrade` (and `itilflow up`)."""
+    from itilflow.models import get_engine
+    from itilflow.models.migrations import check_database
     from itilflow.settings import Settings
 
     overrides = {"data_dir": Path(args.data_dir)} if getattr(args, "data_dir", None) else {}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     assert settings.database_url is not None
     engine = get_engine(settings.database_url)
-    create_db(engine)
+    check_database(engine)
     return engine
 
 
+def _schema_refused(command: str, exc: Exception) -> int:
+    print(f"itilflow {command}: {exc}", file=sys.stderr)
+    return 2
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    from itilflow.models.migrations import SchemaVersionError
     from itilflow.services.directory import DirectoryError, describe
     from itilflow.services.directory_files import Source, import_sources
 
     try:
+        engine = _engine(args)
+    except SchemaVersionError as exc:
+        return _schema_refused("import", exc)
+    try:
         sources = [Source.from_path(Path(name)) for name in args.files]
         outcome = import_sources(
-            _engine(args),
+            engine,
             sources,
             kind=args.kind,
             dry_run=args.dry_run,
@@ -89,9 +98,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from itilflow.models.migrations import SchemaVersionError
     from itilflow.services.directory_files import export_rows, to_csv, to_yaml
 
-    rows = export_rows(_engine(args))
+    try:
+        rows = export_rows(_engine(args))
+    except SchemaVersionError as exc:
+        return _schema_refused("export", exc)
     kinds = [args.kind] if args.kind else ["groups", "people", "cis"]
     if args.format == "yaml":
         text = to_yaml(rows, kinds)

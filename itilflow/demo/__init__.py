@@ -7,7 +7,8 @@ from importlib import resources
 import httpx
 import yaml
 
-from itilflow.models import create_db, get_engine, session_scope
+from itilflow.models import get_engine, session_scope
+from itilflow.models.migrations import check_database
 from itilflow.services.directory import Record, save_records
 from itilflow.settings import Settings
 
@@ -23,7 +24,7 @@ def load_people(settings: Settings) -> None:
     data = demo_data()
     assert settings.database_url is not None
     engine = get_engine(settings.database_url)
-    create_db(engine)
+    check_database(engine)
     # The same path as `itilflow import`: a second load changes nothing.
     records = [
         Record(kind, values, where=f"demo data.yaml {section}")

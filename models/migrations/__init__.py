@@ -28,7 +28,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).resolve().parent
@@ -52,6 +52,7 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     """Alembic's configuration, made here instead of an alembic.ini file."""
     config = Config()
     config.set_main_option("script_location", str(HERE))
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     if url:
         # ConfigParser interpolates %: a password may hold one.
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -82,8 +83,21 @@ def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _no_sqlite_file(engine: Engine) -> bool:
+    """An SQLite database whose file does not exist (connecting would create it)."""
+    database = engine.url.database
+    return (
+        engine.dialect.name == "sqlite"
+        and database not in (None, "", ":memory:")
+        and not Path(str(database)).exists()
+    )
+
+
 def current_revision(engine: Engine) -> str | None:
-    """The database's revision; None when it has none (empty, or made before migrations)."""
+    """The database's revision; None when it has none (empty, made before migrations, or an
+    SQLite file that does not exist: it is not created by asking)."""
+    if _no_sqlite_file(engine):
+        return None
     with engine.connect() as connection:
         return _revision_of(connection)
 
@@ -101,15 +115,21 @@ def check_database(engine: Engine) -> None:
         return
     where = describe(engine)
     if revision is None:
+        state = "was made before migrations" if _has_itilflow_tables(engine) else "is empty"
         raise DatabaseBehindError(
-            f"the database {where} has no itilflow schema of a known revision "
-            f"(the code needs {head}): {UPGRADE_HINT}"
+            f"the database {where} {state} (the code needs revision {head}): {UPGRADE_HINT}"
         )
     if not known_revision(revision):
         raise DatabaseAheadError(_ahead_message(where, revision, head))
     raise DatabaseBehindError(
         f"the database {where} is at revision {revision}, the code needs {head}: {UPGRADE_HINT}"
     )
+
+
+def _has_itilflow_tables(engine: Engine) -> bool:
+    if _no_sqlite_file(engine):
+        return False
+    return bool(set(inspect(engine).get_table_names()) & _itilflow_tables())
 
 
 def _ahead_message(where: str, revision: str, head: str) -> str:
@@ -151,35 +171,55 @@ BASELINE_TABLES = frozenset(
 )
 
 
+# Any fixed number: the key of PostgreSQL's advisory lock that upgrades of one database share.
+UPGRADE_LOCK_KEY = 7461696
+
+
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    # On the driver's connection, outside any transaction: SQLite ignores the pragma inside one.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
 @contextmanager
 def _migrating(engine: Engine) -> Iterator[Connection]:
     """One connection in one transaction for the whole upgrade.
 
     SQLite: foreign keys are off while it runs (a batch migration copies a table and drops the
-    old one, which they would refuse or cascade) and checked before the commit. PostgreSQL: an
-    advisory lock makes a second upgrade wait for the first instead of racing it.
+    old one, which they would refuse or cascade; `_check_foreign_keys` checks the rows after).
+    PostgreSQL: an advisory lock makes a second upgrade wait for the first instead of racing it
+    (on SQLite, BEGIN IMMEDIATE does that).
     """
     sqlite = engine.dialect.name == "sqlite"
     if sqlite and engine.url.database:
         Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
     with engine.connect() as connection:
         if sqlite:
-            # Before the transaction begins: SQLite ignores the pragma inside one.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            _sqlite_foreign_keys(connection, on=False)
         try:
             with connection.begin():
                 if not sqlite:
-                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7461696)")
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY}
+                    )
                 yield connection
-                if sqlite:
-                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise SchemaVersionError(
-                            f"the upgrade left rows whose foreign keys point nowhere: {broken[:5]}"
-                        )
         finally:
             if sqlite:
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                _sqlite_foreign_keys(connection, on=True)
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """After revisions ran on SQLite with foreign keys off: refuse (roll back) if they left a
+    row pointing nowhere. PostgreSQL checks them itself."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise SchemaVersionError(
+            f"the upgrade left rows whose foreign keys point nowhere (table, rowid, parent): "
+            f"{broken[:5]}; nothing was changed"
+        )
 
 
 def upgrade_database(engine: Engine) -> None:
@@ -214,11 +254,14 @@ def upgrade_database_reporting(engine: Engine) -> str:
                     )
                 command.stamp(config, BASELINE)
                 command.upgrade(config, "head")
+                _check_foreign_keys(connection)
+                upgraded = "" if head == BASELINE else f" and upgraded to {head}"
                 return (
                     f"database {where} was made before migrations: adopted as revision "
-                    f"{BASELINE} and upgraded to {head}"
+                    f"{BASELINE}{upgraded}"
                 )
             command.upgrade(config, "head")
             return f"database {where} created at revision {head}"
         command.upgrade(config, "head")
+        _check_foreign_keys(connection)
         return f"database {where} upgraded from revision {revision} to {head}"

@@ -3,19 +3,34 @@ connection) and by `alembic` commands made with `alembic_config(url)` (new revis
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlmodel import SQLModel
+from sqlmodel.sql.sqltypes import AutoString
 
 from itilflow import models  # noqa: F401  (registers every table on the metadata)
-from itilflow.models.db import get_engine
+from itilflow.models.db import UTCDateTime, get_engine
 
 
-def run_migrations(connection: object) -> None:
+def render_plain_type(kind: str, item: Any, _context: Any) -> str | bool:
+    """A new revision names plain SQLAlchemy types, not the models' own: the revision must do
+    the same thing for ever, whatever later becomes of the models."""
+    if kind == "type" and isinstance(item, AutoString):
+        return f"sa.String(length={item.length})" if item.length else "sa.String()"
+    if kind == "type" and isinstance(item, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def run_migrations(connection: Any) -> None:
     context.configure(
         connection=connection,
         target_metadata=SQLModel.metadata,
-        # SQLite alters a table by copying it: batch mode writes that copy for later revisions.
-        render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
+        # SQLite alters a table by copying it: new revisions are written in batch mode (which
+        # on PostgreSQL is plain ALTER TABLE).
+        render_as_batch=connection.dialect.name == "sqlite",
+        render_item=render_plain_type,
         compare_type=True,
     )
     with context.begin_transaction():

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from itilflow.cli import main
-from itilflow.models import ConfigurationItem, Engineer, Group, create_db, get_engine
+from itilflow.models import ConfigurationItem, Engineer, Group, get_engine
 
 TEAM_YAML = """\
 groups:
@@ -45,6 +45,9 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def itilflow(data_dir: Path, *args: str) -> int:
+    if not (data_dir / "itilflow.db").exists() and args[0] in ("import", "export"):
+        # As after `itilflow up` (or `itilflow db upgrade`): the commands only check the schema.
+        assert main(["--data-dir", str(data_dir), "db", "upgrade"]) == 0
     return main(["--data-dir", str(data_dir), *args])
 
 
@@ -59,7 +62,6 @@ def snapshot(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
     url = Settings(data_dir=data_dir).database_url
     assert url is not None
     engine = get_engine(url)
-    create_db(engine)
     with Session(engine) as session:
         return {
             table.__name__: sorted(
@@ -250,3 +252,11 @@ def test_the_help_says_nothing_is_deleted(capsys: pytest.CaptureFixture[str]) ->
         main(["import", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "Nothing is deleted: records missing from the file are left alone" in text
+
+
+def test_a_database_not_at_the_codes_revision_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    team = write(tmp_path / "team.yaml", TEAM_YAML)
+    assert main(["--data-dir", str(tmp_path / "none"), "import", str(team)]) == 2
+    assert "itilflow db upgrade" in capsys.readouterr().err

@@ -98,9 +98,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["parent_id"], ["incident.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("dedup_key"),
+        sa.ForeignKeyConstraint(["parent_id"], ["incident.id"]),
     )
     op.create_index(op.f("ix_incident_assignee"), "incident", ["assignee"], unique=False)
     op.create_index(op.f("ix_incident_fingerprint"), "incident", ["fingerprint"], unique=False)
@@ -148,8 +148,8 @@ def upgrade() -> None:
         sa.Column("review", sa.JSON(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
         sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
     )
     op.create_index(op.f("ix_change_status"), "change", ["status"], unique=False)
     op.create_table(
@@ -167,9 +167,9 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("incident_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
-        sa.ForeignKeyConstraint(["run_id"], ["inspectionrun.id"]),
         sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["run_id"], ["inspectionrun.id"]),
+        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
     )
     op.create_index(op.f("ix_checkresult_run_id"), "checkresult", ["run_id"], unique=False)
     op.create_index(op.f("ix_checkresult_status"), "checkresult", ["status"], unique=False)
@@ -189,8 +189,8 @@ def upgrade() -> None:
         sa.Column("capacity", sa.Integer(), nullable=False),
         sa.Column("on_duty", sa.Boolean(), nullable=False),
         sa.Column("language", sa.String(), nullable=True),
-        sa.ForeignKeyConstraint(["group_name"], ["group.name"]),
         sa.PrimaryKeyConstraint("username"),
+        sa.ForeignKeyConstraint(["group_name"], ["group.name"]),
     )
     op.create_index(op.f("ix_engineer_group_name"), "engineer", ["group_name"], unique=False)
     op.create_table(
@@ -209,9 +209,9 @@ def upgrade() -> None:
         sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("flow_run_id", sa.String(), nullable=True),
-        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("incident_id", "key"),
+        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
     )
     op.create_index(op.f("ix_flowtrigger_done_at"), "flowtrigger", ["done_at"], unique=False)
     op.create_index(op.f("ix_flowtrigger_due_at"), "flowtrigger", ["due_at"], unique=False)
@@ -227,8 +227,8 @@ def upgrade() -> None:
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("incident_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
         sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
     )
     op.create_index(
         op.f("ix_timelineentry_incident_id"), "timelineentry", ["incident_id"], unique=False
@@ -251,9 +251,9 @@ def upgrade() -> None:
         sa.Column("voided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("escalated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["change_id"], ["change.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("nonce"),
+        sa.ForeignKeyConstraint(["change_id"], ["change.id"]),
     )
     op.create_index(
         op.f("ix_approvalrequest_change_id"), "approvalrequest", ["change_id"], unique=False
@@ -267,8 +267,8 @@ def upgrade() -> None:
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("change_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["change_id"], ["change.id"]),
         sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["change_id"], ["change.id"]),
     )
     op.create_index(op.f("ix_changeentry_change_id"), "changeentry", ["change_id"], unique=False)
     op.create_index(op.f("ix_changeentry_kind"), "changeentry", ["kind"], unique=False)
@@ -294,8 +294,8 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["fix_change_id"], ["change.id"]),
         sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["fix_change_id"], ["change.id"]),
     )
     op.create_index(op.f("ix_problem_status"), "problem", ["status"], unique=False)
     op.create_index(
@@ -317,8 +317,8 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("voided_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["request_id"], ["approvalrequest.id"]),
         sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["request_id"], ["approvalrequest.id"]),
     )
     op.create_index(
         op.f("ix_approvalcode_request_id"), "approvalcode", ["request_id"], unique=False
@@ -337,9 +337,9 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.String(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["problem_id"], ["problem.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("problem_id"),
+        sa.ForeignKeyConstraint(["problem_id"], ["problem.id"]),
     )
     op.create_index(
         op.f("ix_knowledgearticle_ci_name"), "knowledgearticle", ["ci_name"], unique=False
@@ -356,8 +356,8 @@ def upgrade() -> None:
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("problem_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["problem_id"], ["problem.id"]),
         sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["problem_id"], ["problem.id"]),
     )
     op.create_index(op.f("ix_problementry_kind"), "problementry", ["kind"], unique=False)
     op.create_index(
@@ -369,10 +369,10 @@ def upgrade() -> None:
         sa.Column("problem_id", sa.Integer(), nullable=False),
         sa.Column("incident_id", sa.Integer(), nullable=False),
         sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
-        sa.ForeignKeyConstraint(["problem_id"], ["problem.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("problem_id", "incident_id"),
+        sa.ForeignKeyConstraint(["problem_id"], ["problem.id"]),
+        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
     )
     op.create_index(
         op.f("ix_problemincident_incident_id"), "problemincident", ["incident_id"], unique=False

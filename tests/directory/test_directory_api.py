@@ -203,3 +203,18 @@ def test_a_deactivated_engineer_is_never_assigned(client: Any, rt: Any) -> None:
         # The first incident stays with its engineer: deactivation reassigns nothing.
         kept = session.get(Incident, first)
         assert kept is not None and kept.assignee == "sun"
+
+
+def test_a_deactivated_engineer_hears_no_group_mail(client: Any, rt: Any) -> None:
+    """Group notifications go to list_engineers(group=...): active members only, secondary
+    memberships included."""
+    from itilflow.models import list_engineers
+
+    assert client.post("/api/people", json=NEW_ENGINEER).status_code == 201
+    with Session(rt.engine) as session:
+        assert [e.username for e in list_engineers(session=session, group="dba")] == ["ma", "sun"]
+    assert client.post("/api/people/sun/deactivate").status_code == 200
+    with Session(rt.engine) as session:
+        assert [e.username for e in list_engineers(session=session, group="dba")] == ["ma"]
+        everyone = list_engineers(session=session, group="dba", active=None)
+        assert [e.username for e in everyone] == ["ma", "sun"]

@@ -1,1 +1,4 @@
-"""Rules that span several records, shared by the API, the CLI and the flows."""
+"""The domain rules: transactions and state machines over the models, under the policies.
+
+No engine and no HTTP here: the gateway and the tasks call these.
+"""

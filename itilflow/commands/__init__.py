@@ -1,1 +1,1 @@
-"""`itilflow` subcommands, one module per area, each exposing `add_<name>_commands(subparsers)`."""
+"""The CLI's subcommands, a module per group; each exposes add_<name>_commands(subparsers)."""

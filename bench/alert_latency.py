@@ -255,7 +255,9 @@ def main() -> None:
         )
         settings = settings_from_env(env)
         from itilflow.demo import load_people
+        from itilflow.models import create_db, get_engine
 
+        create_db(get_engine(settings.database_url))  # as `itilflow db upgrade` does
         load_people(settings)
         gateway = Gateway(env, tmp / "gateway.log").start()
         server_thread.join(timeout=150)

@@ -374,6 +374,7 @@ def run(args: argparse.Namespace) -> None:
     from itilflow.flows.change import manage_change
     from itilflow.gateway.app import create_app
     from itilflow.gateway.changes import PrefectChangeEngine
+    from itilflow.models import create_db, get_engine
     from itilflow.settings import Settings
     from tests.support.smtp import SmtpCapture
 
@@ -424,6 +425,7 @@ def run(args: argparse.Namespace) -> None:
             public_url=f"http://127.0.0.1:{port}",
         )
         rt = runtime.configure(settings)
+        create_db(get_engine(rt.settings.database_url))  # as `itilflow db upgrade` does
         load_people(settings)
         engine = InProcessChangeEngine()
         app = create_app(settings, rt.policies, change_engine=engine)

@@ -232,6 +232,9 @@ def run(args: argparse.Namespace) -> None:
         secret_key=SecretStr(secrets.token_urlsafe(16)),
         smtp_port=9,  # nothing is mailed: the changes have no requester email
     )
+    from itilflow.models import create_db, get_engine
+
+    create_db(get_engine(settings.database_url))  # as `itilflow db upgrade` does
     rt = runtime.configure(settings)
     work = home / "work"
     work.mkdir()

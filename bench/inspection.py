@@ -198,8 +198,12 @@ def run(args: argparse.Namespace, workdir: Path, http_ports: list[int], node_por
         text = default_policy_dir().joinpath(filename).read_text(encoding="utf-8")
         (policy_dir / filename).write_text(text, encoding="utf-8")
     (policy_dir / "inspection.yaml").write_text(yaml.safe_dump(spec))
-    runtime.configure(Settings(data_dir=workdir / "data", policy_dir=policy_dir))
-    runtime.runtime().engine  # noqa: B018 (create the database outside the timing)
+    settings = Settings(data_dir=workdir / "data", policy_dir=policy_dir)
+    from itilflow.models import create_db, get_engine
+
+    create_db(get_engine(settings.database_url))  # as `itilflow db upgrade` does
+    runtime.configure(settings)
+    runtime.runtime().engine  # noqa: B018 (open the database outside the timing)
 
     with prefect_test_harness(server_startup_timeout=120):
         for attempt in (1, 2):

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from itilflow import clock, incidents
-from itilflow.gateway import changes, inspections, problems, surveys
+from itilflow.gateway import changes, directory, inspections, problems, surveys
 from itilflow.gateway.alertmanager import AlertResult, apply_alert_groups, outcomes_of
 from itilflow.gateway.schemas import (
     MAX_OFFSET,
@@ -35,13 +35,13 @@ from itilflow.gateway.schemas import (
 from itilflow.gateway.writer import GroupWriter
 from itilflow.models import (
     Incident,
-    create_db,
     get_engine,
     get_timeline,
     incident_number,
     list_incidents,
     parse_incident_ref,
 )
+from itilflow.models.migrations import check_database
 from itilflow.policies import Policies, compute_sla, load_policies
 from itilflow.settings import Settings
 
@@ -107,7 +107,7 @@ def create_app(
     token = settings.api_token.get_secret_value()
     policies = policies or load_policies(settings.policy_dir)
     engine = get_engine(settings.database_url)
-    create_db(engine)
+    check_database(engine)  # refuses a schema older or newer than the code's
 
     def store_alert_groups(
         session: Session, groups: Sequence[list[AlertIn]]
@@ -384,6 +384,7 @@ def create_app(
     )
     problems.add_routes(app, engine=engine, authorize=authorize)
     inspections.add_routes(app, engine=engine, authorize=authorize)
+    directory.add_routes(app, engine=engine, authorize=authorize)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

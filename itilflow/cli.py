@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+from itilflow.commands.db import add_db_commands
+from itilflow.commands.directory import add_directory_commands
 from itilflow.settings import Settings, SettingsError
 
 
@@ -24,12 +26,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from itilflow.commands.db import upgrade_before_up
     from itilflow.policies import load_policies
     from itilflow.stack import Stack, StackError
 
     settings = _settings(args)
     settings.require_secrets()
     policies = load_policies(settings.policy_dir)  # refuse to start on an invalid policy
+    upgrade_before_up(settings.database_url or "")  # before anything starts that uses it
     stack = Stack(settings)
     inbox = None
     if settings.demo and stack.demo_inbox:
@@ -242,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-policies", help="validate a policy folder")
     check.add_argument("directory", nargs="?", type=Path)
     check.set_defaults(run=cmd_check_policies)
+    add_db_commands(sub)
+    add_directory_commands(sub)
     return parser
 
 
@@ -254,6 +260,18 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"itilflow: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not _is_schema_version_error(exc):
+            raise
+        print(f"itilflow: {exc}", file=sys.stderr)
+        return 1
+
+
+def _is_schema_version_error(exc: Exception) -> bool:
+    # Not imported up front: it loads every model, which most commands do not need. A command
+    # that raised one has imported it.
+    migrations = sys.modules.get("itilflow.models.migrations")
+    return migrations is not None and isinstance(exc, migrations.SchemaVersionError)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from functools import cached_property
 
 from sqlalchemy.engine import Engine
 
-from itilflow.models import create_db, get_engine
+from itilflow.models import get_engine
 from itilflow.notifications import MailSettings
 from itilflow.policies import Policies, load_policies
 from itilflow.settings import Settings, get_settings
@@ -23,8 +23,11 @@ class Runtime:
     @cached_property
     def engine(self) -> Engine:
         assert self.settings.database_url is not None
+        from itilflow.models.migrations import check_database
+
         engine = get_engine(self.settings.database_url)
-        create_db(engine)
+        # Never made or migrated here: `itilflow db upgrade` (or `up`) owns the schema.
+        check_database(engine)
         return engine
 
     @cached_property

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import DateTime, TypeDecorator
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -96,14 +96,11 @@ def get_engine(url: str) -> Engine:
 
 
 def create_db(engine: Engine) -> None:
-    """Create whatever tables are missing; safe to run on every start."""
-    from itilflow import models  # noqa: F401  (registers every table on the metadata)
+    """Make or upgrade the schema to the code's revision: `upgrade_database` (for tests, benches
+    and the commands that own the schema; the other processes only check it)."""
+    from itilflow.models.migrations import upgrade_database
 
-    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
-        from pathlib import Path
-
-        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-    SQLModel.metadata.create_all(engine)
+    upgrade_database(engine)
 
 
 @contextmanager

@@ -42,16 +42,19 @@ def _assign(
     load: dict[str, int],
     policies: Policies,
 ) -> None:
+    # One candidate per group an engineer works in (the primary group first); `engineers` holds
+    # active engineers only: a deactivated one is never assigned.
     candidates = [
         Candidate(
             username=engineer.username,
-            group=engineer.group_name,
+            group=group,
             skills=frozenset(engineer.skills),
             capacity=engineer.capacity,
             on_duty=engineer.on_duty,
             open_load=load.get(engineer.username, 0),
         )
         for engineer in engineers
+        for group in engineer.memberships()
     ]
     parent = get_incident(session=session, incident_id=incident.parent_id or 0)
     assignment = _follow_up_owner(parent, candidates) or choose_assignee(

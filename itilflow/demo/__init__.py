@@ -7,15 +7,13 @@ from importlib import resources
 import httpx
 import yaml
 
-from itilflow.models import (
-    ConfigurationItem,
-    Engineer,
-    Group,
-    create_db,
-    get_engine,
-    session_scope,
-)
+from itilflow.models import get_engine, session_scope
+from itilflow.models.migrations import check_database
+from itilflow.services.directory import Record, save_records
 from itilflow.settings import Settings
+
+# data.yaml's sections and the directory's kinds.
+DEMO_SECTIONS = {"groups": "groups", "engineers": "people", "configuration_items": "cis"}
 
 
 def demo_data() -> dict:
@@ -26,15 +24,15 @@ def load_people(settings: Settings) -> None:
     data = demo_data()
     assert settings.database_url is not None
     engine = get_engine(settings.database_url)
-    create_db(engine)
+    check_database(engine)
+    # The same path as `itilflow import`: a second load changes nothing.
+    records = [
+        Record(kind, values, where=f"demo data.yaml {section}")
+        for section, kind in DEMO_SECTIONS.items()
+        for values in data[section]
+    ]
     with session_scope(engine) as session:
-        for group in data["groups"]:
-            session.merge(Group(**group))
-        session.flush()
-        for engineer in data["engineers"]:
-            session.merge(Engineer(**engineer))
-        for item in data["configuration_items"]:
-            session.merge(ConfigurationItem(**item))
+        save_records(session, records)
 
 
 def load_demo(settings: Settings) -> str:

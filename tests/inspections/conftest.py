@@ -152,7 +152,7 @@ def inspection_policy(peers: Peers) -> dict:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, smtp_server, http_sink, peers: Peers) -> Settings:
+def settings(tmp_path: Path, database_url: str, smtp_server, http_sink, peers: Peers) -> Settings:
     peers.reset()
     policy_dir = tmp_path / "policies"
     policy_dir.mkdir()

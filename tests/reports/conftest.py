@@ -7,16 +7,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from itilflow.models import create_db, get_engine
+from itilflow.models import get_engine
 from itilflow.policies import Policies, load_policies
 from tests.reports.dataset import load_history
 
 
 @pytest.fixture
 def engine(database_url: str) -> Engine:
-    engine = get_engine(database_url)
-    create_db(engine)
-    return engine
+    return get_engine(database_url)  # the fixture made its schema
 
 
 @pytest.fixture

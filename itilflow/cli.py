@@ -65,7 +65,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        stack.watch()
+        stack.watch(lambda line: print(f"itilflow up: {line}", file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     except StackError as exc:
@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-policies", help="validate a policy folder")
     check.add_argument("directory", nargs="?", type=Path)
     check.set_defaults(run=cmd_check_policies)
+    from itilflow.commands.doctor import add_doctor_commands
+
+    add_doctor_commands(sub)
     return parser
 
 

@@ -134,10 +134,21 @@ class LogWatch:
         return traceback_summaries(pending, final=True)[0] if pending else []
 
 
+def post_to_prefect(api: httpx.Client, path: str, body: dict, *, tries: int = 5) -> httpx.Response:
+    """POST to the Prefect API; again after a 503, its "try again" when its SQLite database
+    was busy (Prefect's own client retries those too)."""
+    for attempt in range(tries):
+        response = api.post(path, json=body)
+        if response.status_code != 503 or attempt == tries - 1:
+            break
+        time.sleep(1 + attempt)
+    response.raise_for_status()
+    return response
+
+
 def scheduled_deployments(api: httpx.Client) -> list[dict]:
     """The deployments the scheduler should make runs for: not paused, an active schedule."""
-    response = api.post("/deployments/filter", json={})
-    response.raise_for_status()
+    response = post_to_prefect(api, "/deployments/filter", {})
     return [
         deployment
         for deployment in response.json()
@@ -154,16 +165,16 @@ def deployments_without_upcoming_runs(api: httpx.Client, deployments: Iterable[d
     """
     missing = []
     for deployment in deployments:
-        response = api.post(
+        response = post_to_prefect(
+            api,
             "/flow_runs/filter",
-            json={
+            {
                 "deployments": {"id": {"any_": [deployment["id"]]}},
                 "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
                 "sort": "EXPECTED_START_TIME_DESC",
                 "limit": 5,
             },
         )
-        response.raise_for_status()
         if not any(run.get("auto_scheduled") for run in response.json()):
             missing.append(deployment["name"])
     return missing
@@ -172,8 +183,8 @@ def deployments_without_upcoming_runs(api: httpx.Client, deployments: Iterable[d
 @dataclass
 class StackHealth:
     """What `itilflow up` checks while it runs: tracebacks in the children's logs (every few
-    seconds) and, after a couple of scheduler loops, that every scheduled deployment has
-    upcoming runs (then once a loop). `check` returns the lines to tell the user."""
+    seconds) and, from a scheduler loop after the start on, once a loop, that every scheduled
+    deployment has upcoming runs. `check` returns the lines to tell the user."""
 
     api_url: str
     server_log: Path | None
@@ -182,13 +193,14 @@ class StackHealth:
     started: float = field(default_factory=time.monotonic)
     log_every: float = 5.0
     _next_log_check: float = 0.0
-    _next_schedule_check: float | None = None
+    _next_schedule_check: float = 0.0
+    _missing_before: set[str] = field(default_factory=set)
     _scheduler_ok: bool | None = None
 
     def __post_init__(self) -> None:
-        # Two loops, and time for the runs to be written (the server's own scheduler for
-        # recently changed deployments usually makes them within seconds of the deploy).
-        self._next_schedule_check = self.started + 2 * self.loop_seconds + 15
+        # The server's loop for recently changed deployments makes their runs within seconds
+        # of the deploy; the full loop visits every deployment once per loop_seconds.
+        self._next_schedule_check = self.started + self.loop_seconds + 15
 
     def check(self, now: float | None = None) -> list[str]:
         now = time.monotonic() if now is None else now
@@ -198,20 +210,26 @@ class StackHealth:
             for watch in self.logs:
                 for summary in watch.new_tracebacks():
                     lines.append(f"{watch.name} logged a traceback ({summary}); see {watch.path}")
-        if self._next_schedule_check is not None and now >= self._next_schedule_check:
+        if now >= self._next_schedule_check:
             self._next_schedule_check = now + self.loop_seconds
             lines.extend(self.check_scheduler())
         return lines
 
     def check_scheduler(self) -> list[str]:
-        """A line when the scheduler's state changed: failing, or working again."""
+        """A line when the scheduler's state changed: failing, or working again.
+
+        A deployment counts as failing when it had no upcoming runs at two checks a loop
+        apart: a changed schedule takes the deployment's runs away until the next loop.
+        """
         where = f"; see {self.server_log}" if self.server_log else ""
         try:
             with httpx.Client(base_url=self.api_url, timeout=10) as api:
                 deployments = scheduled_deployments(api)
-                missing = deployments_without_upcoming_runs(api, deployments)
+                missing_now = set(deployments_without_upcoming_runs(api, deployments))
         except httpx.HTTPError as exc:
             return [f"could not ask the Prefect server about scheduled runs: {exc}"]
+        missing = sorted(missing_now & self._missing_before)
+        self._missing_before = missing_now
         if missing:
             if self._scheduler_ok is not False:
                 self._scheduler_ok = False
@@ -220,6 +238,8 @@ class StackHealth:
                     f"(scheduled deployments; it runs every {self.loop_seconds:.0f} s){where}"
                 ]
             return []
+        if missing_now:
+            return []  # not yet two checks in a row
         if self._scheduler_ok is not True:
             first = self._scheduler_ok is None
             self._scheduler_ok = True

@@ -108,13 +108,14 @@ def check_scheduler(api: httpx.Client) -> Check:
 
 
 def check_work_pool(api: httpx.Client, pool: str) -> Check:
+    from itilflow.health import post_to_prefect
+
     try:
         found = api.get(f"/work_pools/{pool}")
         if found.status_code == 404:
             return Check("work pool", False, f"no work pool {pool!r} (itilflow up creates it)")
         found.raise_for_status()
-        workers = api.post(f"/work_pools/{pool}/workers/filter", json={})
-        workers.raise_for_status()
+        workers = post_to_prefect(api, f"/work_pools/{pool}/workers/filter", {})
     except httpx.HTTPError as exc:
         return Check("work pool", False, f"cannot ask the Prefect server: {exc}")
     if found.json().get("is_paused"):

@@ -196,6 +196,8 @@ class StackHealth:
     _next_schedule_check: float = 0.0
     _missing_before: set[str] = field(default_factory=set)
     _scheduler_ok: bool | None = None
+    # (child, exception line) already told: a failing loop logs the same one every minute.
+    _told: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # The server's loop for recently changed deployments makes their runs within seconds
@@ -209,7 +211,13 @@ class StackHealth:
             self._next_log_check = now + self.log_every
             for watch in self.logs:
                 for summary in watch.new_tracebacks():
-                    lines.append(f"{watch.name} logged a traceback ({summary}); see {watch.path}")
+                    if (watch.name, summary) in self._told:
+                        continue
+                    self._told.add((watch.name, summary))
+                    lines.append(
+                        f"{watch.name} logged a traceback ({summary}); see {watch.path} "
+                        "(said once per kind)"
+                    )
         if now >= self._next_schedule_check:
             self._next_schedule_check = now + self.loop_seconds
             lines.extend(self.check_scheduler())

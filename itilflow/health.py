@@ -189,6 +189,8 @@ class StackHealth:
     api_url: str
     server_log: Path | None
     logs: list[LogWatch] = field(default_factory=list)
+    # The Prefect API's basic auth (ITILFLOW_PREFECT_AUTH_STRING), as (user, password).
+    auth: tuple[str, str] | None = None
     loop_seconds: float = DEFAULT_SCHEDULER_LOOP_SECONDS
     started: float = field(default_factory=time.monotonic)
     log_every: float = 5.0
@@ -198,6 +200,7 @@ class StackHealth:
     _scheduler_ok: bool | None = None
     # (child, exception line) already told: a failing loop logs the same one every minute.
     _told: set[tuple[str, str]] = field(default_factory=set)
+    _api_error_told: bool = False
 
     def __post_init__(self) -> None:
         # The server's loop for recently changed deployments makes their runs within seconds
@@ -231,11 +234,15 @@ class StackHealth:
         """
         where = f"; see {self.server_log}" if self.server_log else ""
         try:
-            with httpx.Client(base_url=self.api_url, timeout=10) as api:
+            with httpx.Client(base_url=self.api_url, timeout=10, auth=self.auth) as api:
                 deployments = scheduled_deployments(api)
                 missing_now = set(deployments_without_upcoming_runs(api, deployments))
         except httpx.HTTPError as exc:
+            if self._api_error_told:
+                return []
+            self._api_error_told = True  # once, until it answers again
             return [f"could not ask the Prefect server about scheduled runs: {exc}"]
+        self._api_error_told = False
         missing = sorted(missing_now & self._missing_before)
         self._missing_before = missing_now
         if missing:

@@ -260,6 +260,10 @@ class Stack:
     def health(self) -> StackHealth:
         """The checks `watch` makes, from where each child's log began at this start."""
         server_log = self.data_dir / "logs" / "prefect-server.log"
+        auth = None
+        if self.settings.prefect_auth_string is not None:
+            user, _, password = self.settings.prefect_auth_string.get_secret_value().partition(":")
+            auth = (user, password)
         return StackHealth(
             api_url=self.api_url,
             server_log=None if self.settings.prefect_api_url else server_log,
@@ -269,6 +273,7 @@ class Stack:
                 if child.log is not None
             ],
             loop_seconds=scheduler_loop_seconds(self.env()),
+            auth=auth,
         )
 
     def watch(self, say: Callable[[str], None]) -> None:

@@ -13,6 +13,7 @@ import pytest
 from itilflow.health import LogWatch, StackHealth, traceback_summaries
 from itilflow.stack import Stack, StackError, logged_tracebacks
 from tests.conftest import make_settings
+from tests.support.smtp import free_port
 
 
 def formatted(function) -> str:
@@ -128,3 +129,13 @@ def test_a_traceback_of_a_running_child_is_told_and_the_stack_keeps_running(stac
     ]
     assert child.process.poll() is None
     assert health.check(now=time.monotonic() + 20) == []
+
+
+def test_a_prefect_server_that_does_not_answer_is_told_once(tmp_path: Path):
+    port = free_port()
+    health = StackHealth(f"http://127.0.0.1:{port}/api", tmp_path / "prefect-server.log")
+    said = health.check(now=health.started + health.loop_seconds + 15)
+    assert len(said) == 1 and said[0].startswith(
+        "could not ask the Prefect server about scheduled runs: "
+    )
+    assert health.check(now=health.started + 3 * health.loop_seconds) == []

@@ -5,16 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=${ITILFLOW_VENV:-.venv}
+# Every package at the version CI passed with (scripts/lock regenerates it; scripts/check-newest
+# tries the newest versions pyproject.toml allows).
+constraints=requirements/constraints.txt
 
 # The test tools, and the PostgreSQL driver (the tests run a set on PostgreSQL too).
 extras="test,postgres"
 
 ensure_venv() {
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  # Reinstall only when the project's dependencies (or the extras wanted) changed.
+  # Reinstall only when the project's dependencies, the lock (or the extras wanted) changed.
   stamp="$venv/.itilflow-installed-${extras//,/-}"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -e ".[$extras]"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$constraints" -nt "$stamp" ]; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -c "$constraints" -e ".[$extras]"
     touch "$stamp"
   fi
 }

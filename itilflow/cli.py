@@ -11,6 +11,7 @@ from pathlib import Path
 
 from itilflow.commands.db import add_db_commands
 from itilflow.commands.directory import add_directory_commands
+from itilflow.commands.doctor import add_doctor_commands
 from itilflow.settings import Settings, SettingsError
 
 
@@ -69,7 +70,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        stack.watch()
+        stack.watch(lambda line: print(f"itilflow up: {line}", file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     except StackError as exc:
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check_policies)
     add_db_commands(sub)
     add_directory_commands(sub)
+    add_doctor_commands(sub)
     return parser
 
 

@@ -12,11 +12,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from itilflow.health import LogWatch, StackHealth, scheduler_loop_seconds, tracebacks_in
 from itilflow.settings import SECRET_BLOCK_FIELDS, Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +40,20 @@ class Child:
     # A Prefect worker finishes its current runs on the first SIGTERM and exits on the second.
     terms: int = 1
     grace: float = 15.0
+    # Its log, and where this start of it began writing there (the logs are appended to).
+    log: Path | None = None
+    log_offset: int = 0
+
+    def exit_message(self) -> str:
+        """Which child ended, how, and where to look."""
+        message = f"{self.name} exited with {self.process.returncode}"
+        if self.log is None:
+            return message
+        watch = LogWatch(self.name, self.log, self.log_offset)
+        found = watch.new_tracebacks() + watch.final_tracebacks()
+        if found:
+            message += f" after a traceback ({found[-1]})"
+        return f"{message}; see {self.log}"
 
 
 @dataclass
@@ -139,7 +155,9 @@ class Stack:
     ) -> Child:
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        log = (log_dir / f"{name}.log").open("ab")
+        log_path = log_dir / f"{name}.log"
+        log_offset = log_path.stat().st_size if log_path.exists() else 0
+        log = log_path.open("ab")
         process = subprocess.Popen(
             args,
             env={**self.env(), **(extra_env or {})},
@@ -148,7 +166,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        child = Child(name, process, terms, grace)
+        child = Child(name, process, terms, grace, log_path, log_offset)
         self.children.append(child)
         return child
 
@@ -164,10 +182,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if child is not None and child.process.poll() is not None:
-                raise StackError(
-                    f"{child.name} exited with {child.process.returncode}; see "
-                    f"{self.data_dir / 'logs' / (child.name + '.log')}"
-                )
+                raise StackError(child.exit_message())
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
                     return
@@ -242,13 +257,40 @@ class Stack:
                 child.process.wait()
         self.children.clear()
 
-    def watch(self) -> None:
-        """Block until a child dies or we are told to stop."""
+    def health(self) -> StackHealth:
+        """The checks `watch` makes, from where each child's log began at this start."""
+        server_log = self.data_dir / "logs" / "prefect-server.log"
+        auth = None
+        if self.settings.prefect_auth_string is not None:
+            user, _, password = self.settings.prefect_auth_string.get_secret_value().partition(":")
+            auth = (user, password)
+        return StackHealth(
+            api_url=self.api_url,
+            server_log=None if self.settings.prefect_api_url else server_log,
+            logs=[
+                LogWatch(child.name, child.log, child.log_offset)
+                for child in self.children
+                if child.log is not None
+            ],
+            loop_seconds=scheduler_loop_seconds(self.env()),
+            auth=auth,
+        )
+
+    def watch(self, say: Callable[[str], None]) -> None:
+        """Block until a child dies or we are told to stop; meanwhile tell (`say`) about
+        tracebacks in the children's logs and a scheduler that makes no runs. A dead child
+        stops the stack (StackError); the others are told and the stack keeps running."""
+        health = self.health()
         while True:
             for child in self.children:
                 if child.process.poll() is not None:
-                    raise StackError(
-                        f"{child.name} exited with {child.process.returncode}; see "
-                        f"{self.data_dir / 'logs' / (child.name + '.log')}"
-                    )
+                    raise StackError(child.exit_message())
+            for line in health.check():
+                say(line)
             time.sleep(1)
+
+
+def logged_tracebacks(log_dir: Path) -> dict[str, list[str]]:
+    """Every log in the folder that holds a traceback, with their exception lines."""
+    found = {path.name: tracebacks_in(path) for path in sorted(log_dir.glob("*.log"))}
+    return {name: lines for name, lines in found.items() if lines}

@@ -82,6 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  API token:    {token}\n"
             f"  Data:         {stack.data_dir}  (logs in {stack.data_dir / 'logs'})\n"
             + (f"  Notifications: {inbox}  (mail/*.eml, chat.jsonl)\n" if inbox else "")
+            + "".join(f"  {note}\n" for note in stack.notes)
             + "\n"
             "Ctrl-C stops everything.",
             flush=True,

@@ -1,0 +1,220 @@
+"""The README is executable: its `bash` blocks run as written, in order, right after `./dev.sh up`.
+
+The test copies the project's files into a temporary folder (the venv linked, not copied), starts
+the demo stack there as `./dev.sh up` does (`.venv/bin/itilflow up --demo`), and runs every
+`bash` block of README.md verbatim, in order, in one bash (variables carry over, as in a reader's
+terminal), with `set -euo pipefail`: the first command that fails fails the test, naming its block.
+
+Conventions (README, "Development"): a block preceded by `<!-- not run: why -->` is skipped;
+`console` blocks show output and are never run; other languages (yaml, ...) are not shell.
+
+The README uses the default ports (8080, 4200, 2525, 2526) and `data/` under the project, so it
+all runs in new user, network and PID namespaces (`unshare`): the ports are private to it, and
+when the namespace's first process ends the kernel ends every process left in it. No PostgreSQL
+variant: the namespace cannot reach the host's server, and the stack test covers PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+README = PROJECT / "README.md"
+RUN_LANGUAGES = ("bash", "sh", "shell")
+NOT_RUN = re.compile(r"^<!--\s*not run:\s*(\S.*?)\s*-->$")
+FENCE = re.compile(r"^```\s*([\w-]*)\s*$")
+# The README's walk-through acts on what the reader created, never on the demo's records.
+DEMO_RECORDS = re.compile(r"INC-0000\d\d|CHG-0000\d\d|/incidents/\d|/changes/\d")
+
+
+@dataclass(frozen=True)
+class Block:
+    line: int  # of the opening fence, 1-based
+    language: str
+    text: str
+    not_run: str | None  # the reason given, for a block marked not to run
+
+    @property
+    def runs(self) -> bool:
+        return self.language in RUN_LANGUAGES and self.not_run is None
+
+
+def readme_blocks(text: str) -> list[Block]:
+    """The fenced blocks of a Markdown text, with the `not run` mark of each."""
+    blocks: list[Block] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        opening = FENCE.match(lines[index])
+        if not opening:
+            index += 1
+            continue
+        before = next((line.strip() for line in reversed(lines[:index]) if line.strip()), "")
+        mark = NOT_RUN.match(before)
+        end = index + 1
+        while end < len(lines) and lines[end].strip() != "```":
+            end += 1
+        if end == len(lines):
+            raise AssertionError(f"README.md:{index + 1}: a code block is never closed")
+        blocks.append(
+            Block(
+                line=index + 1,
+                language=opening.group(1).lower(),
+                text="\n".join(lines[index + 1 : end]),
+                not_run=mark.group(1) if mark else None,
+            )
+        )
+        index = end + 1
+    return blocks
+
+
+def readme_script(blocks: list[Block]) -> str:
+    """One bash script of the blocks that run; each announces itself on stderr first."""
+    parts = ["set -euo pipefail"]
+    for block in blocks:
+        if block.runs:
+            parts.append(f"echo '>>> README.md:{block.line}' >&2")
+            parts.append(block.text)
+    return "\n".join(parts) + "\n"
+
+
+def test_the_convention_is_read_as_documented() -> None:
+    text = """
+<!-- not run: starts the stack -->
+```bash
+./dev.sh up
+```
+
+```bash
+echo one
+```
+
+```console
+$ echo shown
+```
+
+```yaml
+a: 1
+```
+"""
+    blocks = readme_blocks(text)
+    assert [(b.language, b.runs, b.not_run) for b in blocks] == [
+        ("bash", False, "starts the stack"),
+        ("bash", True, None),
+        ("console", False, None),
+        ("yaml", False, None),
+    ]
+    assert readme_script(blocks) == "set -euo pipefail\necho '>>> README.md:7' >&2\necho one\n"
+
+
+def test_the_readme_acts_on_what_the_reader_created() -> None:
+    blocks = readme_blocks(README.read_text(encoding="utf-8"))
+    assert any(block.runs for block in blocks)
+    for block in blocks:
+        if block.runs:
+            found = DEMO_RECORDS.search(block.text)
+            assert found is None, f"README.md:{block.line} names a demo record: {found.group(0)}"
+    for marked in (b for b in blocks if b.not_run is not None):
+        assert marked.language in RUN_LANGUAGES, f"README.md:{marked.line}: mark on a non-shell"
+
+
+def test_the_client_commands_know_every_incident_action() -> None:
+    from typing import get_args
+
+    from itilflow.commands.client import INCIDENT_ACTIONS
+    from itilflow.gateway.schemas import Action
+
+    assert set(INCIDENT_ACTIONS) == set(get_args(Action))
+
+
+def namespaces_available() -> bool:
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return False
+    probe = subprocess.run(
+        [*UNSHARE, "bash", "-c", "ip link set lo up"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--mount"]
+UNSHARE += ["--mount-proc"]
+
+
+def copy_project(target: Path) -> None:
+    """The project's files as a fresh clone has them (tracked, plus new files not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = PROJECT / name
+        if source.is_file() and not source.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    # The venv the tests run in, where ./dev.sh puts one; `pip install -e` points it at PROJECT.
+    (target / ".venv").symlink_to(Path(sys.prefix))
+
+
+# The driver runs as the namespace's first process: loopback up, the stack started as
+# `./dev.sh up` starts it, the README's commands once it is up, the stack stopped at the end.
+DRIVER = r"""
+set -u
+ip link set lo up
+.venv/bin/itilflow up --demo > "$UP_LOG" 2>&1 &
+up=$!
+stop() { kill -INT "$up" 2>/dev/null; wait "$up"; echo "itilflow up exited with $?" >&2; }
+trap stop EXIT
+for _ in $(seq 600); do
+  grep -q "Ctrl-C stops everything" "$UP_LOG" && break
+  kill -0 "$up" 2>/dev/null || { echo "itilflow up died" >&2; exit 90; }
+  sleep 0.5
+done
+grep -q "Ctrl-C stops everything" "$UP_LOG" || { echo "itilflow up did not come up" >&2; exit 91; }
+bash "$README_SCRIPT"
+"""
+
+
+@pytest.mark.timeout(900)
+def test_every_readme_command_works_as_written_after_dev_sh_up(tmp_path: Path) -> None:
+    if not namespaces_available():
+        pytest.skip("needs unshare with user, network and PID namespaces (and iproute2's ip)")
+    project = tmp_path / "itilflow"
+    project.mkdir()
+    copy_project(project)
+    blocks = readme_blocks(README.read_text(encoding="utf-8"))
+    script = tmp_path / "readme.sh"
+    script.write_text(readme_script(blocks), encoding="utf-8")
+    up_log = tmp_path / "up.log"
+    # A reader's fresh shell: none of the test run's own settings.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ITILFLOW_", "PREFECT_"))}
+    env.update(UP_LOG=str(up_log), README_SCRIPT=str(script))
+    result = subprocess.run(
+        [*UNSHARE, "bash", "-c", DRIVER],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    up_output = up_log.read_text(errors="replace") if up_log.exists() else ""
+    report = (
+        f"--- README commands (exit {result.returncode}); the last '>>>' names the block:\n"
+        f"{result.stdout}\n{result.stderr}\n--- itilflow up:\n{up_output}"
+    )
+    assert result.returncode == 0, report
+    assert "itilflow up exited with 0" in result.stderr, report
+    # On this machine node_exporter is installed when `up` finds it: it says where it runs.
+    if shutil.which("prometheus-node-exporter"):
+        assert "hosts inspection: node_exporter at http://127.0.0.1:" in up_output, report
+    assert "Traceback" not in up_output, report
+    print(report)  # shown with -s

@@ -217,4 +217,3 @@ def test_every_readme_command_works_as_written_after_dev_sh_up(tmp_path: Path) -
     if shutil.which("prometheus-node-exporter"):
         assert "hosts inspection: node_exporter at http://127.0.0.1:" in up_output, report
     assert "Traceback" not in up_output, report
-    print(report)  # shown with -s

@@ -16,6 +16,7 @@ variant: the namespace cannot reach the host's server, and the stack test covers
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -181,6 +182,28 @@ for _ in $(seq 600); do
 done
 grep -q "Ctrl-C stops everything" "$UP_LOG" || { echo "itilflow up did not come up" >&2; exit 91; }
 bash "$README_SCRIPT"
+.venv/bin/python "$HOSTS_CHECK"
+"""
+
+# After the README: the hosts inspection's schedule and one run of it, against the node_exporter
+# `up` started (the results, in HOSTS_JSON, say whether it answered).
+HOSTS_CHECK = r"""
+import json, os, time, httpx
+prefect = "http://127.0.0.1:4200/api"
+token = open("data/secrets.env").read().split("ITILFLOW_API_TOKEN=")[1].split()[0]
+hosts = httpx.get(f"{prefect}/deployments/name/patrol-inspection/inspection-hosts").json()
+run = httpx.post(f"{prefect}/deployments/{hosts['id']}/create_flow_run", json={}).json()
+for _ in range(360):
+    state = httpx.get(f"{prefect}/flow_runs/{run['id']}").json()["state"]["type"]
+    if state in ("COMPLETED", "FAILED", "CRASHED"):
+        break
+    time.sleep(0.5)
+history = httpx.get(
+    "http://127.0.0.1:8080/api/inspections/targets/localhost/history",
+    headers={"Authorization": f"Bearer {token}"},
+).json()
+with open(os.environ["HOSTS_JSON"], "w") as out:
+    json.dump({"schedules": hosts["schedules"], "state": state, "history": history}, out)
 """
 
 
@@ -195,9 +218,17 @@ def test_every_readme_command_works_as_written_after_dev_sh_up(tmp_path: Path) -
     script = tmp_path / "readme.sh"
     script.write_text(readme_script(blocks), encoding="utf-8")
     up_log = tmp_path / "up.log"
+    hosts_check = tmp_path / "hosts_check.py"
+    hosts_check.write_text(HOSTS_CHECK, encoding="utf-8")
+    hosts_json = tmp_path / "hosts.json"
     # A reader's fresh shell: none of the test run's own settings.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ITILFLOW_", "PREFECT_"))}
-    env.update(UP_LOG=str(up_log), README_SCRIPT=str(script))
+    env.update(
+        UP_LOG=str(up_log),
+        README_SCRIPT=str(script),
+        HOSTS_CHECK=str(hosts_check),
+        HOSTS_JSON=str(hosts_json),
+    )
     result = subprocess.run(
         [*UNSHARE, "bash", "-c", DRIVER],
         cwd=project,
@@ -213,7 +244,14 @@ def test_every_readme_command_works_as_written_after_dev_sh_up(tmp_path: Path) -
     )
     assert result.returncode == 0, report
     assert "itilflow up exited with 0" in result.stderr, report
-    # On this machine node_exporter is installed when `up` finds it: it says where it runs.
+    assert "Traceback" not in up_output, report
+    # node_exporter installed: `up` starts it, and the hosts inspection is on and scrapes it.
     if shutil.which("prometheus-node-exporter"):
         assert "hosts inspection: node_exporter at http://127.0.0.1:" in up_output, report
-    assert "Traceback" not in up_output, report
+        hosts = json.loads(hosts_json.read_text())
+        assert [s["active"] for s in hosts["schedules"]] == [True], hosts
+        assert hosts["state"] == "COMPLETED", hosts
+        statuses = {point["check"]: point["status"] for point in hosts["history"]}
+        # Its answers were judged (the load on a busy machine may reach a level): none is an
+        # `error`, which would mean no answer.
+        assert statuses and "error" not in statuses.values(), hosts

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from itilflow.commands.client import add_client_commands
+from itilflow.commands.inbox import add_inbox_commands
 from itilflow.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load sample engineers and CIs, open sample incidents")
     demo.set_defaults(run=cmd_demo, demo=True)
     add_client_commands(sub)
+    add_inbox_commands(sub)
     check = sub.add_parser("check-policies", help="validate a policy folder")
     check.add_argument("directory", nargs="?", type=Path)
     check.set_defaults(run=cmd_check_policies)

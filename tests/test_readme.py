@@ -192,7 +192,13 @@ import json, os, time, httpx
 prefect = "http://127.0.0.1:4200/api"
 token = open("data/secrets.env").read().split("ITILFLOW_API_TOKEN=")[1].split()[0]
 hosts = httpx.get(f"{prefect}/deployments/name/patrol-inspection/inspection-hosts").json()
-run = httpx.post(f"{prefect}/deployments/{hosts['id']}/create_flow_run", json={}).json()
+for _ in range(60):  # 503: the Prefect server's SQLite was busy; its own client retries too
+    created = httpx.post(f"{prefect}/deployments/{hosts['id']}/create_flow_run", json={})
+    if created.status_code != 503:
+        break
+    time.sleep(1)
+assert created.status_code == 201, created.text
+run = created.json()
 for _ in range(360):
     state = httpx.get(f"{prefect}/flow_runs/{run['id']}").json()["state"]["type"]
     if state in ("COMPLETED", "FAILED", "CRASHED"):

@@ -151,12 +151,14 @@ UNSHARE += ["--mount-proc"]
 
 def copy_project(target: Path) -> None:
     """The project's files as a fresh clone has them (tracked, plus new files not ignored)."""
-    listed = subprocess.run(
+    listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=PROJECT,
-        check=True,
         capture_output=True,
-    ).stdout.decode()
+    )
+    if listing.returncode != 0:
+        pytest.skip(f"not a git checkout, so no list of the project's files: {listing.stderr!r}")
+    listed = listing.stdout.decode()
     for name in filter(None, listed.split("\0")):
         source = PROJECT / name
         if source.is_file() and not source.is_symlink():

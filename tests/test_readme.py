@@ -136,6 +136,12 @@ def test_the_client_commands_know_every_incident_action() -> None:
     assert set(INCIDENT_ACTIONS) == set(get_args(Action))
 
 
+def test_the_stack_starts_as_dev_sh_up_starts_it() -> None:
+    # The driver below starts `.venv/bin/itilflow up --demo`: what `./dev.sh up` runs.
+    dev_sh = (PROJECT / "dev.sh").read_text(encoding="utf-8")
+    assert re.search(r'exec "\$venv/bin/itilflow" up --demo "\$@"', dev_sh), "dev.sh up changed"
+
+
 def namespaces_available() -> bool:
     if not (shutil.which("unshare") and shutil.which("ip")):
         return False
@@ -145,8 +151,10 @@ def namespaces_available() -> bool:
     return probe.returncode == 0
 
 
-UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--mount"]
-UNSHARE += ["--mount-proc"]
+# --kill-child: should the test time out and kill unshare, its child (the namespace's first
+# process) dies too, and with it every process of the namespace.
+UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"]
+UNSHARE += ["--mount", "--mount-proc"]
 
 
 def copy_project(target: Path) -> None:

@@ -219,15 +219,7 @@ class Stack:
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
         self.run([*prefect, "--no-prompt", "deploy", "--all"])
         if self.settings.demo:
-            # Set both ways on every `up`: the server keeps a schedule's state across deploys.
-            self.set_schedules_active(HOSTS_INSPECTION, active=node_exporter is not None)
-            self.notes.append(
-                f"hosts inspection: node_exporter at {node_exporter}"
-                if node_exporter
-                else f"hosts inspection: off ({self.settings.node_exporter_command} is not "
-                "installed; its deployment's schedule is paused; install Debian's "
-                "prometheus-node-exporter or set ITILFLOW_NODE_EXPORTER_URL)"
-            )
+            self.notes.append(self.switch_hosts_inspection(node_exporter))
         for number in range(1, self.settings.workers + 1):
             self.start_worker(number)
         self.start("runner", [*itilflow, "runner"])
@@ -251,16 +243,31 @@ class Stack:
         s.node_exporter_url = url
         return url
 
-    def set_schedules_active(self, deployment: str, *, active: bool) -> None:
+    def switch_hosts_inspection(self, node_exporter: str | None) -> str:
+        """The hosts inspection on when there is a node_exporter to scrape, else off (set both
+        ways on every `up`: the server keeps a schedule's state across deploys); says which."""
+        if not self.set_schedules_active(HOSTS_INSPECTION, active=node_exporter is not None):
+            return "hosts inspection: not deployed (no inspection-hosts in prefect.yaml)"
+        if node_exporter:
+            return f"hosts inspection: node_exporter at {node_exporter}"
+        return (
+            f"hosts inspection: off ({self.settings.node_exporter_command} is not installed; "
+            "its deployment's schedule is paused; install Debian's prometheus-node-exporter "
+            "or set ITILFLOW_NODE_EXPORTER_URL)"
+        )
+
+    def set_schedules_active(self, deployment: str, *, active: bool) -> bool:
         """Pause or resume every schedule of `deployment` ("flow/deployment") on the Prefect
         server; pausing drops its runs already scheduled. (Taking a schedule out of
-        prefect.yaml would not do: the server keeps it.)"""
+        prefect.yaml would not do: the server keeps it.) False: no such deployment."""
         auth = None
         if self.settings.prefect_auth_string is not None:
             user, _, password = self.settings.prefect_auth_string.get_secret_value().partition(":")
             auth = (user, password)
         with httpx.Client(base_url=self.api_url, auth=auth, timeout=30) as api:
             found = api.get(f"/deployments/name/{deployment}")
+            if found.status_code == 404:
+                return False
             if found.status_code != 200:
                 raise StackError(f"deployment {deployment}: {found.status_code} {found.text}")
             for schedule in found.json()["schedules"]:
@@ -270,6 +277,7 @@ class Stack:
                     f"/deployments/{found.json()['id']}/schedules/{schedule['id']}",
                     json={"active": active},
                 ).raise_for_status()
+        return True
 
     def worker_command(self, number: int, *, limit: int | None = None) -> list[str]:
         """`prefect worker start` for the work pool, named after this host (unique per pool);

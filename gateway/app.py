@@ -105,7 +105,7 @@ def create_app(
     settings.require_secrets()
     assert settings.api_token is not None and settings.database_url is not None
     token = settings.api_token.get_secret_value()
-    policies = policies or load_policies(settings.policy_dir)
+    policies = policies or load_policies(settings.policy_dir, stack_urls=settings.stack_urls())
     engine = get_engine(settings.database_url)
     check_database(engine)  # refuses a schema older or newer than the code's
 

@@ -8,11 +8,19 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
+from itilflow.commands.client import add_client_commands
 from itilflow.commands.db import add_db_commands
 from itilflow.commands.directory import add_directory_commands
 from itilflow.commands.doctor import add_doctor_commands
+from itilflow.commands.inbox import add_inbox_commands
 from itilflow.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from itilflow.policies import Policies
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -23,17 +31,31 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["data_dir"] = Path(args.data_dir)
     if getattr(args, "workers", None) is not None:
         overrides["workers"] = args.workers
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # e.g. ITILFLOW_GATEWAY_PORT=abc: say so, no traceback
+        raise SettingsError(str(exc)) from None
+
+
+def _policies(settings: Settings) -> Policies:
+    """The policies, or a SettingsError naming each problem's file, key and expectation: an
+    invalid policy is an expected startup error, printed alone (no traceback)."""
+    from itilflow.policies import PolicyError, load_policies
+
+    try:
+        return load_policies(settings.policy_dir, stack_urls=settings.stack_urls())
+    except PolicyError as exc:
+        where = settings.policy_dir or "the packaged defaults"
+        raise SettingsError(f"invalid policies in {where}:\n{exc}") from None
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from itilflow.commands.db import upgrade_before_up
-    from itilflow.policies import load_policies
     from itilflow.stack import Stack, StackError
 
     settings = _settings(args)
     settings.require_secrets()
-    policies = load_policies(settings.policy_dir)  # refuse to start on an invalid policy
+    policies = _policies(settings)  # refuse to start on an invalid policy
     upgrade_before_up(settings.database_url or "")  # before anything starts that uses it
     stack = Stack(settings)
     inbox = None
@@ -66,6 +88,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  API token:    {token}\n"
             f"  Data:         {stack.data_dir}  (logs in {stack.data_dir / 'logs'})\n"
             + (f"  Notifications: {inbox}  (mail/*.eml, chat.jsonl)\n" if inbox else "")
+            + "".join(f"  {note}\n" for note in stack.notes)
             + "\n"
             "Ctrl-C stops everything.",
             flush=True,
@@ -106,7 +129,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
 
     require_api_url()
     rt = runtime.configure(_settings(args))
-    rt.policies  # noqa: B018 (refuse to start on an invalid policy)
+    _policies(rt.settings)  # refuse to start on an invalid policy
     runner = Runner(
         rt.engine, concurrency=rt.settings.runner_concurrency, name=rt.settings.runner_name
     )
@@ -128,7 +151,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from itilflow.gateway.app import create_app
 
     settings = _settings(args)
-    app = create_app(settings)
+    app = create_app(settings, policies=_policies(settings))
     uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port, log_level="warning")
     return 0
 
@@ -145,47 +168,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from itilflow.demo import load_demo
 
     print(load_demo(_settings(args)))
-    return 0
-
-
-def _api(settings: Settings) -> object:
-    import httpx
-
-    settings.require_secrets()
-    assert settings.api_token is not None
-    return httpx.Client(
-        base_url=settings.public_url or "",
-        timeout=30,
-        headers={"Authorization": f"Bearer {settings.api_token.get_secret_value()}"},
-    )
-
-
-def cmd_change_submit(args: argparse.Namespace) -> int:
-    import yaml
-
-    body = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
-    for key in ("planned_start", "planned_end"):
-        if body.get(key) is not None:
-            body[key] = str(body[key])
-    response = _api(_settings(args)).post("/api/changes", json=body)  # type: ignore[attr-defined]
-    if response.status_code != 201:
-        print(f"refused ({response.status_code}): {response.json().get('detail')}", file=sys.stderr)
-        return 1
-    change = response.json()
-    print(f"{change['number']} submitted: {change['url']}")
-    return 0
-
-
-def cmd_change_show(args: argparse.Namespace) -> int:
-    api = _api(_settings(args))
-    change = api.get(f"/api/changes/{args.change}")  # type: ignore[attr-defined]
-    if change.status_code != 200:
-        print(change.json().get("detail"), file=sys.stderr)
-        return 1
-    data = change.json()
-    print(f"{data['number']} v{data['version']} {data['status']}: {data['title']}")
-    for entry in api.get(f"/api/changes/{args.change}/timeline").json():  # type: ignore[attr-defined]
-        print(f"  {entry['at'][:19]}  {entry['kind']:<22} {entry['message']}")
     return 0
 
 
@@ -236,14 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", help="load sample engineers and CIs, open sample incidents")
     demo.set_defaults(run=cmd_demo, demo=True)
-    change = sub.add_parser("change", help="submit a change request or show one")
-    change_sub = change.add_subparsers(dest="change_command", required=True)
-    submit = change_sub.add_parser("submit", help="submit a change from a YAML file")
-    submit.add_argument("file", help="e.g. docs/examples/change.yaml")
-    submit.set_defaults(run=cmd_change_submit)
-    show = change_sub.add_parser("show", help="a change's status and timeline")
-    show.add_argument("change", help="e.g. CHG-000001")
-    show.set_defaults(run=cmd_change_show)
+    add_client_commands(sub)
+    add_inbox_commands(sub)
     check = sub.add_parser("check-policies", help="validate a policy folder")
     check.add_argument("directory", nargs="?", type=Path)
     check.set_defaults(run=cmd_check_policies)

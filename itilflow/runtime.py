@@ -32,7 +32,7 @@ class Runtime:
 
     @cached_property
     def policies(self) -> Policies:
-        return load_policies(self.settings.policy_dir)
+        return load_policies(self.settings.policy_dir, stack_urls=self.settings.stack_urls())
 
     @property
     def mail(self) -> MailSettings:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     public_url: str | None = None
+    # Where the CLI's client commands (`itilflow incident ...`, `itilflow change ...`) send
+    # their requests; empty: public_url. They need this and api_token, never the secret key.
+    api_url: str | None = None
     max_body_bytes: int = 1_000_000
 
     api_token: SecretStr | None = None
@@ -74,6 +77,13 @@ class Settings(BaseSettings):
     # Where `itilflow up --demo` keeps mail and chat when no SMTP server is configured.
     demo_smtp_port: int = 2525
     demo_chat_port: int = 2526
+
+    # The node_exporter the hosts inspection scrapes ({node_exporter_url} in inspection.yaml).
+    # Empty: `itilflow up --demo` starts node_exporter_command on node_exporter_port (0: a free
+    # port) when the command is installed, and pauses the hosts inspection when it is not.
+    node_exporter_url: str | None = None
+    node_exporter_command: str = "prometheus-node-exporter"
+    node_exporter_port: int = Field(default=0, ge=0, le=65535)
 
     # How many batches one runner drives at once, at most one per kind (new incidents,
     # resolutions, redeliveries, timers): against a Prefect server on SQLite, concurrent runs
@@ -122,6 +132,25 @@ class Settings(BaseSettings):
     def from_secret_blocks(self) -> frozenset[str]:
         """The secrets read from Secret blocks (not to be copied into a child's environment)."""
         return frozenset(self._from_secret_blocks)
+
+    @property
+    def client_api_url(self) -> str:
+        """The gateway the CLI's client commands talk to."""
+        return (self.api_url or self.public_url or "").rstrip("/")
+
+    @property
+    def local_prefect_api_url(self) -> str:
+        """The Prefect API: the configured server, or the one `itilflow up` starts."""
+        return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
+
+    def stack_urls(self) -> dict[str, str]:
+        """The stack's own addresses, for the placeholders of the inspection policy
+        ({gateway_url}, {prefect_api_url}, {node_exporter_url}); a value left out keeps the
+        policy's default."""
+        urls = {"gateway_url": self.public_url or "", "prefect_api_url": self.local_prefect_api_url}
+        if self.node_exporter_url:
+            urls["node_exporter_url"] = self.node_exporter_url.rstrip("/")
+        return urls
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -7,6 +7,7 @@ under the data folder, so a second `up` finds its incidents and its Prefect hist
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 # recover-change deployment's trigger (prefect.yaml) declares a run lost after 45 s without one.
 RUN_HEARTBEAT_SECONDS = 30
 WORKER_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(RUN_HEARTBEAT_SECONDS)}
+# The deployment of inspection.yaml's `hosts` group (prefect.yaml), which scrapes node_exporter.
+HOSTS_INSPECTION = "patrol-inspection/inspection-hosts"
 
 
 class StackError(RuntimeError):
@@ -60,6 +63,8 @@ class Child:
 class Stack:
     settings: Settings
     children: list[Child] = field(default_factory=list)
+    # What `up` tells the user about parts it started or left off (printed with the URLs).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
@@ -86,7 +91,13 @@ class Stack:
             "ITILFLOW_DEMO": "true" if s.demo else "false",
             "ITILFLOW_SMTP_HOST": s.smtp_host,
             "ITILFLOW_SMTP_PORT": str(s.smtp_port),
+            # The stack's own addresses, for inspection.yaml's placeholders (Settings.stack_urls).
+            "ITILFLOW_PREFECT_PORT": str(s.prefect_port),
         }
+        if s.prefect_api_url:
+            env["ITILFLOW_PREFECT_API_URL"] = s.prefect_api_url
+        if s.node_exporter_url:
+            env["ITILFLOW_NODE_EXPORTER_URL"] = s.node_exporter_url
         env.update(self.secrets_env())
         if s.policy_dir:
             env["ITILFLOW_POLICY_DIR"] = str(s.policy_dir.resolve())
@@ -202,6 +213,8 @@ class Stack:
             )
         if self.settings.demo and self.demo_inbox:
             self.start("demo-inbox", [*itilflow, "demo-inbox"])
+        # Before the other children: they read its address from their environment.
+        node_exporter = self.start_node_exporter() if self.settings.demo else None
         if not self.settings.prefect_api_url:
             (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
             server = self.start(
@@ -220,11 +233,66 @@ class Stack:
             self.wait_for(self.api_url + "/health", server, timeout=120)
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
         self.run([*prefect, "--no-prompt", "deploy", "--all"])
+        if self.settings.demo:
+            self.notes.append(self.switch_hosts_inspection(node_exporter))
         for number in range(1, self.settings.workers + 1):
             self.start_worker(number)
         self.start("runner", [*itilflow, "runner"])
         gateway = self.start("gateway", [*itilflow, "gateway"])
         self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)
+
+    def start_node_exporter(self) -> str | None:
+        """The node_exporter the demo's hosts inspection scrapes: ITILFLOW_NODE_EXPORTER_URL,
+        else node_exporter_command (Debian's prometheus-node-exporter) started as a child on
+        node_exporter_port or a free one; None when neither is there."""
+        s = self.settings
+        if s.node_exporter_url:
+            return s.node_exporter_url
+        command = shutil.which(s.node_exporter_command) if s.node_exporter_command else None
+        if command is None:
+            return None
+        port = s.node_exporter_port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        child = self.start("node-exporter", [command, f"--web.listen-address=127.0.0.1:{port}"])
+        self.wait_for(f"{url}/metrics", child, timeout=30)
+        s.node_exporter_url = url
+        return url
+
+    def switch_hosts_inspection(self, node_exporter: str | None) -> str:
+        """The hosts inspection on when there is a node_exporter to scrape, else off (set both
+        ways on every `up`: the server keeps a schedule's state across deploys); says which."""
+        if not self.set_schedules_active(HOSTS_INSPECTION, active=node_exporter is not None):
+            return "hosts inspection: not deployed (no inspection-hosts in prefect.yaml)"
+        if node_exporter:
+            return f"hosts inspection: node_exporter at {node_exporter}"
+        return (
+            f"hosts inspection: off ({self.settings.node_exporter_command} is not installed; "
+            "its deployment's schedule is paused; install Debian's prometheus-node-exporter "
+            "or set ITILFLOW_NODE_EXPORTER_URL)"
+        )
+
+    def set_schedules_active(self, deployment: str, *, active: bool) -> bool:
+        """Pause or resume every schedule of `deployment` ("flow/deployment") on the Prefect
+        server; pausing drops its runs already scheduled. (Taking a schedule out of
+        prefect.yaml would not do: the server keeps it.) False: no such deployment."""
+        auth = None
+        if self.settings.prefect_auth_string is not None:
+            user, _, password = self.settings.prefect_auth_string.get_secret_value().partition(":")
+            auth = (user, password)
+        with httpx.Client(base_url=self.api_url, auth=auth, timeout=30) as api:
+            found = api.get(f"/deployments/name/{deployment}")
+            if found.status_code == 404:
+                return False
+            if found.status_code != 200:
+                raise StackError(f"deployment {deployment}: {found.status_code} {found.text}")
+            for schedule in found.json()["schedules"]:
+                if schedule["active"] == active:
+                    continue
+                api.patch(
+                    f"/deployments/{found.json()['id']}/schedules/{schedule['id']}",
+                    json={"active": active},
+                ).raise_for_status()
+        return True
 
     def worker_command(self, number: int, *, limit: int | None = None) -> list[str]:
         """`prefect worker start` for the work pool, named after this host (unique per pool);
@@ -294,3 +362,10 @@ def logged_tracebacks(log_dir: Path) -> dict[str, list[str]]:
     """Every log in the folder that holds a traceback, with their exception lines."""
     found = {path.name: tracebacks_in(path) for path in sorted(log_dir.glob("*.log"))}
     return {name: lines for name, lines in found.items() if lines}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -7,11 +7,12 @@ prefect.yaml; the engine reads prefect.yaml, and a test keeps the two in step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from itilflow.policies._base import CronLine, Name, PolicyModel, TimeZoneName, plain_list, raise_if
 from itilflow.policies.durations import Duration
@@ -31,6 +32,32 @@ NODE_METRICS: tuple[str, ...] = (
 )
 CHECK_TYPES: tuple[str, ...] = ("node_exporter", "promql", "http", "tcp", "tls")
 DEFAULT_NAMES = {"node_exporter": "node"}
+
+# Placeholders a check's url may hold for the stack's own addresses, with the values used when
+# the loader is given none (the default ports). `load_policies(..., stack_urls=...)` passes the
+# running stack's values (Settings.stack_urls), so its own checks follow its ports.
+STACK_URL_DEFAULTS: dict[str, str] = {
+    "gateway_url": "http://127.0.0.1:8080",
+    "prefect_api_url": "http://127.0.0.1:4200/api",
+    "node_exporter_url": "http://127.0.0.1:9100",
+}
+STACK_URLS_CONTEXT = "stack_urls"
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def resolve_stack_urls(url: str, values: Mapping[str, str] | None = None) -> str:
+    """`url` with its placeholders ({gateway_url}, ...) replaced by `values`, else defaults.
+    Raises ValueError naming an unknown placeholder and the known ones."""
+    known = {**STACK_URL_DEFAULTS, **(values or {})}
+
+    def value_of(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in known:
+            expected = ", ".join("{" + key + "}" for key in known)
+            raise ValueError(f"unknown placeholder {match.group(0)!r}; expected one of {expected}")
+        return known[name].rstrip("/")
+
+    return _PLACEHOLDER.sub(value_of, url)
 
 
 class Levels(PolicyModel):
@@ -122,9 +149,19 @@ class CheckBase(PolicyModel):
     incident: IncidentOverrides = IncidentOverrides()
 
 
-class NodeExporterCheck(CheckBase):
-    type: Literal["node_exporter"]
+class UrlCheck(CheckBase):
     url: str = Field(pattern=r"^https?://")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _stack_urls(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        return resolve_stack_urls(value, (info.context or {}).get(STACK_URLS_CONTEXT))
+
+
+class NodeExporterCheck(UrlCheck):
+    type: Literal["node_exporter"]
     metrics: list[NodeMetric] = list(NODE_METRICS)
     # CPU use is a counter: two scrapes this far apart.
     sample_interval: Duration = timedelta(seconds=2)
@@ -141,9 +178,8 @@ class NodeExporterCheck(CheckBase):
     thresholds: ThresholdOverrides = ThresholdOverrides()
 
 
-class PromqlCheck(CheckBase):
+class PromqlCheck(UrlCheck):  # url: the Prometheus server
     type: Literal["promql"]
-    url: str = Field(pattern=r"^https?://")  # the Prometheus server
     query: str = Field(min_length=1)
     # above: a value at or above a level reaches it; below: at or below.
     direction: Literal["above", "below"] = "above"
@@ -154,9 +190,8 @@ class PromqlCheck(CheckBase):
     on_empty: Status = "ok"
 
 
-class HttpCheck(CheckBase):
+class HttpCheck(UrlCheck):
     type: Literal["http"]
-    url: str = Field(pattern=r"^https?://")
     status: int = Field(200, ge=100, le=599)
     max_latency: Duration = timedelta(seconds=2)
     expect_text: str | None = None

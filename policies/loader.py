@@ -21,7 +21,7 @@ from itilflow.policies._base import PolicyModel, Problems, format_path, plain_li
 from itilflow.policies.assignment import AssignmentPolicy
 from itilflow.policies.change import ChangePolicy
 from itilflow.policies.escalation import EscalationPolicy
-from itilflow.policies.inspection import InspectionPolicy
+from itilflow.policies.inspection import STACK_URLS_CONTEXT, InspectionPolicy
 from itilflow.policies.priority import PriorityPolicy
 from itilflow.policies.problem import ProblemPolicy
 from itilflow.policies.report import ReportPolicy
@@ -132,8 +132,14 @@ def default_policy_dir() -> Traversable:
     return files("itilflow.policies").joinpath("defaults")
 
 
-def load_policies(directory: Path | str | None = None) -> Policies:
-    """Load and validate the policy files; None loads the packaged defaults."""
+def load_policies(
+    directory: Path | str | None = None, *, stack_urls: Mapping[str, str] | None = None
+) -> Policies:
+    """Load and validate the policy files; None loads the packaged defaults.
+
+    `stack_urls` are the running stack's own addresses (Settings.stack_urls()) for the
+    inspection checks' placeholders ({gateway_url}, ...); without them the defaults are used.
+    """
     root: Traversable = default_policy_dir() if directory is None else Path(directory)
     if not root.is_dir():
         raise PolicyError([f"{root}: policy directory not found"])
@@ -147,7 +153,9 @@ def load_policies(directory: Path | str | None = None) -> Policies:
         if data is None:
             continue
         try:
-            parsed[field] = model.model_validate(data)
+            parsed[field] = model.model_validate(
+                data, context={STACK_URLS_CONTEXT: dict(stack_urls or {})}
+            )
         except ValidationError as error:
             problems.extend(
                 _line(filename, loc, message) for loc, message in _explain(error, model)

@@ -301,14 +301,16 @@ def test_the_cli_submits_the_example_change_and_shows_its_timeline(
     from itilflow.cli import main
 
     for name, value in {
-        "ITILFLOW_PUBLIC_URL": rt.settings.public_url,
+        "ITILFLOW_API_URL": rt.settings.public_url,
         "ITILFLOW_API_TOKEN": rt.settings.api_token.get_secret_value(),
-        "ITILFLOW_SECRET_KEY": rt.settings.secret_key.get_secret_value(),
     }.items():
         monkeypatch.setenv(name, value)
+    # A client needs the URL and a token only: the signing key stays with the server.
+    monkeypatch.delenv("ITILFLOW_SECRET_KEY", raising=False)
     example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "change.yaml"
     assert main(["change", "submit", str(example)]) == 0
-    number = capsys.readouterr().out.split()[0]
+    number = capsys.readouterr().out.strip()  # the number alone, for `CHG=$(...)`
+    assert number.startswith("CHG-")
     links = approval_links(smtp_server, "chen@example.com")
     decide_by_link(smtp_server, links["approve"], "chen@example.com", "approve")
     wait_for("the change", lambda: status_of(live_gateway, number) == "successful")

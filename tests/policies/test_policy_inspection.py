@@ -176,6 +176,39 @@ def test_an_unknown_group_names_the_known_ones(defaults: Policies) -> None:
         defaults.inspection.group("x")
 
 
+def test_the_stacks_own_urls_follow_the_settings_passed_in() -> None:
+    policies = load_policies(
+        None,
+        stack_urls={
+            "gateway_url": "http://127.0.0.1:18080/",
+            "prefect_api_url": "http://127.0.0.1:14200/api",
+            "node_exporter_url": "http://127.0.0.1:19100",
+        },
+    )
+    groups = policies.inspection.groups
+    [gateway] = groups["platform"].targets["gateway"].checks
+    [prefect] = groups["platform"].targets["prefect-server"].checks
+    [node] = groups["hosts"].targets["localhost"].checks
+    assert gateway.url == "http://127.0.0.1:18080/health"  # type: ignore[union-attr]
+    assert prefect.url == "http://127.0.0.1:14200/api/health"  # type: ignore[union-attr]
+    assert node.url == "http://127.0.0.1:19100/metrics"  # type: ignore[union-attr]
+    # Without values (check-policies, tools): the default ports.
+    [default_gateway] = load_policies(None).inspection.groups["platform"].targets["gateway"].checks
+    assert default_gateway.url == "http://127.0.0.1:8080/health"  # type: ignore[union-attr]
+
+
+def test_an_unknown_placeholder_is_named_with_the_known_ones(policy_dir: Path) -> None:
+    with_checks(
+        policy_dir,
+        '{type: http, url: "{gateway_url}/health"}',
+        '{name: peer, type: http, url: "{gateway}/health"}',
+    )
+    assert problems(policy_dir) == [
+        "inspection.yaml: groups.core.targets.web.checks[1].http.url: unknown placeholder "
+        "'{gateway}'; expected one of {gateway_url}, {prefect_api_url}, {node_exporter_url}"
+    ]
+
+
 # --- pure decisions ------------------------------------------------------------------------------
 
 

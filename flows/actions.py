@@ -7,7 +7,7 @@ from typing import Literal
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from itilflow import incidents
+from itilflow.services import incidents
 from itilflow.tasks.apply_incident_action import apply_incident_action
 from itilflow.tasks.record_new_incident import record_new_incident
 

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger, pause_flow_run
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 
-from itilflow.change_steps import (
+from itilflow.executors.change_steps import (
     ChangePlan,
     PlanAbandoned,
     aexecute_plan,
@@ -220,7 +220,7 @@ async def recover_change(flow_run: str, last_heartbeat: str | None = None) -> st
     reason = f"no heartbeat since {last_heartbeat}" if last_heartbeat else "crashed"
     claim = take_over_change(lost_run_id, reason)
     if claim["action"] == "restart":
-        from itilflow.gateway.changes import PrefectChangeEngine
+        from itilflow.engine import PrefectChangeEngine
 
         await PrefectChangeEngine().start(claim["change_id"])
         return "restarted"

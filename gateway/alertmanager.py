@@ -13,11 +13,11 @@ from typing import Literal
 
 from sqlmodel import Session
 
-from itilflow import incidents
 from itilflow.gateway.schemas import AlertIn, AlertmanagerWebhook, AlertOutcome
 from itilflow.models import IncidentStatus, add_timeline, get_timeline, incident_number
 from itilflow.models.incident import incident_ids_by_dedup_key
 from itilflow.policies import Policies, alert_impact_urgency
+from itilflow.services import incidents
 
 ACTOR = "alertmanager"
 

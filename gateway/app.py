@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from itilflow import clock, incidents
+from itilflow import clock
+from itilflow.engine import ChangeEngine, PrefectChangeEngine
 from itilflow.gateway import changes, inspections, problems, surveys
 from itilflow.gateway.alertmanager import AlertResult, apply_alert_groups, outcomes_of
 from itilflow.gateway.schemas import (
@@ -43,6 +44,7 @@ from itilflow.models import (
     parse_incident_ref,
 )
 from itilflow.policies import Policies, compute_sla, load_policies
+from itilflow.services import incidents
 from itilflow.settings import Settings
 
 API_PREFIX = "/api"
@@ -100,7 +102,7 @@ async def _too_large(send: Any, max_bytes: int) -> None:
 def create_app(
     settings: Settings,
     policies: Policies | None = None,
-    change_engine: changes.ChangeEngine | None = None,
+    change_engine: ChangeEngine | None = None,
 ) -> Any:
     settings.require_secrets()
     assert settings.api_token is not None and settings.database_url is not None
@@ -380,7 +382,7 @@ def create_app(
         settings=settings,
         policies=policies,
         authorize=authorize,
-        change_engine=change_engine or changes.PrefectChangeEngine(),
+        change_engine=change_engine or PrefectChangeEngine(),
     )
     problems.add_routes(app, engine=engine, authorize=authorize)
     inspections.add_routes(app, engine=engine, authorize=authorize)

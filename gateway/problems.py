@@ -15,7 +15,6 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from itilflow import problems
 from itilflow.gateway.schemas import MAX_OFFSET
 from itilflow.models import (
     Incident,
@@ -31,6 +30,7 @@ from itilflow.models import (
     problem_number,
 )
 from itilflow.policies import Policies
+from itilflow.services import problems
 from itilflow.settings import Settings
 
 ProblemAction = Literal[

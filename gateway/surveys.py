@@ -6,7 +6,6 @@ answer once, atomically. A low score opens a follow-up incident, as the routing 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
@@ -17,13 +16,12 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from itilflow import incidents, signing
+from itilflow import signing
 from itilflow.models import Incident, add_timeline
 from itilflow.policies import Policies
+from itilflow.services import incidents
+from itilflow.services.surveys import PURPOSE
 from itilflow.settings import Settings
-
-PURPOSE = "survey"
-VALID_FOR = timedelta(days=14)
 
 _pages = SandboxedEnvironment(autoescape=select_autoescape(default=True, default_for_string=True))
 
@@ -49,12 +47,6 @@ _PAGE = _pages.from_string(
 {% endif %}
 </body></html>"""
 )
-
-
-def survey_token(incident_id: int, *, secret: str) -> str:
-    return signing.sign(
-        {"incident": incident_id}, secret=secret, purpose=PURPOSE, valid_for=VALID_FOR
-    )
 
 
 def page(

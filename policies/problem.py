@@ -63,7 +63,7 @@ class Owner(PolicyModel):
 
 
 class KnownErrorMatch(PolicyModel):
-    """When a new incident matches a known error (see `itilflow.problems.match_known_error`)."""
+    """When a new incident matches a known error (`services.problems.match_known_error`)."""
 
     # Same alert fingerprint, or same configuration item and category, match at once; otherwise
     # this many of the article's keywords must occur in the incident's title or description.

@@ -4,9 +4,9 @@ from typing import Any
 
 from prefect import task
 
-from itilflow import changes
 from itilflow.models import ChangeStatus, add_change_entry, session_scope
 from itilflow.runtime import runtime
+from itilflow.services import changes
 
 
 @task(name="assess-change-risk", retries=2, retry_delay_seconds=1)

@@ -3,7 +3,6 @@ from __future__ import annotations
 from prefect import task
 from sqlmodel import Session
 
-from itilflow import incidents
 from itilflow.models import (
     Engineer,
     Incident,
@@ -16,6 +15,7 @@ from itilflow.models import (
 )
 from itilflow.policies import Assignment, Candidate, Policies, choose_assignee
 from itilflow.runtime import runtime
+from itilflow.services import incidents
 
 
 @task(name="assign-incidents", retries=2, retry_delay_seconds=1)

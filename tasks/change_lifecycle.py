@@ -10,8 +10,7 @@ from prefect import task
 from prefect.runtime import flow_run
 from sqlmodel import select
 
-from itilflow import changes, clock, incidents
-from itilflow.change_messages import change_context
+from itilflow import clock
 from itilflow.models import (
     Change,
     ChangeStatus,
@@ -20,7 +19,9 @@ from itilflow.models import (
     session_scope,
 )
 from itilflow.notifications import NotificationError, asend_chat, asend_email, render_message
+from itilflow.notifications.change_context import change_context
 from itilflow.runtime import runtime
+from itilflow.services import changes, incidents
 
 
 @task(name="begin-change")

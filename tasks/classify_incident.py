@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from itilflow import incidents
 from itilflow.models import add_timeline, session_scope
 from itilflow.policies import route_notification, snapshot_escalation
 from itilflow.runtime import runtime
+from itilflow.services import incidents
 
 
 @task(name="classify-incidents", retries=2, retry_delay_seconds=1)

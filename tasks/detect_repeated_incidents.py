@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from itilflow import clock, problems
+from itilflow import clock
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
+from itilflow.services import problems
 
 
 @task(name="detect-repeated-incidents", retries=1, retry_delay_seconds=5)

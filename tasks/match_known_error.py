@@ -4,9 +4,9 @@ from typing import Any
 
 from prefect import task
 
-from itilflow import incidents, problems
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
+from itilflow.services import incidents, problems
 
 
 @task(name="match-known-errors", retries=2, retry_delay_seconds=1)

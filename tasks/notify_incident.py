@@ -17,8 +17,7 @@ from prefect import task
 from prefect.states import State
 from sqlmodel import col, select
 
-from itilflow import clock, incidents
-from itilflow.messages import incident_context, resolution_note
+from itilflow import clock
 from itilflow.models import (
     FlowTrigger,
     Incident,
@@ -38,8 +37,10 @@ from itilflow.notifications import (
     asend_email,
     render_message,
 )
+from itilflow.notifications.incident_context import incident_context, resolution_note
 from itilflow.policies import route_notification
 from itilflow.runtime import runtime
+from itilflow.services import incidents
 
 AUDIENCES = ("assignee", "group_lead", "manager", "group", "on_call", "reporter")
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from prefect import task
 
-from itilflow import problems
 from itilflow.models import (
     add_problem_entry,
     get_problem_timeline,
@@ -18,6 +17,7 @@ from itilflow.models import (
 )
 from itilflow.notifications import render_message
 from itilflow.runtime import runtime
+from itilflow.services import problems
 from itilflow.tasks.notify_incident import deliver
 
 # What the owner hears about; resolved and closed are on the timeline only.

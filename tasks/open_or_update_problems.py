@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from itilflow import problems
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
+from itilflow.services import problems
 
 
 @task(name="open-or-update-problems", retries=2, retry_delay_seconds=2)

@@ -16,7 +16,6 @@ from prefect import task
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from itilflow import incidents
 from itilflow.models import (
     OPEN_STATUSES,
     CheckResult,
@@ -28,6 +27,7 @@ from itilflow.models import (
 from itilflow.policies import Policies
 from itilflow.policies.inspection import NODE_METRICS, Check, TargetGroup, check_name
 from itilflow.runtime import runtime
+from itilflow.services import incidents
 
 ACTOR = "flow:patrol-inspection"
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from itilflow import changes
 from itilflow.models import add_change_entry, list_approval_requests, session_scope
 from itilflow.runtime import runtime
+from itilflow.services import changes
 
 
 @task(name="record-approval-input")

@@ -5,9 +5,9 @@ from typing import Any
 
 from prefect import task
 
-from itilflow import changes
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
+from itilflow.services import changes
 
 
 @task(name="record-change-request")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from itilflow import incidents
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
+from itilflow.services import incidents
 
 
 @task(name="record-new-incident")

@@ -4,7 +4,7 @@ from typing import Any
 
 from prefect import task
 
-from itilflow import clock, incidents, messages
+from itilflow import clock
 from itilflow.models import (
     FlowTrigger,
     IncidentStatus,
@@ -13,8 +13,10 @@ from itilflow.models import (
     get_timeline,
     session_scope,
 )
+from itilflow.notifications import incident_context as messages
 from itilflow.runtime import runtime
-from itilflow.sla_timers import sync_triggers
+from itilflow.services import incidents
+from itilflow.services.sla_timers import sync_triggers
 from itilflow.tasks.notify_incident import request
 
 # What each timer says, to whom, and how the timeline calls it.

@@ -5,8 +5,7 @@ from datetime import timedelta
 from prefect import task
 from sqlmodel import col, select
 
-from itilflow import changes, clock
-from itilflow.change_messages import change_context, email_of
+from itilflow import clock
 from itilflow.models import (
     ApprovalRequest,
     Change,
@@ -15,7 +14,9 @@ from itilflow.models import (
     session_scope,
 )
 from itilflow.notifications import asend_email, render_message
+from itilflow.notifications.change_context import change_context, email_of
 from itilflow.runtime import runtime
+from itilflow.services import changes
 
 
 @task(name="send-approval-reminders")
@@ -96,7 +97,7 @@ async def start_waiting_changes(older_than: timedelta = timedelta(minutes=1)) ->
 
     from prefect import get_client
 
-    from itilflow.gateway.changes import PrefectChangeEngine
+    from itilflow.engine import PrefectChangeEngine
 
     rt = runtime()
     with session_scope(rt.engine) as session:

@@ -5,11 +5,12 @@ from typing import Any
 
 from prefect import task
 
-from itilflow import changes, clock
-from itilflow.change_messages import change_context, email_of
+from itilflow import clock
 from itilflow.models import ChangeStatus, add_change_entry, session_scope
 from itilflow.notifications import asend_email, render_message
+from itilflow.notifications.change_context import change_context, email_of
 from itilflow.runtime import runtime
+from itilflow.services import changes
 
 
 @task(name="approval-step", retries=2, retry_delay_seconds=[1, 5])

@@ -5,10 +5,10 @@ from typing import Any
 from prefect import task
 from prefect.runtime import flow_run
 
-from itilflow import changes
-from itilflow.change_steps import ActionResult, NamedAction, PlanAbandoned, arun_action
+from itilflow.executors.change_steps import ActionResult, NamedAction, PlanAbandoned, arun_action
 from itilflow.models import add_change_entry, session_scope
 from itilflow.runtime import runtime
+from itilflow.services import changes
 
 
 @task(name="run-change-action", task_run_name="{phase}: {name}")

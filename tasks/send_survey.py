@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from itilflow import incidents
-from itilflow.gateway.surveys import survey_token
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
+from itilflow.services import incidents
+from itilflow.services.surveys import survey_token
 
 
 @task(name="survey-links")

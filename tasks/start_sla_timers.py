@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from itilflow import incidents
 from itilflow.models import add_timeline, list_triggers, session_scope
 from itilflow.runtime import runtime
-from itilflow.sla_timers import TIMER_KINDS, sync_triggers
+from itilflow.services import incidents
+from itilflow.services.sla_timers import TIMER_KINDS, sync_triggers
 
 
 @task(name="start-sla-timers", retries=2, retry_delay_seconds=1)

@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, func, select
 
-from itilflow import changes, clock, signing
+from itilflow import clock, signing
 from itilflow.gateway.app import create_app
 from itilflow.models import ApprovalCode, ApprovalRequest, ChangeEntry, session_scope
 from itilflow.policies import ApprovalLinks
+from itilflow.services import changes
 from tests.support.approval_codes import codes_sent_to, make_waiting_change, wait_for_code
 
 PLAN = {

@@ -15,10 +15,10 @@ from typing import Any
 from markupsafe import escape
 from sqlmodel import select
 
-from itilflow import changes, problems
-from itilflow.models import CheckResult, Incident, session_scope, start_inspection_run
+from itilflow.models import ChangeStatus, CheckResult, Incident, session_scope, start_inspection_run
 from itilflow.notifications import asend_chat
 from itilflow.reports import compute_report, render_html, render_mail, render_markdown
+from itilflow.services import changes, problems
 from itilflow.tasks.notify_incident import plan_notifications, send_chat, send_email
 from itilflow.tasks.notify_incident import request as notification_request
 from itilflow.tasks.notify_problem_owners import plan_problem_notification
@@ -180,7 +180,7 @@ async def test_change_text_is_escaped_in_the_approval_mail_and_page(
     assert submitted.status_code == 201, submitted.text
     with session_scope(rt.engine) as session:
         change = changes.load_change(session, submitted.json()["id"])
-        change.status = changes.ChangeStatus.awaiting_approval
+        change.status = ChangeStatus.awaiting_approval
         change.risk_level = "low"
         change.risk_reasons = [f"+1 for CI {CI}"]
         session.add(change)

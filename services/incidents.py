@@ -30,7 +30,7 @@ from itilflow.models.incident import (
     insert_timeline_rows,
 )
 from itilflow.policies import Policies, decide_priority
-from itilflow.sla_timers import status_events, sync_triggers
+from itilflow.services.sla_timers import status_events, sync_triggers
 
 _INSERT_TRIGGER = insert(FlowTrigger.__table__)  # type: ignore[attr-defined]
 

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from itilflow import clock, incidents
+from itilflow import clock
 from itilflow.models import Incident, get_engineer, get_timeline
 from itilflow.policies import Policies, compute_sla
+from itilflow.services import incidents
 
 
 def incident_url(public_url: str, incident_id: int) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import delete, exists, func, update
 from sqlmodel import Session, col, select
 
 from itilflow import clock, signing
-from itilflow.change_steps import ChangePlan
+from itilflow.executors.change_steps import ChangePlan
 from itilflow.models import (
     EDITABLE,
     ApprovalCode,

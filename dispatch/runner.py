@@ -44,7 +44,7 @@ from itilflow.models import (
     session_scope,
 )
 
-log = logging.getLogger("itilflow.runner")
+log = logging.getLogger("itilflow.dispatch.runner")
 
 # Short, and renewed while a batch runs: another runner takes over a dead one's claims within it.
 LEASE = timedelta(seconds=20)

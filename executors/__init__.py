@@ -1,0 +1,1 @@
+"""What carries out a change's plan (shell and HTTP steps, their undo) and nothing else."""

@@ -29,6 +29,7 @@ from itilflow.models import (
     parse_problem_ref,
     problem_number,
 )
+from itilflow.notifications.problem_context import problem_url
 from itilflow.policies import Policies
 from itilflow.services import problems
 from itilflow.settings import Settings
@@ -161,7 +162,7 @@ def add_routes(app: FastAPI, *, engine: Engine, authorize: Callable[..., str]) -
         return {
             "id": problem.id,
             "number": problem.number,
-            "url": problems.problem_url(public_url, problem.id),
+            "url": problem_url(public_url, problem.id),
             "title": problem.title,
             "description": problem.description,
             "status": problem.status.value,

@@ -16,6 +16,7 @@ from itilflow.models import (
     session_scope,
 )
 from itilflow.notifications import render_message
+from itilflow.notifications.problem_context import owner_emails, problem_context
 from itilflow.runtime import runtime
 from itilflow.services import problems
 from itilflow.tasks.notify_incident import deliver
@@ -38,12 +39,12 @@ def plan_problem_notification(event: problems.ProblemEvent) -> dict[str, Any]:
             if entry.kind == "notified" and entry.data.get("key") == key
         }
         context = {
-            "problem": problems.problem_context(
+            "problem": problem_context(
                 session, problem, policies=rt.policies, public_url=rt.settings.public_url or ""
             ),
             "event": event.event,
         }
-        emails = problems.owner_emails(session, problem)
+        emails = owner_emails(session, problem)
     message = render_message("problem_opened", rt.policies.problem.language, context)
     return {
         "key": key,

@@ -1,40 +1,46 @@
-"""Change management's rules: requests, approvals, recovery of lost runs."""
+"""Change management's rules: requests, approvals, recovery of lost runs.
 
-from itilflow.services.changes.requests import (
-    APPROVAL_PURPOSE,
-    AWAITING_DECISIONS,
+Callers use `changes.<name>`; the modules say where each rule lives."""
+
+from itilflow.services.changes.approvals import (
     CODE_DIGITS,
-    FAILED_OUTCOMES,
-    MID_IMPLEMENTATION,
     ApprovalState,
-    ChangeError,
     CodeNotSent,
     DecisionRefused,
-    Interruption,
-    NewChange,
     WrongCode,
     approval_state,
     approval_token,
-    assess,
-    cancel_change,
     consume_approval_code,
     create_approval_request,
     decide,
-    edit_change,
-    failed_changes_on,
     issue_approval_code,
-    load_change,
     mask_address,
     pending_request_for,
-    read_interruption,
     read_token,
-    stages_for,
-    submit_change,
-    take_over_change,
-    validate_plan,
-    void_requests,
     why_not_open,
     withdraw_approval_code,
+)
+from itilflow.services.changes.recovery import (
+    AWAITING_DECISIONS,
+    MID_IMPLEMENTATION,
+    Interruption,
+    read_interruption,
+    take_over_change,
+)
+from itilflow.services.changes.requests import (
+    APPROVAL_PURPOSE,
+    FAILED_OUTCOMES,
+    ChangeError,
+    NewChange,
+    assess,
+    cancel_change,
+    edit_change,
+    failed_changes_on,
+    load_change,
+    stages_for,
+    submit_change,
+    validate_plan,
+    void_requests,
 )
 
 __all__ = [

@@ -1,41 +1,49 @@
-"""Problem management's rules: detection of repeated incidents, the lifecycle, known errors."""
+"""Problem management's rules: detection of repeated incidents, the lifecycle, known errors.
 
+Callers use `problems.<name>`; the modules say where each rule lives."""
+
+from itilflow.services.problems.common import (
+    ActionInput,
+    NotFound,
+    ProblemError,
+)
+from itilflow.services.problems.detection import (
+    KIND_NAMES,
+    REVIEW_ACTOR,
+    Cluster,
+    ProblemEvent,
+    detect_clusters,
+    link_incidents,
+    open_or_update_problems,
+    open_problem,
+    problem_entry,
+    recurrences,
+    reopen_on_recurrence,
+)
+from itilflow.services.problems.knowledge import (
+    match_known_error,
+    normalise_keywords,
+    record_known_error_match,
+    search_articles,
+    write_article,
+)
 from itilflow.services.problems.lifecycle import (
     ACTIONS,
     DEAD_CHANGES,
-    REVIEW_ACTOR,
     WORKING,
-    ActionInput,
-    Cluster,
-    NotFound,
-    ProblemError,
-    ProblemEvent,
     analyse,
     apply_action,
     assign,
     close,
     comment,
-    detect_clusters,
     investigate,
     link_fix,
-    link_incidents,
     load_problem,
     mark_known_error,
-    match_known_error,
-    normalise_keywords,
-    open_or_update_problems,
-    open_problem,
-    owner_emails,
-    problem_context,
-    problem_url,
-    record_known_error_match,
-    recurrences,
     reopen,
     resolve,
     review_fixes,
-    search_articles,
     set_workaround,
-    write_article,
 )
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
     "ActionInput",
     "Cluster",
     "DEAD_CHANGES",
+    "KIND_NAMES",
     "NotFound",
     "ProblemError",
     "ProblemEvent",
@@ -63,12 +72,11 @@ __all__ = [
     "normalise_keywords",
     "open_or_update_problems",
     "open_problem",
-    "owner_emails",
-    "problem_context",
-    "problem_url",
+    "problem_entry",
     "record_known_error_match",
     "recurrences",
     "reopen",
+    "reopen_on_recurrence",
     "resolve",
     "review_fixes",
     "search_articles",

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger, pause_flow_run
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 
-from itilflow.executors.change_steps import (
+from itilflow.executors import (
     ChangePlan,
     PlanAbandoned,
     aexecute_plan,

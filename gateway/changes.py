@@ -48,7 +48,7 @@ class ChangeIn(BaseModel):
     cis: list[str] = Field(default_factory=list, max_length=100)
     plan: dict[str, Any] = Field(
         description="backup, steps (each with its undo), verify, "
-        "rollback_verify: see itilflow.executors.change_steps"
+        "rollback_verify: see itilflow.executors"
     )
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None

@@ -5,7 +5,7 @@ from typing import Any
 from prefect import task
 from prefect.runtime import flow_run
 
-from itilflow.executors.change_steps import ActionResult, NamedAction, PlanAbandoned, arun_action
+from itilflow.executors import ActionResult, NamedAction, PlanAbandoned, arun_action
 from itilflow.models import add_change_entry, session_scope
 from itilflow.runtime import runtime
 from itilflow.services import changes

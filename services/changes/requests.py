@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from itilflow import clock
-from itilflow.executors.change_steps import ChangePlan
+from itilflow.executors import ChangePlan
 from itilflow.models import (
     EDITABLE,
     ApprovalCode,

@@ -19,14 +19,11 @@ from sqlmodel import Session
 from itilflow import clock
 from itilflow.engine import ChangeEngine, PrefectChangeEngine
 from itilflow.gateway import changes, inspections, problems, surveys
-from itilflow.gateway.alertmanager import AlertResult, apply_alert_groups, outcomes_of
 from itilflow.gateway.schemas import (
     MAX_OFFSET,
     Action,
     ActionIn,
-    AlertIn,
     AlertmanagerResult,
-    AlertmanagerWebhook,
     IncidentIn,
     IncidentOut,
     IncidentRef,
@@ -45,6 +42,13 @@ from itilflow.models import (
 )
 from itilflow.policies import Policies, compute_sla, load_policies
 from itilflow.services import incidents
+from itilflow.services.alerts import (
+    AlertIn,
+    AlertmanagerWebhook,
+    AlertResult,
+    apply_alert_groups,
+    outcomes_of,
+)
 from itilflow.settings import Settings
 
 API_PREFIX = "/api"

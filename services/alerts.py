@@ -9,15 +9,56 @@ as the routing policy says.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session
 
-from itilflow.gateway.schemas import AlertIn, AlertmanagerWebhook, AlertOutcome
 from itilflow.models import IncidentStatus, add_timeline, get_timeline, incident_number
 from itilflow.models.incident import incident_ids_by_dedup_key
 from itilflow.policies import Policies, alert_impact_urgency
 from itilflow.services import incidents
+
+
+class AlertIn(BaseModel):
+    """One alert of an Alertmanager webhook (payload version 4)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime  # noqa: N815 (Alertmanager's names)
+    endsAt: datetime | None = None  # noqa: N815
+    generatorURL: str = ""  # noqa: N815
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _no_nul(cls, value: dict[str, str]) -> dict[str, str]:
+        # PostgreSQL cannot store NUL in text, and refusing the webhook would lose the alert
+        # (or have Alertmanager resend it for ever): drop the character, keep the alert.
+        return {key.replace("\x00", ""): text.replace("\x00", "") for key, text in value.items()}
+
+
+class AlertmanagerWebhook(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupKey: str = ""  # noqa: N815
+    alerts: list[AlertIn] = Field(max_length=10_000)
+
+
+class AlertOutcome(BaseModel):
+    fingerprint: str
+    outcome: Literal["created", "duplicate", "resolved", "annotated", "ignored"]
+    id: int | None = None
+    number: str | None = None
+    url: str | None = None
+
 
 ACTOR = "alertmanager"
 

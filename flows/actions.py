@@ -8,8 +8,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from itilflow.services import incidents
-from itilflow.tasks.apply_incident_action import apply_incident_action
-from itilflow.tasks.record_new_incident import record_new_incident
+from itilflow.tasks.incident.apply_incident_action import apply_incident_action
+from itilflow.tasks.incident.record_new_incident import record_new_incident
 
 Action = Literal["acknowledge", "comment", "hold", "resume", "resolve", "reopen", "close"]
 

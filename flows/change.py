@@ -18,8 +18,8 @@ from itilflow.executors import (
     interrupted,
 )
 from itilflow.runtime import runtime
-from itilflow.tasks.assess_change_risk import assess_change_risk
-from itilflow.tasks.change_lifecycle import (
+from itilflow.tasks.change.assess_change_risk import assess_change_risk
+from itilflow.tasks.change.change_lifecycle import (
     begin_change,
     begin_implementation,
     check_window,
@@ -32,15 +32,15 @@ from itilflow.tasks.change_lifecycle import (
     schedule_implementation,
     take_over_change,
 )
-from itilflow.tasks.record_approval_input import record_approval_input
-from itilflow.tasks.record_change_request import record_change_request
-from itilflow.tasks.remind_approvers import (
+from itilflow.tasks.change.record_approval_input import record_approval_input
+from itilflow.tasks.change.record_change_request import record_change_request
+from itilflow.tasks.change.remind_approvers import (
     recover_lost_implementations,
     send_approval_reminders,
     start_waiting_changes,
 )
-from itilflow.tasks.request_approvals import approval_step
-from itilflow.tasks.run_change_action import run_change_action
+from itilflow.tasks.change.request_approvals import approval_step
+from itilflow.tasks.change.run_change_action import run_change_action
 
 
 class ApprovalDecision(RunInput):

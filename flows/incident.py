@@ -12,12 +12,12 @@ from prefect import flow
 from pydantic import BaseModel
 
 from itilflow.flows.naming import incidents_run_name
-from itilflow.tasks.assign_incident import assign_incidents
-from itilflow.tasks.classify_incident import classify_incidents
-from itilflow.tasks.match_known_error import match_known_errors
-from itilflow.tasks.notify_incident import notify_incidents, request
-from itilflow.tasks.send_survey import survey_links
-from itilflow.tasks.start_sla_timers import start_sla_timers
+from itilflow.tasks.incident.assign_incident import assign_incidents
+from itilflow.tasks.incident.classify_incident import classify_incidents
+from itilflow.tasks.incident.match_known_error import match_known_errors
+from itilflow.tasks.incident.send_survey import survey_links
+from itilflow.tasks.incident.start_sla_timers import start_sla_timers
+from itilflow.tasks.notify.notify_incident import notify_incidents, request
 
 
 class Resolution(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from itilflow.flows.naming import triggers_run_name
-from itilflow.tasks.notify_incident import deliver_notifications, load_kept_notifications
+from itilflow.tasks.notify.notify_incident import deliver_notifications, load_kept_notifications
 
 
 @flow(name="redeliver-notifications", flow_run_name=triggers_run_name("notifications"))

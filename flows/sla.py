@@ -9,8 +9,8 @@ from __future__ import annotations
 from prefect import flow
 
 from itilflow.flows.naming import triggers_run_name
-from itilflow.tasks.notify_incident import notify_incidents
-from itilflow.tasks.record_sla_timer import check_sla_timers, record_sla_timers
+from itilflow.tasks.incident.record_sla_timer import check_sla_timers, record_sla_timers
+from itilflow.tasks.notify.notify_incident import notify_incidents
 
 
 @flow(name="sla-timers", flow_run_name=triggers_run_name("timers"), retries=1)

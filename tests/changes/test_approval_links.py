@@ -339,7 +339,7 @@ def test_bad_change_requests_are_refused_and_store_nothing(client, rt):
 
 
 async def test_unanswered_approvers_are_reminded_then_escalated(rt, waiting_change, smtp_server):
-    from itilflow.tasks.remind_approvers import send_approval_reminders
+    from itilflow.tasks.change.remind_approvers import send_approval_reminders
 
     timing = rt.policies.change.timing
     assert await send_approval_reminders.fn() == 0  # nothing is due yet

@@ -19,7 +19,7 @@ from itilflow.notifications import render_message
 from itilflow.notifications.problem_context import owner_emails, problem_context
 from itilflow.runtime import runtime
 from itilflow.services import problems
-from itilflow.tasks.notify_incident import deliver
+from itilflow.tasks.notify.notify_incident import deliver
 
 # What the owner hears about; resolved and closed are on the timeline only.
 ANNOUNCED = ("opened", "updated", "reopened")

@@ -17,7 +17,7 @@ from itilflow.notifications import incident_context as messages
 from itilflow.runtime import runtime
 from itilflow.services import incidents
 from itilflow.services.sla_timers import sync_triggers
-from itilflow.tasks.notify_incident import request
+from itilflow.tasks.notify.notify_incident import request
 
 # What each timer says, to whom, and how the timeline calls it.
 _TIMERS: dict[str, dict[str, Any]] = {

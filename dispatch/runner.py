@@ -29,9 +29,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from itilflow import clock
-from itilflow.flows.incident import Resolution, incidents_resolved, open_incidents
-from itilflow.flows.redeliver import redeliver_notifications
-from itilflow.flows.sla import fire_sla_timers
+from itilflow.flows.incident import (
+    Resolution,
+    fire_sla_timers,
+    incidents_resolved,
+    open_incidents,
+    redeliver_notifications,
+)
 from itilflow.models import (
     FlowTrigger,
     add_timeline,

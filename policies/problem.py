@@ -17,9 +17,6 @@ from itilflow.policies.routing import Language, Tag
 MatchKind = Literal["ci", "category", "fingerprint"]
 MATCH_KINDS: tuple[MatchKind, ...] = ("ci", "category", "fingerprint")
 IncidentStatusName = Literal["new", "assigned", "acknowledged", "on_hold", "resolved", "closed"]
-RootCauseCategory = Literal[
-    "hardware", "software", "configuration", "capacity", "process", "external"
-]
 ROOT_CAUSE_CATEGORIES: tuple[str, ...] = (
     "hardware",
     "software",

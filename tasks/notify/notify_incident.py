@@ -42,8 +42,6 @@ from itilflow.policies import route_notification
 from itilflow.runtime import runtime
 from itilflow.services import incidents
 
-AUDIENCES = ("assignee", "group_lead", "manager", "group", "on_call", "reporter")
-
 
 def _emails_for(session: Any, incident: Incident, audience: str) -> list[str]:
     group = get_group(session=session, name=incident.group_name)

@@ -355,17 +355,14 @@ def add_routes(
             return await send_code(request, change, decision, comment)
         with Session(engine, expire_on_commit=False) as session:
             try:
-                if link_policy.confirm_by_code:
-                    changes.consume_approval_code(
-                        session=session,
-                        request=request,
-                        decision=decision,
-                        code=code,
-                        secret=secret,
-                        policy=link_policy,
-                    )
-                changes.decide(
-                    session=session, request=request, decision=decision, comment=comment, via="link"
+                changes.decide_by_link(
+                    session=session,
+                    request=request,
+                    decision=decision,
+                    comment=comment,
+                    code=code,
+                    secret=secret,
+                    policy=link_policy,
                 )
                 session.commit()
             except changes.WrongCode as exc:

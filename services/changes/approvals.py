@@ -252,6 +252,32 @@ def withdraw_approval_code(*, session: Session, code_id: int) -> None:
     session.execute(delete(ApprovalCode).where(col(ApprovalCode.id) == code_id))
 
 
+def decide_by_link(
+    *,
+    session: Session,
+    request: ApprovalRequest,
+    decision: str,
+    comment: str,
+    code: str,
+    secret: str,
+    policy: ApprovalLinks,
+) -> None:
+    """Take an approval link's decision in the caller's transaction. With `confirm_by_code` the
+    code is consumed first, so a double click decides once and a code asked to approve cannot
+    reject. WrongCode: the attempt is counted and the caller commits it; DecisionRefused: the
+    caller rolls back."""
+    if policy.confirm_by_code:
+        consume_approval_code(
+            session=session,
+            request=request,
+            decision=decision,
+            code=code,
+            secret=secret,
+            policy=policy,
+        )
+    decide(session=session, request=request, decision=decision, comment=comment, via="link")
+
+
 def consume_approval_code(
     *,
     session: Session,

@@ -28,7 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "models": BASE,
     "policies": BASE,
     "executors": BASE,
+    # A change request validates its plan against the executors' schema (pure pydantic).
     "services": BASE | {"models", "policies", "executors"},
+    # The message contexts (notifications/*_context.py) read the rules' views of a record.
     "notifications": BASE | {"models", "policies", "services"},
     "reports": BASE | {"models", "policies", "notifications"},
     "itilflow.runtime": BASE | {"models", "policies", "notifications"},

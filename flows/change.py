@@ -19,20 +19,16 @@ from itilflow.executors import (
 )
 from itilflow.runtime import runtime
 from itilflow.tasks.change.assess_change_risk import assess_change_risk
-from itilflow.tasks.change.change_lifecycle import (
-    begin_change,
-    begin_implementation,
-    check_window,
-    confirm_run_lost,
-    expire_change,
-    mark_crashed,
-    notify_change,
-    open_rollback_incident,
-    record_change_outcome,
-    schedule_implementation,
-    take_over_change,
-)
+from itilflow.tasks.change.begin_change import begin_change
+from itilflow.tasks.change.begin_implementation import begin_implementation
+from itilflow.tasks.change.check_window import check_window
+from itilflow.tasks.change.confirm_run_lost import confirm_run_lost
+from itilflow.tasks.change.expire_change import expire_change
+from itilflow.tasks.change.mark_crashed import mark_crashed
+from itilflow.tasks.change.notify_change import notify_change
+from itilflow.tasks.change.open_rollback_incident import open_rollback_incident
 from itilflow.tasks.change.record_approval_input import record_approval_input
+from itilflow.tasks.change.record_change_outcome import record_change_outcome
 from itilflow.tasks.change.record_change_request import record_change_request
 from itilflow.tasks.change.remind_approvers import (
     recover_lost_implementations,
@@ -41,6 +37,8 @@ from itilflow.tasks.change.remind_approvers import (
 )
 from itilflow.tasks.change.request_approvals import approval_step
 from itilflow.tasks.change.run_change_action import run_change_action
+from itilflow.tasks.change.schedule_implementation import schedule_implementation
+from itilflow.tasks.change.take_over_change import take_over_change
 
 
 class ApprovalDecision(RunInput):

@@ -18,8 +18,8 @@ from itilflow.tasks.incident.assign_incident import assign_incidents
 from itilflow.tasks.incident.classify_incident import classify_incidents
 from itilflow.tasks.incident.match_known_error import match_known_errors
 from itilflow.tasks.incident.record_sla_timer import check_sla_timers, record_sla_timers
-from itilflow.tasks.incident.send_survey import survey_links
 from itilflow.tasks.incident.start_sla_timers import start_sla_timers
+from itilflow.tasks.incident.survey_links import survey_links
 from itilflow.tasks.notify.notify_incident import (
     deliver_notifications,
     load_kept_notifications,

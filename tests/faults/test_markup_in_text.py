@@ -20,7 +20,7 @@ from itilflow.notifications import asend_chat
 from itilflow.reports import compute_report, render_html, render_mail, render_markdown
 from itilflow.services import changes, problems
 from itilflow.tasks.change.request_approvals import approval_step
-from itilflow.tasks.incident.send_survey import survey_links
+from itilflow.tasks.incident.survey_links import survey_links
 from itilflow.tasks.notify.notify_incident import plan_notifications, send_chat, send_email
 from itilflow.tasks.notify.notify_incident import request as notification_request
 from itilflow.tasks.problem.notify_problem_owners import plan_problem_notification

@@ -371,9 +371,9 @@ def run(args: argparse.Namespace) -> None:
 
     from itilflow import runtime
     from itilflow.demo import load_people
+    from itilflow.engine import PrefectChangeEngine
     from itilflow.flows.change import manage_change
     from itilflow.gateway.app import create_app
-    from itilflow.gateway.changes import PrefectChangeEngine
     from itilflow.models import create_db, get_engine
     from itilflow.settings import Settings
     from tests.support.smtp import SmtpCapture

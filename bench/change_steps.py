@@ -8,7 +8,7 @@ a file (`echo step-N >> file`, undo: delete that line); no backup, no verificati
 (5, after a warm-up; --quick: 2) the 20 commands run as:
 
   subprocess    `subprocess.run(["/bin/sh", "-c", cmd])`, one after another
-  run_action    `itilflow.change_steps.run_action(ShellAction(command=cmd))` (a loop per call)
+  run_action    `executors.run_action(ShellAction(command=cmd))` (a loop per call)
   aexecute_plan the library's plan runner in one event loop, no engine (reference)
   flow          `itilflow.flows.change.implement_change(change_id, 1)` in this process, for an
                 approved change inserted directly: a flow run, begin_implementation, one
@@ -131,7 +131,7 @@ class Methods:
         return {"total": total}
 
     def run_action(self) -> dict[str, float]:
-        from itilflow.change_steps import ShellAction, run_action
+        from itilflow.executors import ShellAction, run_action
 
         path = self.target("run_action")
         t0 = time.perf_counter()
@@ -144,7 +144,7 @@ class Methods:
         return {"total": total}
 
     def aexecute_plan(self) -> dict[str, float]:
-        from itilflow.change_steps import ChangePlan, aexecute_plan
+        from itilflow.executors import ChangePlan, aexecute_plan
 
         path = self.target("aexecute_plan")
         plan = ChangePlan.model_validate(plan_of(path))

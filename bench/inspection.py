@@ -125,7 +125,7 @@ def count(results: list[dict]) -> str:
 
 
 async def checks_only(inspection, concurrency: int | None) -> tuple[float, float, list[dict]]:
-    from itilflow.tasks.run_inspection_checks import inspect_group
+    from itilflow.tasks.inspection.run_inspection_checks import inspect_group
 
     cpu, wall = time.process_time(), time.perf_counter()
     results = await inspect_group(

@@ -322,11 +322,16 @@ def raw_rates(alerts: int, batch: int = 100) -> dict[str, float]:
     """The same rows stored in this process without HTTP, on a fresh DB each."""
     from sqlmodel import Session
 
-    from itilflow import incidents
-    from itilflow.gateway.alertmanager import alert_dedup_key, alert_title, apply_webhook
-    from itilflow.gateway.schemas import AlertIn, AlertmanagerWebhook
     from itilflow.models import create_db, get_engine
     from itilflow.policies import alert_impact_urgency, load_policies
+    from itilflow.services import incidents
+    from itilflow.services.alerts import (
+        AlertIn,
+        AlertmanagerWebhook,
+        alert_dedup_key,
+        alert_title,
+        apply_webhook,
+    )
 
     policies = load_policies(None)
     starts_at = now_iso()

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger, pause_flow_run
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 
-from itilflow.change_steps import (
+from itilflow.executors import (
     ChangePlan,
     PlanAbandoned,
     aexecute_plan,
@@ -18,29 +18,27 @@ from itilflow.change_steps import (
     interrupted,
 )
 from itilflow.runtime import runtime
-from itilflow.tasks.assess_change_risk import assess_change_risk
-from itilflow.tasks.change_lifecycle import (
-    begin_change,
-    begin_implementation,
-    check_window,
-    confirm_run_lost,
-    expire_change,
-    mark_crashed,
-    notify_change,
-    open_rollback_incident,
-    record_change_outcome,
-    schedule_implementation,
-    take_over_change,
-)
-from itilflow.tasks.record_approval_input import record_approval_input
-from itilflow.tasks.record_change_request import record_change_request
-from itilflow.tasks.remind_approvers import (
+from itilflow.tasks.change.assess_change_risk import assess_change_risk
+from itilflow.tasks.change.begin_change import begin_change
+from itilflow.tasks.change.begin_implementation import begin_implementation
+from itilflow.tasks.change.check_window import check_window
+from itilflow.tasks.change.confirm_run_lost import confirm_run_lost
+from itilflow.tasks.change.expire_change import expire_change
+from itilflow.tasks.change.mark_crashed import mark_crashed
+from itilflow.tasks.change.notify_change import notify_change
+from itilflow.tasks.change.open_rollback_incident import open_rollback_incident
+from itilflow.tasks.change.record_approval_input import record_approval_input
+from itilflow.tasks.change.record_change_outcome import record_change_outcome
+from itilflow.tasks.change.record_change_request import record_change_request
+from itilflow.tasks.change.remind_approvers import (
     recover_lost_implementations,
     send_approval_reminders,
     start_waiting_changes,
 )
-from itilflow.tasks.request_approvals import approval_step
-from itilflow.tasks.run_change_action import run_change_action
+from itilflow.tasks.change.request_approvals import approval_step
+from itilflow.tasks.change.run_change_action import run_change_action
+from itilflow.tasks.change.schedule_implementation import schedule_implementation
+from itilflow.tasks.change.take_over_change import take_over_change
 
 
 class ApprovalDecision(RunInput):
@@ -220,7 +218,7 @@ async def recover_change(flow_run: str, last_heartbeat: str | None = None) -> st
     reason = f"no heartbeat since {last_heartbeat}" if last_heartbeat else "crashed"
     claim = take_over_change(lost_run_id, reason)
     if claim["action"] == "restart":
-        from itilflow.gateway.changes import PrefectChangeEngine
+        from itilflow.engine import PrefectChangeEngine
 
         await PrefectChangeEngine().start(claim["change_id"])
         return "restarted"

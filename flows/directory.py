@@ -20,8 +20,8 @@ from typing import Literal
 
 from prefect import flow
 
-from itilflow.tasks.fetch_directory_files import fetch_directory_files
-from itilflow.tasks.import_directory import import_directory_files
+from itilflow.tasks.directory.fetch_directory_files import fetch_directory_files
+from itilflow.tasks.directory.import_directory_files import import_directory_files
 
 
 @flow(name="import-directory")

@@ -12,10 +12,10 @@ from typing import Any
 from prefect import flow
 
 from itilflow import clock
-from itilflow.tasks.publish_inspection_artifact import publish_inspection_artifact
-from itilflow.tasks.raise_inspection_incidents import raise_inspection_incidents
-from itilflow.tasks.record_inspection_results import record_inspection_results
-from itilflow.tasks.run_inspection_checks import run_inspection_checks
+from itilflow.tasks.inspection.publish_inspection_artifact import publish_inspection_artifact
+from itilflow.tasks.inspection.raise_inspection_incidents import raise_inspection_incidents
+from itilflow.tasks.inspection.record_inspection_results import record_inspection_results
+from itilflow.tasks.inspection.run_inspection_checks import run_inspection_checks
 
 
 @flow(name="patrol-inspection", flow_run_name="inspect {group}")

@@ -12,10 +12,10 @@ from typing import Any
 from prefect import flow
 
 from itilflow.models import problem_number
-from itilflow.tasks.close_quiet_problems import close_quiet_problems
-from itilflow.tasks.detect_repeated_incidents import detect_repeated_incidents
-from itilflow.tasks.notify_problem_owners import notify_problem_owners
-from itilflow.tasks.open_or_update_problems import open_or_update_problems
+from itilflow.tasks.problem.close_quiet_problems import close_quiet_problems
+from itilflow.tasks.problem.detect_repeated_incidents import detect_repeated_incidents
+from itilflow.tasks.problem.notify_problem_owners import notify_problem_owners
+from itilflow.tasks.problem.open_or_update_problems import open_or_update_problems
 
 
 @flow(name="review-problems", retries=1)

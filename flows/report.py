@@ -11,10 +11,10 @@ from typing import Any, Literal
 from prefect import flow
 
 from itilflow.runtime import runtime
-from itilflow.tasks.compute_report_figures import compute_report_figures
-from itilflow.tasks.publish_report import publish_report
-from itilflow.tasks.render_report import render_report
-from itilflow.tasks.send_report import send_report_chat, send_report_email
+from itilflow.tasks.report.compute_report_figures import compute_report_figures
+from itilflow.tasks.report.publish_report import publish_report
+from itilflow.tasks.report.render_report import render_report
+from itilflow.tasks.report.send_report import send_report_chat, send_report_email
 
 
 @flow(name="monthly-health-report", flow_run_name="health report {period}", retries=1)

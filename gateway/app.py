@@ -16,16 +16,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from itilflow import clock, incidents
+from itilflow import clock
+from itilflow.engine import ChangeEngine, PrefectChangeEngine
 from itilflow.gateway import changes, directory, inspections, problems, surveys
-from itilflow.gateway.alertmanager import AlertResult, apply_alert_groups, outcomes_of
 from itilflow.gateway.schemas import (
     MAX_OFFSET,
     Action,
     ActionIn,
-    AlertIn,
     AlertmanagerResult,
-    AlertmanagerWebhook,
     IncidentIn,
     IncidentOut,
     IncidentRef,
@@ -43,6 +41,14 @@ from itilflow.models import (
 )
 from itilflow.models.migrations import check_database
 from itilflow.policies import Policies, compute_sla, load_policies
+from itilflow.services import incidents
+from itilflow.services.alerts import (
+    AlertIn,
+    AlertmanagerWebhook,
+    AlertResult,
+    apply_alert_groups,
+    outcomes_of,
+)
 from itilflow.settings import Settings
 
 API_PREFIX = "/api"
@@ -100,7 +106,7 @@ async def _too_large(send: Any, max_bytes: int) -> None:
 def create_app(
     settings: Settings,
     policies: Policies | None = None,
-    change_engine: changes.ChangeEngine | None = None,
+    change_engine: ChangeEngine | None = None,
 ) -> Any:
     settings.require_secrets()
     assert settings.api_token is not None and settings.database_url is not None
@@ -380,7 +386,7 @@ def create_app(
         settings=settings,
         policies=policies,
         authorize=authorize,
-        change_engine=change_engine or changes.PrefectChangeEngine(),
+        change_engine=change_engine or PrefectChangeEngine(),
     )
     problems.add_routes(app, engine=engine, authorize=authorize)
     inspections.add_routes(app, engine=engine, authorize=authorize)

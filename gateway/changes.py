@@ -7,11 +7,10 @@ mails a one-time code to the approver's own address from the people data, and on
 with that code decides, once, atomically; the paused change run is then resumed with the decision.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
@@ -22,8 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from itilflow import changes
-from itilflow.change_messages import change_context, change_url, email_of
+from itilflow.engine import ChangeEngine
 from itilflow.models import (
     ApprovalRequest,
     Change,
@@ -32,59 +30,13 @@ from itilflow.models import (
     parse_change_ref,
 )
 from itilflow.notifications import NotificationError, asend_email, render_message
+from itilflow.notifications.change_context import change_context, change_url, email_of
 from itilflow.policies import Policies, format_duration
 from itilflow.runtime import Runtime
+from itilflow.services import changes
 from itilflow.settings import Settings
 
 log = logging.getLogger("itilflow.gateway.changes")
-
-
-class ChangeEngine(Protocol):
-    """How the gateway starts, cancels and resumes change runs on the engine."""
-
-    async def start(self, change_id: int) -> str | None: ...
-    async def cancel(self, flow_run_id: str) -> None: ...
-    async def resume(self, flow_run_id: str, run_input: dict[str, Any]) -> bool: ...
-
-
-class PrefectChangeEngine:
-    """Deployment runs on the worker; resume and cancel through the Prefect API."""
-
-    deployment = "change/manage-change"
-
-    async def start(self, change_id: int) -> str | None:
-        from prefect.deployments import run_deployment
-
-        run = await run_deployment(self.deployment, parameters={"change_id": change_id}, timeout=0)
-        return str(run.id)
-
-    async def cancel(self, flow_run_id: str) -> None:
-        from uuid import UUID
-
-        from prefect import get_client
-        from prefect.states import Cancelling
-
-        async with get_client() as client:
-            await client.set_flow_run_state(UUID(flow_run_id), Cancelling(), force=True)
-
-    async def resume(self, flow_run_id: str, run_input: dict[str, Any]) -> bool:
-        """Resume the paused run; it may be between two pauses for a moment, so try again
-        briefly. The decision is stored already: a run that is not paused reads it itself."""
-        from uuid import UUID
-
-        from prefect.exceptions import FlowPauseTimeout
-        from prefect.flow_runs import NotPausedError, aresume_flow_run
-
-        for _ in range(20):
-            try:
-                await aresume_flow_run(UUID(flow_run_id), run_input=run_input)
-                return True
-            except NotPausedError:
-                await asyncio.sleep(0.5)
-            except (FlowPauseTimeout, RuntimeError) as exc:
-                log.warning("could not resume %s: %s", flow_run_id, exc)
-                return False
-        return False
 
 
 class ChangeIn(BaseModel):
@@ -96,7 +48,7 @@ class ChangeIn(BaseModel):
     cis: list[str] = Field(default_factory=list, max_length=100)
     plan: dict[str, Any] = Field(
         description="backup, steps (each with its undo), verify, "
-        "rollback_verify: see itilflow.change_steps"
+        "rollback_verify: see itilflow.executors"
     )
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None
@@ -403,17 +355,14 @@ def add_routes(
             return await send_code(request, change, decision, comment)
         with Session(engine, expire_on_commit=False) as session:
             try:
-                if link_policy.confirm_by_code:
-                    changes.consume_approval_code(
-                        session=session,
-                        request=request,
-                        decision=decision,
-                        code=code,
-                        secret=secret,
-                        policy=link_policy,
-                    )
-                changes.decide(
-                    session=session, request=request, decision=decision, comment=comment, via="link"
+                changes.decide_by_link(
+                    session=session,
+                    request=request,
+                    decision=decision,
+                    comment=comment,
+                    code=code,
+                    secret=secret,
+                    policy=link_policy,
                 )
                 session.commit()
             except changes.WrongCode as exc:

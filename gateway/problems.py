@@ -15,7 +15,6 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from itilflow import problems
 from itilflow.gateway.schemas import MAX_OFFSET
 from itilflow.models import (
     Incident,
@@ -30,7 +29,9 @@ from itilflow.models import (
     parse_problem_ref,
     problem_number,
 )
+from itilflow.notifications.problem_context import problem_url
 from itilflow.policies import Policies
+from itilflow.services import problems
 from itilflow.settings import Settings
 
 ProblemAction = Literal[
@@ -161,7 +162,7 @@ def add_routes(app: FastAPI, *, engine: Engine, authorize: Callable[..., str]) -
         return {
             "id": problem.id,
             "number": problem.number,
-            "url": problems.problem_url(public_url, problem.id),
+            "url": problem_url(public_url, problem.id),
             "title": problem.title,
             "description": problem.description,
             "status": problem.status.value,

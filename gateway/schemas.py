@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# An alert's outcome is the alert rules' own schema (services/alerts.py, with the payload's).
+from itilflow.services.alerts import AlertOutcome
+
 # Far past any real page, and inside every database's integers: a larger offset is a 422, not
 # an overflow in the driver.
 MAX_OFFSET = 1_000_000_000
@@ -131,45 +134,6 @@ class ActionIn(BaseModel):
     @classmethod
     def _no_control_characters(cls, value: str | None) -> str | None:
         return _clean_text(value)
-
-
-class AlertIn(BaseModel):
-    """One alert of an Alertmanager webhook (payload version 4)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime  # noqa: N815 (Alertmanager's names)
-    endsAt: datetime | None = None  # noqa: N815
-    generatorURL: str = ""  # noqa: N815
-    fingerprint: str = Field(min_length=1, max_length=64)
-
-    @field_validator("labels", "annotations")
-    @classmethod
-    def _no_nul(cls, value: dict[str, str]) -> dict[str, str]:
-        # PostgreSQL cannot store NUL in text, and refusing the webhook would lose the alert
-        # (or have Alertmanager resend it for ever): drop the character, keep the alert.
-        return {key.replace("\x00", ""): text.replace("\x00", "") for key, text in value.items()}
-
-
-class AlertmanagerWebhook(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    version: Literal["4"]
-    status: Literal["firing", "resolved"]
-    receiver: str = ""
-    groupKey: str = ""  # noqa: N815
-    alerts: list[AlertIn] = Field(max_length=10_000)
-
-
-class AlertOutcome(BaseModel):
-    fingerprint: str
-    outcome: Literal["created", "duplicate", "resolved", "annotated", "ignored"]
-    id: int | None = None
-    number: str | None = None
-    url: str | None = None
 
 
 class AlertmanagerResult(BaseModel):

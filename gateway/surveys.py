@@ -1,29 +1,25 @@
 """Satisfaction survey pages, reached from the signed link mailed on resolution.
 
 The GET shows the form and changes nothing (mail scanners fetch every link); the POST records the
-answer once, atomically. A low score opens a follow-up incident, as the routing policy says.
+answer once (services/surveys.py records it, and opens a follow-up on a low score).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session
 
-from itilflow import incidents, signing
-from itilflow.models import Incident, add_timeline
+from itilflow import signing
+from itilflow.models import Incident
 from itilflow.policies import Policies
+from itilflow.services import surveys
 from itilflow.settings import Settings
-
-PURPOSE = "survey"
-VALID_FOR = timedelta(days=14)
 
 _pages = SandboxedEnvironment(autoescape=select_autoescape(default=True, default_for_string=True))
 
@@ -51,12 +47,6 @@ _PAGE = _pages.from_string(
 )
 
 
-def survey_token(incident_id: int, *, secret: str) -> str:
-    return signing.sign(
-        {"incident": incident_id}, secret=secret, purpose=PURPOSE, valid_for=VALID_FOR
-    )
-
-
 def page(
     title: str,
     *,
@@ -77,7 +67,7 @@ def add_routes(app: FastAPI, *, engine: Engine, settings: Settings, policies: Po
 
     def resolve_token(token: str, session: Session) -> Incident | HTMLResponse:
         try:
-            payload = signing.verify(token, secret=secret, purpose=PURPOSE)
+            payload = signing.verify(token, secret=secret, purpose=surveys.PURPOSE)
         except signing.BadToken as exc:
             return page("Survey link not valid", message=f"{exc}.", status_code=400)
         incident = session.get(Incident, payload.get("incident"))
@@ -115,57 +105,13 @@ def add_routes(app: FastAPI, *, engine: Engine, settings: Settings, policies: Po
             found = resolve_token(token, session)
             if isinstance(found, HTMLResponse):
                 return found
-            # One answer per incident: the conditional update is the check, so two tabs or a
-            # double click cannot both record.
-            result = session.execute(
-                update(Incident)
-                .where(col(Incident.id) == found.id, col(Incident.survey_score).is_(None))
-                .values(survey_score=score, survey_comment=comment)
+            recorded = surveys.record_answer(
+                session, found, score=score, comment=comment, policies=policies
             )
-            if result.rowcount != 1:
+            if not recorded:
                 session.rollback()
                 return page(
                     "Thank you", incident=found, message="Your answer has already been recorded."
                 )
-            assert found.id is not None
-            add_timeline(
-                session=session,
-                incident_id=found.id,
-                kind="survey_answered",
-                actor="reporter",
-                message=f"score {score}: {comment}",
-                data={"score": score},
-            )
-            survey_policy = policies.routing.survey
-            if survey_policy.follow_up and score <= survey_policy.low_score:
-                _open_follow_up(session, found, score, comment)
             session.commit()
         return page("Thank you", incident=found, message="Your answer has been recorded.")
-
-    def _open_follow_up(session: Session, incident: Incident, score: int, comment: str) -> None:
-        assert incident.id is not None
-        follow_up, _ = incidents.open_incident(
-            session=session,
-            new=incidents.NewIncident(
-                title=f"Follow-up: reporter unsatisfied with {incident.number} (score {score})",
-                description=comment,
-                category=incident.category,
-                ci_name=incident.ci_name,
-                priority=policies.routing.survey.follow_up_priority,
-                reporter_name=incident.reporter_name,
-                reporter_email=incident.reporter_email,
-                source="survey",
-                parent_id=incident.id,
-            ),
-            policies=policies,
-            actor="survey",
-            dedup_key=f"follow-up:{incident.id}",
-        )
-        add_timeline(
-            session=session,
-            incident_id=incident.id,
-            kind="follow_up_opened",
-            actor="survey",
-            message=f"low score {score}: {follow_up.number} opened",
-            data={"follow_up": follow_up.id},
-        )

@@ -125,7 +125,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_runner(args: argparse.Namespace) -> int:
     from itilflow import runtime
-    from itilflow.runner import Runner, require_api_url
+    from itilflow.dispatch.runner import Runner, require_api_url
 
     require_api_url()
     rt = runtime.configure(_settings(args))

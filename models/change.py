@@ -57,7 +57,7 @@ class Change(SQLModel, table=True):
     description: str = ""
     category: str = Field(default="normal", max_length=16)
     ci_names: list[str] = Field(default_factory=list, sa_column=Column(JSON))
-    # itilflow.change_steps.ChangePlan as JSON: backup, steps with their undo, verification.
+    # executors.ChangePlan as JSON: backup, steps with their undo, verification.
     plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     planned_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
     planned_end: datetime | None = Field(default=None, sa_type=UTCDateTime)

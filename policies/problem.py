@@ -17,9 +17,6 @@ from itilflow.policies.routing import Language, Tag
 MatchKind = Literal["ci", "category", "fingerprint"]
 MATCH_KINDS: tuple[MatchKind, ...] = ("ci", "category", "fingerprint")
 IncidentStatusName = Literal["new", "assigned", "acknowledged", "on_hold", "resolved", "closed"]
-RootCauseCategory = Literal[
-    "hardware", "software", "configuration", "capacity", "process", "external"
-]
 ROOT_CAUSE_CATEGORIES: tuple[str, ...] = (
     "hardware",
     "software",
@@ -63,7 +60,7 @@ class Owner(PolicyModel):
 
 
 class KnownErrorMatch(PolicyModel):
-    """When a new incident matches a known error (see `itilflow.problems.match_known_error`)."""
+    """When a new incident matches a known error (`services.problems.match_known_error`)."""
 
     # Same alert fingerprint, or same configuration item and category, match at once; otherwise
     # this many of the article's keywords must occur in the incident's title or description.

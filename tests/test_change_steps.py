@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from itilflow.change_steps import (
+from itilflow.executors import (
     KILL_GRACE_SECONDS,
     ActionResult,
     ChangePlan,

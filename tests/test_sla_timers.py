@@ -8,7 +8,7 @@ import pytest
 
 from itilflow.models import Incident, IncidentStatus
 from itilflow.policies import StatusEvent, load_policies, snapshot_escalation
-from itilflow.sla_timers import plan_timers
+from itilflow.services.sla_timers import plan_timers
 
 OPENED = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Asia/Shanghai
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import uvicorn
 
+from itilflow.engine import PrefectChangeEngine
 from itilflow.flows.change import manage_change
 from itilflow.gateway.app import create_app
-from itilflow.gateway.changes import PrefectChangeEngine
 from tests.support.smtp import free_port
 
 

@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, func, select
 
-from itilflow import changes, clock, signing
+from itilflow import clock, signing
 from itilflow.gateway.app import create_app
 from itilflow.models import ApprovalCode, ApprovalRequest, ChangeEntry, session_scope
 from itilflow.policies import ApprovalLinks
+from itilflow.services import changes
 from tests.support.approval_codes import codes_sent_to, make_waiting_change, wait_for_code
 
 PLAN = {
@@ -338,7 +339,7 @@ def test_bad_change_requests_are_refused_and_store_nothing(client, rt):
 
 
 async def test_unanswered_approvers_are_reminded_then_escalated(rt, waiting_change, smtp_server):
-    from itilflow.tasks.remind_approvers import send_approval_reminders
+    from itilflow.tasks.change.remind_approvers import send_approval_reminders
 
     timing = rt.policies.change.timing
     assert await send_approval_reminders.fn() == 0  # nothing is due yet

@@ -10,10 +10,10 @@ import asyncio
 import pytest
 from prefect import flow
 
-from itilflow import changes
-from itilflow.change_steps import PlanAbandoned
+from itilflow.executors import PlanAbandoned
 from itilflow.models import ChangeStatus, add_change_entry, get_change_timeline, session_scope
-from itilflow.tasks.run_change_action import run_change_action
+from itilflow.services import changes
+from itilflow.tasks.change.run_change_action import run_change_action
 
 PLAN = {
     "steps": [

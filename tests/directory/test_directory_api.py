@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import Session
 
 from itilflow.models import Engineer, Incident
-from itilflow.tasks.assign_incident import assign_incidents
+from itilflow.tasks.incident.assign_incident import assign_incidents
 
 NEW_ENGINEER = {
     "username": "ma",

@@ -15,9 +15,8 @@ import httpx
 import uvicorn
 from fastapi.testclient import TestClient
 
-from itilflow import changes, problems
-from itilflow.gateway import surveys
 from itilflow.models import ChangeStatus, session_scope
+from itilflow.services import changes, problems, surveys
 from tests.support.smtp import free_port
 
 # The smallest plan a change accepts: one step and its undo.
@@ -39,7 +38,7 @@ def bearer(rt: Any) -> dict[str, str]:
 
 @dataclass
 class RecordingChangeEngine:
-    """The gateway's side of the change engine (gateway.changes.ChangeEngine): these tests are
+    """The gateway's side of the change engine (itilflow.engine.ChangeEngine): these tests are
     about the gateway, so no change run is started; every call is kept to be checked."""
 
     started: list[int] = field(default_factory=list)

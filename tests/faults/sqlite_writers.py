@@ -25,9 +25,9 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from itilflow import incidents
 from itilflow.models import claim_due_triggers, finish_trigger, get_engine, session_scope
 from itilflow.policies import load_policies
+from itilflow.services import incidents
 
 SHARED_INCIDENT = 1
 # A runner that finds nothing due waits this long before it claims again.

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from sqlmodel import Session, func, select
 
-from itilflow import changes, clock, signing
+from itilflow import clock, signing
 from itilflow.models import ApprovalRequest, Change, ChangeEntry, session_scope
+from itilflow.services import changes
 from tests.support.approval_codes import codes_sent_to, make_waiting_change, wait_for_code
 
 from .gateway_support import PLAN

@@ -89,7 +89,7 @@ def start_change_process(change_id: int) -> str:
 
 
 def waiting_change(rt: Runtime) -> int:
-    from itilflow import changes
+    from itilflow.services import changes
 
     with session_scope(rt.engine) as session:
         change = changes.submit_change(

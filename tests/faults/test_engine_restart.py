@@ -12,8 +12,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlmodel import Session, select
 
 from itilflow import clock
+from itilflow.dispatch.runner import Runner
 from itilflow.models import FlowTrigger, TimelineEntry, add_trigger, session_scope
-from itilflow.runner import Runner
 from tests.support.prefect_server import PrefectServerProcess
 
 TIMERS = 20

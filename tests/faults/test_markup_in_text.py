@@ -15,15 +15,15 @@ from typing import Any
 from markupsafe import escape
 from sqlmodel import select
 
-from itilflow import changes, problems
-from itilflow.models import CheckResult, Incident, session_scope, start_inspection_run
+from itilflow.models import ChangeStatus, CheckResult, Incident, session_scope, start_inspection_run
 from itilflow.notifications import asend_chat
 from itilflow.reports import compute_report, render_html, render_mail, render_markdown
-from itilflow.tasks.notify_incident import plan_notifications, send_chat, send_email
-from itilflow.tasks.notify_incident import request as notification_request
-from itilflow.tasks.notify_problem_owners import plan_problem_notification
-from itilflow.tasks.request_approvals import approval_step
-from itilflow.tasks.send_survey import survey_links
+from itilflow.services import changes, problems
+from itilflow.tasks.change.request_approvals import approval_step
+from itilflow.tasks.incident.survey_links import survey_links
+from itilflow.tasks.notify.notify_incident import plan_notifications, send_chat, send_email
+from itilflow.tasks.notify.notify_incident import request as notification_request
+from itilflow.tasks.problem.notify_problem_owners import plan_problem_notification
 from tests.reports.dataset import NOW, make_incident, utc
 
 from .gateway_support import PLAN
@@ -180,7 +180,7 @@ async def test_change_text_is_escaped_in_the_approval_mail_and_page(
     assert submitted.status_code == 201, submitted.text
     with session_scope(rt.engine) as session:
         change = changes.load_change(session, submitted.json()["id"])
-        change.status = changes.ChangeStatus.awaiting_approval
+        change.status = ChangeStatus.awaiting_approval
         change.risk_level = "low"
         change.risk_reasons = [f"+1 for CI {CI}"]
         session.add(change)

@@ -12,8 +12,8 @@ from collections import Counter
 
 from sqlmodel import Session, select
 
+from itilflow.dispatch.runner import Runner
 from itilflow.models import FlowTrigger, TimelineEntry
-from itilflow.runner import Runner
 
 INCIDENTS = 8
 OUTAGE = float(os.environ.get("ITILFLOW_FAULT_OUTAGE_SECONDS", "20"))

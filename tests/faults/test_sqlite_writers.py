@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from itilflow import incidents
 from itilflow.models import FlowTrigger, Incident, TimelineEntry, session_scope
+from itilflow.services import incidents
 
 from .sqlite_writers import SHARED_INCIDENT, Tally, run_role
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from itilflow import changes
 from itilflow.models import Change, ChangeStatus, get_change_timeline, session_scope
 from itilflow.runtime import Runtime
+from itilflow.services import changes
 from itilflow.stack import WORKER_ENV
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ import pytest
 from sqlmodel import Session, select
 
 from itilflow import clock
+from itilflow.dispatch.runner import ALONE_AFTER_ATTEMPTS, ENGINE_ERROR, LEASE, Runner, make_batches
 from itilflow.models import FlowTrigger, add_trigger, get_timeline, session_scope
-from itilflow.runner import ALONE_AFTER_ATTEMPTS, ENGINE_ERROR, LEASE, Runner, make_batches
 from tests.flows.test_incident_flow import MONDAY_MORNING, kinds, open_incident
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -8,8 +8,8 @@ import pytest
 from sqlmodel import Session, select
 
 from itilflow import clock
+from itilflow.dispatch.runner import Runner
 from itilflow.models import FlowTrigger, Incident, get_timeline
-from itilflow.runner import Runner
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

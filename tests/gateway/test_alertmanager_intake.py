@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from itilflow.gateway import alertmanager
 from itilflow.models import FlowTrigger, IncidentStatus
+from itilflow.services import alerts as alertmanager
 from tests.gateway.test_alertmanager_webhook import (
     alert_payload,
     an_alert,

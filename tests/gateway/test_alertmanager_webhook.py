@@ -17,10 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from itilflow import incidents
 from itilflow.gateway.app import create_app
 from itilflow.models import FlowTrigger, Incident, IncidentStatus, TimelineEntry
 from itilflow.policies import decide_priority, default_policy_dir, load_policies
+from itilflow.services import incidents
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "support" / "alertmanager_payloads"
 FIRING: dict[str, Any] = json.loads((PAYLOADS / "firing.json").read_text())

@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from itilflow import changes
 from itilflow.gateway.app import create_app
 from itilflow.models import Change, ChangeEntry, ChangeStatus, session_scope
 from itilflow.policies import ROOT_CAUSE_CATEGORIES
+from itilflow.services import changes
 from tests.faults.gateway_support import PLAN, RecordingChangeEngine, bearer, seed_objects
 
 

@@ -11,9 +11,9 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlmodel import Session, select
 
 from itilflow import clock
+from itilflow.dispatch.runner import Runner
 from itilflow.flows.inspection import patrol_inspection
 from itilflow.models import CheckResult, Incident, InspectionRun, get_timeline
-from itilflow.runner import Runner
 from tests.inspections.conftest import FS_USED, Peers
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from itilflow import problems
 from itilflow.models import (
     Change,
     ChangeStatus,
@@ -23,6 +22,7 @@ from itilflow.models import (
     session_scope,
 )
 from itilflow.policies import Policies
+from itilflow.services import problems
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -8,7 +8,6 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from itilflow import problems
 from itilflow.models import (
     Problem,
     ProblemIncident,
@@ -17,6 +16,7 @@ from itilflow.models import (
     linked_incident_ids,
     session_scope,
 )
+from itilflow.services import problems
 from tests.problems.history import NOW, add_incident, load_history, problem_for, review
 
 

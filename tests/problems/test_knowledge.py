@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from itilflow import clock, problems
+from itilflow import clock
 from itilflow.models import (
     Incident,
     Problem,
@@ -14,6 +14,7 @@ from itilflow.models import (
     linked_incident_ids,
     session_scope,
 )
+from itilflow.services import problems
 from tests.problems.history import (
     NOW,
     WORKAROUND,

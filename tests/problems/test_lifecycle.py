@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from itilflow import clock, problems
+from itilflow import clock
 from itilflow.models import (
     Change,
     ChangeStatus,
@@ -16,6 +16,7 @@ from itilflow.models import (
     get_problem_timeline,
     session_scope,
 )
+from itilflow.services import problems
 from tests.problems.history import (
     DAY,
     NOW,

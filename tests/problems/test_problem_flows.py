@@ -7,9 +7,9 @@ import pytest
 from sqlmodel import Session, select
 
 from itilflow import clock
+from itilflow.dispatch.runner import Runner
 from itilflow.flows.problem import review_problems
 from itilflow.models import Problem, get_problem_timeline, get_timeline
-from itilflow.runner import Runner
 from tests.problems.history import (
     NOW,
     WORKAROUND,

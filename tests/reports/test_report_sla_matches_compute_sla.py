@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from itilflow.incidents import status_events
 from itilflow.models import Incident
 from itilflow.policies import compute_sla
 from itilflow.reports import compute_report, load_sla_policy
 from itilflow.reports.period import parse_period
+from itilflow.services.incidents import status_events
 from tests.reports.dataset import NOW, Event, make_incident, utc
 
 

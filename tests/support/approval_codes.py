@@ -59,8 +59,8 @@ def decide_by_link(
 def make_waiting_change(rt: Any, plan: dict[str, Any], *, risk_level: str | None = None) -> Any:
     """A change awaiting its technical lead (chen or sun), stored with one live link per
     approver: returns the change and the links' tokens by approver."""
-    from itilflow import changes
     from itilflow.models import ChangeStatus, session_scope
+    from itilflow.services import changes
 
     with session_scope(rt.engine) as session:
         change = changes.submit_change(

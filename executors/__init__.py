@@ -1,0 +1,50 @@
+"""What carries out a change's plan: its schema, shell and HTTP actions, running and rolling back.
+
+Pure library code (no engine, no database); the change process calls it one action a task.
+"""
+
+from itilflow.executors.plans import (
+    PlanAbandoned,
+    aexecute_plan,
+    aroll_back_plan,
+    arun_action,
+    execute_plan,
+    interrupted,
+    plan_rollback,
+    run_action,
+)
+from itilflow.executors.results import ActionResult, PlanEvent, PlanOutcome
+from itilflow.executors.schema import (
+    KILL_GRACE_SECONDS,
+    Action,
+    ChangePlan,
+    ChangeStep,
+    HttpAction,
+    NamedAction,
+    Outcome,
+    Phase,
+    ShellAction,
+)
+
+__all__ = [
+    "KILL_GRACE_SECONDS",
+    "Action",
+    "ActionResult",
+    "ChangePlan",
+    "ChangeStep",
+    "HttpAction",
+    "NamedAction",
+    "Outcome",
+    "Phase",
+    "PlanEvent",
+    "PlanAbandoned",
+    "PlanOutcome",
+    "ShellAction",
+    "aexecute_plan",
+    "aroll_back_plan",
+    "arun_action",
+    "execute_plan",
+    "interrupted",
+    "plan_rollback",
+    "run_action",
+]

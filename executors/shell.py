@@ -1,0 +1,137 @@
+"""A shell action: the command in its own process group, killed with the group on a time-out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from itilflow.executors.results import (
+    ActionResult,
+    Capture,
+    Timer,
+    format_seconds,
+    last_line,
+    redact,
+)
+from itilflow.executors.schema import DRAIN_SECONDS, KILL_GRACE_SECONDS, ShellAction
+
+
+class _PipeProtocol(asyncio.Protocol):
+    def __init__(self, capture: Capture, closed: asyncio.Future[None]) -> None:
+        self._capture = capture
+        self._closed = closed
+
+    def data_received(self, data: bytes) -> None:
+        self._capture.feed(data)
+
+    def eof_received(self) -> bool | None:
+        self._done()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._done()
+
+    def _done(self) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def run_shell(action: ShellAction) -> ActionResult:
+    timer = Timer()
+    secrets = list(action.env.values())
+    if action.cwd is not None and not os.path.isdir(action.cwd):
+        return timer.result(ok=False, summary=f"working directory does not exist: {action.cwd}")
+    argv = ["/bin/sh", "-c", action.command] if action.command is not None else action.argv
+    assert argv is not None
+
+    # Our own pipe (not PIPE) so that we can stop reading, and close it, when a background
+    # child keeps it open after the command itself exited.
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            cwd=action.cwd,
+            env={**os.environ, **action.env},
+            start_new_session=True,  # its own process group: a time-out kills every child
+        )
+    except OSError as exc:
+        os.close(read_fd)
+        return timer.result(ok=False, summary=redact(f"could not start: {exc}", secrets))
+    finally:
+        os.close(write_fd)
+
+    loop = asyncio.get_running_loop()
+    capture = Capture()
+    closed: asyncio.Future[None] = loop.create_future()
+    pipe = os.fdopen(read_fd, "rb", buffering=0)
+    transport: asyncio.BaseTransport | None = None
+    timed_out = False
+    try:
+        transport, _ = await loop.connect_read_pipe(lambda: _PipeProtocol(capture, closed), pipe)
+        try:
+            async with asyncio.timeout(action.timeout):
+                await process.wait()
+        except TimeoutError:
+            timed_out = True
+            _kill_group(process.pid, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(KILL_GRACE_SECONDS):
+                    await process.wait()
+            except TimeoutError:
+                pass
+            _kill_group(process.pid, signal.SIGKILL)
+            await process.wait()
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                await asyncio.shield(closed)
+            left_open = False
+        except TimeoutError:
+            left_open = True
+    except BaseException:
+        # Cancelled (or worse): leave nothing running behind us.
+        _kill_group(process.pid, signal.SIGKILL)
+        raise
+    finally:
+        if transport is not None:
+            transport.close()
+        else:
+            pipe.close()
+
+    output = capture.text(secrets)
+    if left_open:
+        output += "\n[output left open by a background process; stopped reading]"
+    code = process.returncode
+    assert code is not None
+    if timed_out:
+        summary = f"timed out after {format_seconds(action.timeout)}"
+        return timer.result(
+            ok=False, summary=summary, output=output, exit_code=code, timed_out=True
+        )
+    if code < 0:
+        summary = f"killed by signal {_signal_name(-code)}"
+    elif code == action.expect_exit:
+        summary = f"exit {code}"
+    else:
+        summary = f"exit {code}, expected {action.expect_exit}"
+    ok = code == action.expect_exit
+    if not ok and (line := last_line(output)):
+        summary += f": {line}"
+    return timer.result(ok=ok, summary=summary, output=output, exit_code=code)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

@@ -1,0 +1,69 @@
+"""Forms for the Prefect UI: report an incident, or act on one, as the API does."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from itilflow.services import incidents
+from itilflow.tasks.incident.apply_incident_action import apply_incident_action
+from itilflow.tasks.incident.record_new_incident import record_new_incident
+
+Action = Literal["acknowledge", "comment", "hold", "resume", "resolve", "reopen", "close"]
+
+
+@flow(name="update-incident", flow_run_name="{action} {incident}")
+def update_incident(
+    incident: str, action: Action, note: str = "", actor: str = "prefect-ui"
+) -> str:
+    """Acknowledge, comment, put on hold, resume, resolve, reopen or close an incident.
+
+    Args:
+        incident: the incident's number, e.g. INC-000042
+        action: what to do
+        note: the comment, the reason for a hold, or the resolution
+        actor: who acts, for the timeline
+    """
+    return apply_incident_action(incident, action, note, actor)
+
+
+@flow(name="report-incident", flow_run_name="report {title}")
+def report_incident(
+    title: str,
+    description: str = "",
+    impact: str | None = None,
+    urgency: str | None = None,
+    category: str | None = None,
+    ci: str | None = None,
+    reporter_email: str | None = None,
+    actor: str = "prefect-ui",
+) -> str:
+    """Open an incident by hand; it is classified, assigned and notified like any other.
+
+    Args:
+        title: what is wrong, in one line
+        impact: high, medium or low (policy priority.yaml)
+        urgency: high, medium or low (policy priority.yaml)
+        category: hardware, software, network, database, security, ...
+        ci: the affected configuration item
+        reporter_email: who hears about progress and gets the survey
+    """
+    number = record_new_incident(
+        incidents.NewIncident(
+            title=title,
+            description=description,
+            impact=impact,
+            urgency=urgency,
+            category=category,
+            ci_name=ci,
+            reporter_email=reporter_email,
+            source="prefect-ui",
+        ),
+        actor,
+    )
+    create_markdown_artifact(
+        key="reported-incident", markdown=f"Opened **{number}**: {title}", description=number
+    )
+    return number

@@ -1,0 +1,455 @@
+"""What can happen to an incident, the same from the API, the Prefect UI and the flows.
+
+Each action checks the transition, appends to the timeline and brings the incident's SLA
+triggers in line, all in the caller's transaction: the caller commits or nothing happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from itilflow import clock
+from itilflow.models import (
+    OPEN_STATUSES,
+    FlowTrigger,
+    Incident,
+    IncidentStatus,
+    add_timeline,
+    add_trigger,
+    get_incident,
+    get_incident_by_dedup_key,
+)
+from itilflow.models.incident import (
+    incident_ids_by_dedup_key,
+    insert_incident_rows,
+    insert_timeline_rows,
+)
+from itilflow.policies import Policies, decide_priority
+from itilflow.services.sla_timers import status_events, sync_triggers
+
+_INSERT_TRIGGER = insert(FlowTrigger.__table__)  # type: ignore[attr-defined]
+
+
+class ActionError(ValueError):
+    """An action that the incident's state does not allow; nothing was changed."""
+
+
+class InvalidIncident(ValueError):
+    """A new incident with values the policies do not know; nothing was stored."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    title: str
+    description: str = ""
+    category: str | None = None
+    ci_name: str | None = None
+    impact: str | None = None
+    urgency: str | None = None
+    priority: str | None = None
+    reporter_name: str | None = None
+    reporter_email: str | None = None
+    source: str = "api"
+    fingerprint: str | None = None
+    labels: dict[str, Any] | None = None
+    parent_id: int | None = None
+
+
+def validate_new_incident(new: NewIncident, policies: Policies) -> None:
+    """Refuse values the policies do not know before anything is stored."""
+    if new.priority is not None and new.priority not in ("P1", "P2", "P3", "P4"):
+        raise InvalidIncident(f"unknown priority {new.priority!r}: expected one of P1, P2, P3, P4")
+    impacts = policies.priority.impacts
+    urgencies = policies.priority.urgencies
+    if new.impact is not None and new.impact not in impacts:
+        raise InvalidIncident(
+            f"unknown impact {new.impact!r}: expected one of {', '.join(impacts)}"
+        )
+    if new.urgency is not None and new.urgency not in urgencies:
+        raise InvalidIncident(
+            f"unknown urgency {new.urgency!r}: expected one of {', '.join(urgencies)}"
+        )
+
+
+def open_incident(
+    *,
+    session: Session,
+    new: NewIncident,
+    policies: Policies,
+    actor: str,
+    dedup_key: str | None = None,
+) -> tuple[Incident, bool]:
+    """Store a new incident and the trigger that starts its flow. Returns (incident, created);
+    a known dedup key returns the existing incident and stores nothing new."""
+    validate_new_incident(new, policies)
+    if dedup_key:
+        existing = get_incident_by_dedup_key(session=session, dedup_key=dedup_key)
+        if existing is not None:
+            return existing, False
+    incident = Incident(
+        title=new.title,
+        description=new.description,
+        category=new.category,
+        ci_name=new.ci_name,
+        impact=new.impact,
+        urgency=new.urgency,
+        priority=new.priority,
+        reporter_name=new.reporter_name,
+        reporter_email=new.reporter_email,
+        source=new.source,
+        fingerprint=new.fingerprint,
+        labels=new.labels or {},
+        parent_id=new.parent_id,
+        dedup_key=dedup_key,
+    )
+    session.add(incident)
+    session.flush()
+    assert incident.id is not None
+    add_timeline(
+        session=session,
+        incident_id=incident.id,
+        kind="opened",
+        actor=actor,
+        message=f"opened from {new.source}",
+        data={"source": new.source, "dedup_key": dedup_key},
+    )
+    add_trigger(
+        session=session, incident_id=incident.id, kind="open", key="open", due_at=clock.now()
+    )
+    return incident, True
+
+
+def open_incidents(
+    *,
+    session: Session,
+    new: Sequence[NewIncident],
+    dedup_keys: Sequence[str | None],
+    policies: Policies,
+    actor: str,
+) -> list[int]:
+    """Store many new incidents, each with its `opened` entry and the trigger that starts its
+    flow, in three Core INSERTs whatever their number (no ORM objects: they cost more than the
+    database work). Returns their ids in order. The caller has looked up the dedup keys
+    (`incident_ids_by_dedup_key`); a key another transaction stored meanwhile raises
+    IntegrityError from the unique constraint, and the caller looks again."""
+    for incident in new:
+        validate_new_incident(incident, policies)
+    now = clock.now()
+    incident_rows = [
+        {
+            "title": incident.title,
+            "description": incident.description,
+            "category": incident.category,
+            "ci_name": incident.ci_name,
+            "impact": incident.impact,
+            "urgency": incident.urgency,
+            "priority": incident.priority,
+            "reporter_name": incident.reporter_name,
+            "reporter_email": incident.reporter_email,
+            "source": incident.source,
+            "status": IncidentStatus.new,
+            "fingerprint": incident.fingerprint,
+            "labels": incident.labels or {},
+            "parent_id": incident.parent_id,
+            "dedup_key": key,
+            "opened_at": now,
+            "updated_at": now,
+        }
+        for incident, key in zip(new, dedup_keys, strict=True)
+    ]
+    ids = insert_incident_rows(session=session, rows=incident_rows)
+    insert_timeline_rows(
+        session=session,
+        rows=[
+            {
+                "incident_id": incident_id,
+                "at": now,
+                "actor": actor,
+                "kind": "opened",
+                "message": f"opened from {incident.source}",
+                "data": {"source": incident.source, "dedup_key": key},
+            }
+            for incident_id, incident, key in zip(ids, new, dedup_keys, strict=True)
+        ],
+    )
+    # The same row add_trigger() writes: the runner claims it as it claims any other.
+    session.connection().execute(
+        _INSERT_TRIGGER,
+        [
+            {
+                "incident_id": incident_id,
+                "kind": "open",
+                "key": "open",
+                "due_at": now,
+                "data": {},
+                "created_at": now,
+                "attempts": 0,
+            }
+            for incident_id in ids
+        ],
+    )
+    return ids
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """One request to open an incident, as the JSON API receives it."""
+
+    new: NewIncident
+    actor: str
+    dedup_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Opened:
+    id: int
+    status: str
+    created: bool
+
+
+def open_requested_incidents(
+    *, session: Session, requests: Sequence[OpenRequest], policies: Policies
+) -> list[Opened]:
+    """Open the incidents of several requests together (one lookup of their dedup keys, bulk
+    inserts), in order. A dedup key stored before, or earlier in `requests`, returns that
+    incident and stores nothing new."""
+    known = incident_ids_by_dedup_key(
+        session=session, dedup_keys=[r.dedup_key for r in requests if r.dedup_key]
+    )
+    results: dict[int, Opened] = {}
+    opened_by: dict[str, int] = {}  # dedup key -> index of the request that opens it
+    repeats: dict[int, str] = {}
+    to_open: dict[str, list[int]] = {}
+    for index, request in enumerate(requests):
+        key = request.dedup_key
+        if key and key in known:
+            incident = load_incident(session, known[key])
+            results[index] = Opened(known[key], incident.status.value, created=False)
+        elif key and key in opened_by:
+            repeats[index] = key
+        else:
+            to_open.setdefault(request.actor, []).append(index)
+            if key:
+                opened_by[key] = index
+    for actor, indexes in to_open.items():
+        ids = open_incidents(
+            session=session,
+            new=[requests[i].new for i in indexes],
+            dedup_keys=[requests[i].dedup_key for i in indexes],
+            policies=policies,
+            actor=actor,
+        )
+        for index, incident_id in zip(indexes, ids, strict=True):
+            results[index] = Opened(incident_id, IncidentStatus.new.value, created=True)
+    for index, key in repeats.items():
+        results[index] = Opened(results[opened_by[key]].id, IncidentStatus.new.value, False)
+    return [results[index] for index in range(len(requests))]
+
+
+def classify(incident: Incident, policies: Policies) -> str:
+    """The incident's priority: as given, or from the impact x urgency matrix."""
+    if incident.priority:
+        return incident.priority
+    impact = incident.impact or policies.priority.default_impact
+    urgency = incident.urgency or policies.priority.default_urgency
+    return decide_priority(policies.priority, impact, urgency)
+
+
+def load_incident(session: Session, incident_id: int) -> Incident:
+    incident = get_incident(session=session, incident_id=incident_id)
+    if incident is None:
+        raise NotFound(f"incident {incident_id} not found")
+    return incident
+
+
+def _change_status(
+    session: Session,
+    incident: Incident,
+    *,
+    to: IncidentStatus,
+    kind: str,
+    actor: str,
+    note: str,
+    allowed_from: tuple[IncidentStatus, ...],
+    policies: Policies,
+) -> Incident:
+    if incident.status not in allowed_from:
+        allowed = ", ".join(status.value for status in allowed_from)
+        raise ActionError(
+            f"{incident.number} is {incident.status.value}: '{kind}' needs one of {allowed}"
+        )
+    now = clock.now()
+    incident.status = to
+    incident.updated_at = now
+    session.add(incident)
+    assert incident.id is not None
+    add_timeline(session=session, incident_id=incident.id, kind=kind, actor=actor, message=note)
+    session.flush()
+    sync_triggers(session=session, incident=incident, policies=policies)
+    return incident
+
+
+def acknowledge(
+    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
+) -> Incident:
+    return _change_status(
+        session,
+        incident,
+        to=IncidentStatus.acknowledged,
+        kind="acknowledged",
+        actor=actor,
+        note=note or "acknowledged",
+        allowed_from=(IncidentStatus.new, IncidentStatus.assigned),
+        policies=policies,
+    )
+
+
+def hold(
+    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
+) -> Incident:
+    if not note.strip():
+        raise ActionError("putting an incident on hold needs a note saying what it waits for")
+    return _change_status(
+        session,
+        incident,
+        to=IncidentStatus.on_hold,
+        kind="on_hold",
+        actor=actor,
+        note=note,
+        allowed_from=(IncidentStatus.new, IncidentStatus.assigned, IncidentStatus.acknowledged),
+        policies=policies,
+    )
+
+
+def resume(
+    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
+) -> Incident:
+    responded = any(e.kind == "acknowledged" for e in status_events(session, incident.id or 0))
+    return _change_status(
+        session,
+        incident,
+        to=IncidentStatus.acknowledged if responded else IncidentStatus.assigned,
+        kind="resumed",
+        actor=actor,
+        note=note or "resumed",
+        allowed_from=(IncidentStatus.on_hold,),
+        policies=policies,
+    )
+
+
+def resolve(
+    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
+) -> Incident:
+    if not note.strip():
+        raise ActionError("resolving an incident needs a resolution note")
+    _change_status(
+        session,
+        incident,
+        to=IncidentStatus.resolved,
+        kind="resolved",
+        actor=actor,
+        note=note,
+        allowed_from=OPEN_STATUSES,
+        policies=policies,
+    )
+    incident.resolved_at = clock.now()
+    assert incident.id is not None
+    resolutions = sum(1 for e in status_events(session, incident.id) if e.kind == "resolved")
+    # One survey per resolution: a reopened and re-resolved incident asks again.
+    add_trigger(
+        session=session,
+        incident_id=incident.id,
+        kind="resolved",
+        key=f"resolved:{resolutions}",
+        due_at=clock.now(),
+    )
+    return incident
+
+
+def reopen(
+    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
+) -> Incident:
+    if not note.strip():
+        raise ActionError("reopening an incident needs a note saying why")
+    responded = any(e.kind == "acknowledged" for e in status_events(session, incident.id or 0))
+    incident.resolved_at = None
+    return _change_status(
+        session,
+        incident,
+        to=IncidentStatus.acknowledged if responded else IncidentStatus.assigned,
+        kind="reopened",
+        actor=actor,
+        note=note,
+        allowed_from=(IncidentStatus.resolved,),
+        policies=policies,
+    )
+
+
+def close(
+    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
+) -> Incident:
+    _change_status(
+        session,
+        incident,
+        to=IncidentStatus.closed,
+        kind="closed",
+        actor=actor,
+        note=note or "closed",
+        allowed_from=(IncidentStatus.resolved,),
+        policies=policies,
+    )
+    incident.closed_at = clock.now()
+    return incident
+
+
+def comment(
+    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
+) -> Incident:
+    if not note.strip():
+        raise ActionError("a comment needs text")
+    if incident.status == IncidentStatus.closed:
+        raise ActionError(f"{incident.number} is closed: reopen is not possible, open a new one")
+    assert incident.id is not None
+    add_timeline(
+        session=session, incident_id=incident.id, kind="commented", actor=actor, message=note
+    )
+    incident.updated_at = clock.now()
+    session.add(incident)
+    return incident
+
+
+ACTIONS = {
+    "acknowledge": acknowledge,
+    "comment": comment,
+    "hold": hold,
+    "resume": resume,
+    "resolve": resolve,
+    "reopen": reopen,
+    "close": close,
+}
+
+
+def apply_action(
+    session: Session,
+    incident_id: int,
+    action: str,
+    *,
+    actor: str,
+    note: str,
+    policies: Policies,
+) -> Incident:
+    """Run one named action; raises NotFound or ActionError and then changes nothing."""
+    handler = ACTIONS.get(action)
+    if handler is None:
+        raise ActionError(f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}")
+    incident = load_incident(session, incident_id)
+    return handler(session, incident, actor=actor, note=note, policies=policies)

@@ -1,0 +1,1 @@
+"""The change process's steps."""

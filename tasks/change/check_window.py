@@ -1,0 +1,39 @@
+"""Is the change's window open, still to come, or past?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from itilflow import clock
+from itilflow.models import (
+    ChangeStatus,
+    add_change_entry,
+    session_scope,
+)
+from itilflow.runtime import runtime
+from itilflow.services import changes
+
+
+@task(name="check-window")
+def check_window(change_id: int, version: int) -> dict[str, Any]:
+    """now: implement at once; later: at planned_start; missed: the window has passed."""
+    rt = runtime()
+    with session_scope(rt.engine) as session:
+        change = changes.load_change(session, change_id)
+        now = clock.now()
+        if change.planned_end and change.planned_end <= now:
+            change.status = ChangeStatus.expired
+            session.add(change)
+            add_change_entry(
+                session=session,
+                change_id=change_id,
+                kind="expired",
+                actor="flow:change",
+                message="approved after its window closed; plan a new window",
+            )
+            return {"when": "missed"}
+        if change.planned_start and change.planned_start > now:
+            return {"when": "later", "at": change.planned_start.isoformat()}
+        return {"when": "now"}

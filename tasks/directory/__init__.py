@@ -1,0 +1,1 @@
+"""The directory import's steps, one task a file."""

@@ -1,0 +1,1 @@
+"""The incident process's steps, one task a file."""

@@ -1,0 +1,1 @@
+"""The patrol inspection's steps."""

@@ -1,0 +1,1 @@
+"""The one delivery pipeline: plan, deliver, keep what failed, redeliver."""

@@ -1,0 +1,1 @@
+"""The problem review's steps."""

@@ -43,6 +43,7 @@ POSTGRES_SUITE = (
     "tests/reports",
     "tests/test_stack.py",
     "tests/migrations",
+    "tests/directory",
 )
 
 

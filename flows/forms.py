@@ -7,6 +7,7 @@ from typing import Literal
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from itilflow.notifications.markdown import markdown_text
 from itilflow.services import incidents
 from itilflow.tasks.incident.apply_incident_action import apply_incident_action
 from itilflow.tasks.incident.record_new_incident import record_new_incident
@@ -64,6 +65,8 @@ def report_incident(
         actor,
     )
     create_markdown_artifact(
-        key="reported-incident", markdown=f"Opened **{number}**: {title}", description=number
+        key="reported-incident",
+        markdown=f"Opened **{number}**: {markdown_text(title)}",
+        description=number,
     )
     return number

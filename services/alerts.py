@@ -79,18 +79,6 @@ def alert_title(alert: AlertIn) -> str:
     return f"{name} on {instance}"[:300] if instance else name[:300]
 
 
-def apply_webhook(
-    session: Session,
-    webhook: AlertmanagerWebhook,
-    *,
-    policies: Policies,
-    url_of: Callable[[int], str],
-) -> list[AlertOutcome]:
-    """Store one webhook's alerts in the caller's transaction; the caller commits."""
-    [results] = apply_alert_groups(session, [webhook.alerts], policies=policies)
-    return outcomes_of(webhook.alerts, results, url_of)
-
-
 def outcomes_of(
     alerts: Sequence[AlertIn], results: Sequence[AlertResult], url_of: Callable[[int], str]
 ) -> list[AlertOutcome]:

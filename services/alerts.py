@@ -18,7 +18,7 @@ from sqlmodel import Session
 from itilflow.models import IncidentStatus, add_timeline, get_timeline, incident_number
 from itilflow.models.incident import incident_ids_by_dedup_key
 from itilflow.policies import Policies, alert_impact_urgency
-from itilflow.services import incidents
+from itilflow.services import incident_actions, incidents
 
 
 class AlertIn(BaseModel):
@@ -194,7 +194,7 @@ def _resolve_alert(
     if policies.routing.alertmanager.resolved_action == "resolve" and (
         existing.status != IncidentStatus.on_hold
     ):
-        incidents.resolve(
+        incident_actions.resolve(
             session, existing, actor=ACTOR, note=f"alert resolved at {ended}", policies=policies
         )
         return "resolved", incident_id

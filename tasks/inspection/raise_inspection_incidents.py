@@ -27,7 +27,7 @@ from itilflow.models import (
 from itilflow.policies import Policies
 from itilflow.policies.inspection import NODE_METRICS, Check, TargetGroup, check_name
 from itilflow.runtime import runtime
-from itilflow.services import incidents
+from itilflow.services import incident_actions, incidents
 
 ACTOR = "flow:patrol-inspection"
 
@@ -132,7 +132,7 @@ def _apply(
         else:
             before = (incident.labels or {}).get("inspection", {})
             if before.get("status") != result.status or before.get("recovered"):
-                incidents.comment(
+                incident_actions.comment(
                     session,
                     incident,
                     actor=ACTOR,
@@ -148,10 +148,10 @@ def _apply(
     elif incident is not None and result.status == "ok":
         note = f"inspection run {run.id}: {result.check_name} recovered: {result.message}"
         if mapping.resolve_on_recovery:
-            incidents.resolve(session, incident, actor=ACTOR, note=note, policies=policies)
+            incident_actions.resolve(session, incident, actor=ACTOR, note=note, policies=policies)
             action = "resolved"
         elif not (incident.labels or {}).get("inspection", {}).get("recovered"):
-            incidents.comment(session, incident, actor=ACTOR, note=note, policies=policies)
+            incident_actions.comment(session, incident, actor=ACTOR, note=note, policies=policies)
             incident.labels = {
                 **(incident.labels or {}),
                 "inspection": {**state, "recovered": True},
@@ -162,7 +162,7 @@ def _apply(
         # Better but not ok (critical -> warning): the incident stays open; say so once.
         before = (incident.labels or {}).get("inspection", {})
         if before.get("status") != result.status:
-            incidents.comment(
+            incident_actions.comment(
                 session,
                 incident,
                 actor=ACTOR,

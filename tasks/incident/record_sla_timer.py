@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
@@ -17,7 +18,7 @@ from itilflow.notifications import incident_context as messages
 from itilflow.runtime import runtime
 from itilflow.services import incidents
 from itilflow.services.sla_timers import sync_triggers
-from itilflow.tasks.notify.notify_incident import request
+from itilflow.tasks.notify.notify_incident import NotificationRequest, request
 
 # What each timer says, to whom, and how the timeline calls it.
 _TIMERS: dict[str, dict[str, Any]] = {
@@ -49,15 +50,24 @@ def _load(session: Any, trigger_id: int) -> FlowTrigger:
     return trigger
 
 
+@dataclass(frozen=True)
+class TimerCheck:
+    """One timer, checked: why it is skipped (None: it fires) and what it says to whom."""
+
+    trigger_id: int
+    skip: str | None
+    notification: NotificationRequest
+
+
 @task(name="check-sla-timers", retries=2, retry_delay_seconds=1)
-def check_sla_timers(trigger_ids: list[int]) -> list[dict[str, Any]]:
+def check_sla_timers(trigger_ids: list[int]) -> list[TimerCheck]:
     """For each timer: is it still due for action, and what does it say to whom."""
     rt = runtime()
     with session_scope(rt.engine) as session:
         return [_check(session, rt, trigger_id) for trigger_id in trigger_ids]
 
 
-def _check(session: Any, rt: Any, trigger_id: int) -> dict[str, Any]:
+def _check(session: Any, rt: Any, trigger_id: int) -> TimerCheck:
     trigger = _load(session, trigger_id)
     incident = incidents.load_incident(session, trigger.incident_id)
     spec = _TIMERS[trigger.kind]
@@ -83,10 +93,10 @@ def _check(session: Any, rt: Any, trigger_id: int) -> dict[str, Any]:
         "sla_breach": {"sla": spec.get("target"), "due_at": due},
         "progress_reminder": {"last_update": _last_update(session, incident.id, rt)},
     }[spec["template"]]
-    return {
-        "trigger_id": trigger_id,
-        "skip": skip,
-        "notification": request(
+    return TimerCheck(
+        trigger_id=trigger_id,
+        skip=skip,
+        notification=request(
             trigger.incident_id,
             spec["template"],
             audience=audience,
@@ -94,7 +104,7 @@ def _check(session: Any, rt: Any, trigger_id: int) -> dict[str, Any]:
             actor="flow:sla-timer",
             extra=extra,
         ),
-    }
+    )
 
 
 @task(name="record-sla-timers", retries=2, retry_delay_seconds=1)

@@ -118,17 +118,20 @@ def _apply(
         "run_id": run.id,
     }
     action: ActionName | None = None
-    if result.status in mapping.open_on:
-        if incident is None:
-            incident = _open(session, policies, run, result, ci, mapping, fingerprint, state)
-            action = "opened"
+    if incident is None:
+        if result.status not in mapping.open_on:
+            return None
+        incident = _open(session, policies, run, result, ci, mapping, fingerprint, state)
+        action = "opened"
+    else:
+        seen = _Seen(session, policies, run, result, incident, state)
+        if result.status in mapping.open_on:
+            action = _status_changed(seen, failing=True)
+        elif result.status == "ok":
+            action = _recovered(seen, resolve=mapping.resolve_on_recovery)
         else:
-            action = _still_failing(session, policies, run, result, incident, state)
-    elif incident is not None and result.status == "ok":
-        action = _recovered(session, policies, run, result, incident, state, mapping)
-    elif incident is not None:
-        action = _better(session, policies, run, result, incident, state)
-    if incident is None or action is None:
+            action = _status_changed(seen, failing=False)
+    if action is None:
         return None
     result.incident_id = incident.id
     session.add(result)
@@ -178,76 +181,66 @@ def _open(
     return incident
 
 
-def _still_failing(
-    session: Session,
-    policies: Policies,
-    run: InspectionRun,
-    result: CheckResult,
-    incident: Incident,
-    state: dict[str, Any],
-) -> ActionName:
-    """Still failing: a comment when the status changed (or it had recovered), else kept."""
-    before = (incident.labels or {}).get("inspection", {})
-    action: ActionName = "kept"
-    if before.get("status") != result.status or before.get("recovered"):
+@dataclass
+class _Seen:
+    """A check's result next to its open incident, and the state to keep on the incident."""
+
+    session: Session
+    policies: Policies
+    run: InspectionRun
+    result: CheckResult
+    incident: Incident
+    state: dict[str, Any]
+
+    @property
+    def before(self) -> dict[str, Any]:
+        return (self.incident.labels or {}).get("inspection", {})
+
+    def comment(self, note: str) -> None:
         incident_actions.comment(
-            session,
-            incident,
-            actor=ACTOR,
-            note=f"inspection run {run.id}: {result.check_name} is {result.status}: "
-            f"{result.message}",
-            policies=policies,
+            self.session, self.incident, actor=ACTOR, note=note, policies=self.policies
         )
-        action = "updated"
-    incident.labels = {**(incident.labels or {}), "inspection": state}
-    session.add(incident)
-    return action
+
+    def keep_state(self, **more: Any) -> None:
+        labels = self.incident.labels or {}
+        self.incident.labels = {**labels, "inspection": {**self.state, **more}}
+        self.session.add(self.incident)
 
 
-def _recovered(
-    session: Session,
-    policies: Policies,
-    run: InspectionRun,
-    result: CheckResult,
-    incident: Incident,
-    state: dict[str, Any],
-    mapping: IncidentMapping,
-) -> ActionName | None:
-    """Back to ok: resolve the incident, or (as the policy says) note the recovery once."""
-    note = f"inspection run {run.id}: {result.check_name} recovered: {result.message}"
-    if mapping.resolve_on_recovery:
-        incident_actions.resolve(session, incident, actor=ACTOR, note=note, policies=policies)
-        return "resolved"
-    if (incident.labels or {}).get("inspection", {}).get("recovered"):
-        return None
-    incident_actions.comment(session, incident, actor=ACTOR, note=note, policies=policies)
-    incident.labels = {**(incident.labels or {}), "inspection": {**state, "recovered": True}}
-    session.add(incident)
-    return "noted"
-
-
-def _better(
-    session: Session,
-    policies: Policies,
-    run: InspectionRun,
-    result: CheckResult,
-    incident: Incident,
-    state: dict[str, Any],
-) -> ActionName | None:
-    """Better but not ok (critical -> warning): the incident stays open; say so once."""
-    before = (incident.labels or {}).get("inspection", {})
-    if before.get("status") == result.status:
-        return None
-    incident_actions.comment(
-        session,
-        incident,
-        actor=ACTOR,
-        note=f"inspection run {run.id}: {result.check_name} is {result.status}: {result.message}",
-        policies=policies,
+def _status_changed(seen: _Seen, *, failing: bool) -> ActionName | None:
+    """Still failing, or better but not ok (critical -> warning): the incident stays open. A
+    comment when the status changed (or, failing again, after a noted recovery), said once; a
+    failing check's state is kept on the incident every run."""
+    result = seen.result
+    changed = seen.before.get("status") != result.status or (
+        failing and bool(seen.before.get("recovered"))
     )
-    incident.labels = {**(incident.labels or {}), "inspection": state}
-    session.add(incident)
-    return "updated"
+    if changed:
+        seen.comment(
+            f"inspection run {seen.run.id}: {result.check_name} is {result.status}: "
+            f"{result.message}"
+        )
+    if changed or failing:
+        seen.keep_state()
+    if changed:
+        return "updated"
+    return "kept" if failing else None
+
+
+def _recovered(seen: _Seen, *, resolve: bool) -> ActionName | None:
+    """Back to ok: resolve the incident, or (as the policy says) note the recovery once."""
+    result = seen.result
+    note = f"inspection run {seen.run.id}: {result.check_name} recovered: {result.message}"
+    if resolve:
+        incident_actions.resolve(
+            seen.session, seen.incident, actor=ACTOR, note=note, policies=seen.policies
+        )
+        return "resolved"
+    if seen.before.get("recovered"):
+        return None
+    seen.comment(note)
+    seen.keep_state(recovered=True)
+    return "noted"
 
 
 def _describe(run: InspectionRun, result: CheckResult) -> str:

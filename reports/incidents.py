@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from itilflow.models import Incident, TimelineEntry
 from itilflow.policies import PRIORITIES, SlaPolicy
@@ -77,6 +78,12 @@ def prepare(
     """
     as_of_at = conn.time(as_of)
     write_months(conn, months, as_of)
+    _write_cohort(conn, as_of_at)
+    _write_events(conn, as_of_at, extra_kinds)
+    _write_facts(conn)
+
+
+def _write_cohort(conn: ReportConnection, as_of_at: Any) -> None:
     # The cohort: incidents opened in one of the months (an index range scan per month).
     conn.execute(
         "CREATE TEMP TABLE _rpt_inc (id INTEGER PRIMARY KEY, month INTEGER, priority TEXT, "
@@ -93,6 +100,9 @@ def prepare(
         {"as_of": as_of_at},
     )
     conn.analyze("_rpt_inc")
+
+
+def _write_events(conn: ReportConnection, as_of_at: Any, extra_kinds: Sequence[str]) -> None:
     # The timeline entries the figures read, known at as_of, in one pass over the timeline:
     # clock events numbered in the order compute_sla applies them, assignments and escalations.
     kinds = tuple(dict.fromkeys((*CLOCK_KINDS, *extra_kinds, "assigned", "escalated")))
@@ -121,6 +131,9 @@ def prepare(
     )
     conn.execute("CREATE INDEX _rpt_ev_i ON _rpt_ev (incident_id, ord)")
     conn.analyze("_rpt_ev")
+
+
+def _write_facts(conn: ReportConnection) -> None:
     # One row per incident: everything but the SLA (which depends on a policy).
     conn.execute(
         """

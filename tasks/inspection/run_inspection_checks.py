@@ -37,6 +37,7 @@ from itilflow.policies.inspection import (
     PromqlCheck,
     TargetGroup,
     TcpCheck,
+    Thresholds,
     TlsCheck,
     check_name,
     judge,
@@ -357,49 +358,9 @@ async def _node(
             add("memory", judge(used, levels.memory_percent), round(used, 2), "%", f"{used:.1f}%")
     filled = _filesystems(current, check.ignore_fstypes)
     if "filesystem" in check.metrics and filled:
-        mountpoint, used = max(filled.items(), key=lambda item: item[1])
-        add(
-            "filesystem",
-            judge(used, levels.filesystem_percent),
-            round(used, 2),
-            "%",
-            f"{mountpoint} {used:.1f}% full"
-            + (f" (fullest of {len(filled)})" if len(filled) > 1 else ""),
-            details={mp: round(value, 3) for mp, value in filled.items()},
-        )
+        results.append(_filesystem_result(target, name, filled, levels))
     if "filesystem_fill" in check.metrics and filled:
-        now = clock.now()
-        earlier = history.get((target, f"{name}.filesystem"), [])
-        predictions = {}
-        span = levels.fill_min_span
-        for mountpoint, used in filled.items():
-            points = [(at, d[mountpoint]) for at, d in earlier if mountpoint in d]
-            if not points or now - points[0][0] < span:
-                continue
-            seconds = seconds_until_full([*points, (now, used)])
-            if seconds is not None:
-                predictions[mountpoint] = seconds
-        if predictions:
-            mountpoint, seconds = min(predictions.items(), key=lambda item: item[1])
-            add(
-                "filesystem_fill",
-                judge_low(seconds, levels.filesystem_full_in),
-                round(seconds / 3600, 2),
-                "h",
-                f"{mountpoint} full in {seconds / 3600:.1f} h at the rate of the last "
-                f"{format_duration(levels.fill_window)}",
-                details={mp: round(s / 3600, 2) for mp, s in predictions.items()},
-            )
-        else:
-            add(
-                "filesystem_fill",
-                "ok",
-                None,
-                "h",
-                "no filesystem is filling up"
-                if any(now - at >= span for at, _ in earlier)
-                else f"no prediction before results span {format_duration(span)}",
-            )
+        results.append(_fill_result(target, name, filled, history, levels))
     if "load" in check.metrics and cores:
         load = _one(current, "node_load5")
         if load is not None:
@@ -412,18 +373,7 @@ async def _node(
                 f"load5 {load:g} on {cores} cores",
             )
     if "systemd" in check.metrics and "node_systemd_unit_state" in current:
-        failed = sorted(
-            labels.get("name", "?")
-            for labels, value in current["node_systemd_unit_state"]
-            if labels.get("state") == "failed" and value == 1
-        )
-        add(
-            "systemd",
-            judge(len(failed), levels.failed_units),
-            len(failed),
-            "",
-            ("failed: " + ", ".join(failed[:10])) if failed else "no failed units",
-        )
+        results.append(_systemd_result(target, name, current, levels))
     return results
 
 
@@ -480,6 +430,78 @@ def _filesystems(samples: Samples, ignore: list[str]) -> dict[str, float]:
 
 
 # --- results -------------------------------------------------------------------------------------
+
+
+def _filesystem_result(
+    target: str, name: str, filled: dict[str, float], levels: Thresholds
+) -> Result:
+    mountpoint, used = max(filled.items(), key=lambda item: item[1])
+    return _result(
+        target,
+        f"{name}.filesystem",
+        "node_exporter",
+        judge(used, levels.filesystem_percent),
+        round(used, 2),
+        "%",
+        f"{mountpoint} {used:.1f}% full"
+        + (f" (fullest of {len(filled)})" if len(filled) > 1 else ""),
+        details={mp: round(value, 3) for mp, value in filled.items()},
+    )
+
+
+def _fill_result(
+    target: str, name: str, filled: dict[str, float], history: FillHistory, levels: Thresholds
+) -> Result:
+    """The soonest a filesystem fills up at the rate of its earlier results, once they span
+    `fill_min_span`."""
+    check = f"{name}.filesystem_fill"
+    now = clock.now()
+    earlier = history.get((target, f"{name}.filesystem"), [])
+    predictions = {}
+    span = levels.fill_min_span
+    for mountpoint, used in filled.items():
+        points = [(at, d[mountpoint]) for at, d in earlier if mountpoint in d]
+        if not points or now - points[0][0] < span:
+            continue
+        seconds = seconds_until_full([*points, (now, used)])
+        if seconds is not None:
+            predictions[mountpoint] = seconds
+    if not predictions:
+        message = (
+            "no filesystem is filling up"
+            if any(now - at >= span for at, _ in earlier)
+            else f"no prediction before results span {format_duration(span)}"
+        )
+        return _result(target, check, "node_exporter", "ok", None, "h", message)
+    mountpoint, seconds = min(predictions.items(), key=lambda item: item[1])
+    return _result(
+        target,
+        check,
+        "node_exporter",
+        judge_low(seconds, levels.filesystem_full_in),
+        round(seconds / 3600, 2),
+        "h",
+        f"{mountpoint} full in {seconds / 3600:.1f} h at the rate of the last "
+        f"{format_duration(levels.fill_window)}",
+        details={mp: round(s / 3600, 2) for mp, s in predictions.items()},
+    )
+
+
+def _systemd_result(target: str, name: str, current: Samples, levels: Thresholds) -> Result:
+    failed = sorted(
+        labels.get("name", "?")
+        for labels, value in current["node_systemd_unit_state"]
+        if labels.get("state") == "failed" and value == 1
+    )
+    return _result(
+        target,
+        f"{name}.systemd",
+        "node_exporter",
+        judge(len(failed), levels.failed_units),
+        len(failed),
+        "",
+        ("failed: " + ", ".join(failed[:10])) if failed else "no failed units",
+    )
 
 
 def _result(

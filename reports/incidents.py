@@ -450,30 +450,7 @@ def _breakdown(conn: ReportConnection, column: str, months: int, top: int) -> li
 def incident_months(
     conn: ReportConnection, months: list[Month], sla: list[SlaMonth], survey_scale: int
 ) -> list[IncidentMonth]:
-    counts: dict[int, dict[str, int]] = {}
-    for month, priority, n in conn.execute(
-        "SELECT month, priority, COUNT(*) FROM _rpt_fact GROUP BY month, priority"
-    ):
-        counts.setdefault(month, {})[priority or "unclassified"] = n
-    totals = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            """
-            SELECT month, COUNT(*), COUNT(*) FILTER (WHERE resolved_s IS NOT NULL),
-                   SUM(first_contact), SUM(ever_resolved),
-                   COUNT(*) FILTER (WHERE ever_resolved = 1 AND reopens > 0),
-                   COUNT(*) FILTER (WHERE escalations > 0), SUM(escalations),
-                   COUNT(*) FILTER (WHERE hierarchical > 0),
-                   COUNT(score), AVG(score)
-            FROM _rpt_fact GROUP BY month
-            """
-        )
-    }
-    scores: dict[int, dict[int, int]] = {}
-    for month, score, n in conn.execute(
-        "SELECT month, score, COUNT(*) FROM _rpt_fact WHERE score IS NOT NULL GROUP BY month, score"
-    ):
-        scores.setdefault(month, {})[int(score)] = n
+    counts, totals, scores = _month_counts(conn)
     mtta = _durations(conn, "responded_s - opened_s", "responded_s IS NOT NULL")
     mttr = _durations(conn, "resolved_s - opened_s", "resolved_s IS NOT NULL")
 
@@ -516,6 +493,37 @@ def incident_months(
     return result
 
 
+def _month_counts(
+    conn: ReportConnection,
+) -> tuple[dict[int, dict[str, int]], dict[int, tuple[Any, ...]], dict[int, dict[int, int]]]:
+    """Per month index: incidents by priority, the month's totals, survey scores by value."""
+    counts: dict[int, dict[str, int]] = {}
+    for month, priority, n in conn.execute(
+        "SELECT month, priority, COUNT(*) FROM _rpt_fact GROUP BY month, priority"
+    ):
+        counts.setdefault(month, {})[priority or "unclassified"] = n
+    totals = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            """
+            SELECT month, COUNT(*), COUNT(*) FILTER (WHERE resolved_s IS NOT NULL),
+                   SUM(first_contact), SUM(ever_resolved),
+                   COUNT(*) FILTER (WHERE ever_resolved = 1 AND reopens > 0),
+                   COUNT(*) FILTER (WHERE escalations > 0), SUM(escalations),
+                   COUNT(*) FILTER (WHERE hierarchical > 0),
+                   COUNT(score), AVG(score)
+            FROM _rpt_fact GROUP BY month
+            """
+        )
+    }
+    scores: dict[int, dict[int, int]] = {}
+    for month, score, n in conn.execute(
+        "SELECT month, score, COUNT(*) FROM _rpt_fact WHERE score IS NOT NULL GROUP BY month, score"
+    ):
+        scores.setdefault(month, {})[int(score)] = n
+    return counts, totals, scores
+
+
 def availability(
     conn: ReportConnection,
     months: list[Month],
@@ -529,7 +537,37 @@ def availability(
         return []
     priorities_sql, priorities_params = bind_list("priority", priorities)
     rows = conn.execute(
-        f"""
+        _ci_downtime_sql(conn, priorities_sql),
+        {
+            **priorities_params,
+            "end": conn.time(months[-1].end),
+            "as_of": conn.time(as_of),
+            "start": conn.time(months[0].start),
+            "as_of_s": epoch(as_of),
+        },
+    )
+    lengths = [max(0.0, min(epoch(m.end), epoch(as_of)) - epoch(m.start)) for m in months]
+    downtime: dict[str, list[float]] = {}
+    for index, ci, seconds in rows:
+        downtime.setdefault(ci, [0.0] * len(months))[index] = round(seconds, 3)
+    result = [
+        Availability(
+            ci=ci,
+            downtime=[d if lengths[i] else None for i, d in enumerate(values)],
+            availability=[
+                round(1 - d / lengths[i], 6) if lengths[i] else None for i, d in enumerate(values)
+            ],
+        )
+        for ci, values in downtime.items()
+    ]
+    result.sort(key=lambda a: (a.availability[-1] if a.availability[-1] is not None else 1, a.ci))
+    return result[:top]
+
+
+def _ci_downtime_sql(conn: ReportConnection, priorities_sql: str) -> str:
+    """Seconds down per month and CI: the incidents of the priorities that count, opened or
+    reopened until resolved or closed, overlapping outages of one CI merged into islands."""
+    return f"""
         WITH cand AS (
             SELECT id, ci_name AS ci FROM {INCIDENT}
             WHERE priority IN ({priorities_sql}) AND ci_name IS NOT NULL
@@ -569,31 +607,7 @@ def availability(
                SUM({conn.least("i.e", "m.end_eff_s")} - {conn.greatest("i.s", "m.start_s")})
         FROM islands i JOIN _rpt_month m ON i.s < m.end_eff_s AND i.e > m.start_s
         GROUP BY m.idx, i.ci
-        """,
-        {
-            **priorities_params,
-            "end": conn.time(months[-1].end),
-            "as_of": conn.time(as_of),
-            "start": conn.time(months[0].start),
-            "as_of_s": epoch(as_of),
-        },
-    )
-    lengths = [max(0.0, min(epoch(m.end), epoch(as_of)) - epoch(m.start)) for m in months]
-    downtime: dict[str, list[float]] = {}
-    for index, ci, seconds in rows:
-        downtime.setdefault(ci, [0.0] * len(months))[index] = round(seconds, 3)
-    result = [
-        Availability(
-            ci=ci,
-            downtime=[d if lengths[i] else None for i, d in enumerate(values)],
-            availability=[
-                round(1 - d / lengths[i], 6) if lengths[i] else None for i, d in enumerate(values)
-            ],
-        )
-        for ci, values in downtime.items()
-    ]
-    result.sort(key=lambda a: (a.availability[-1] if a.availability[-1] is not None else 1, a.ci))
-    return result[:top]
+        """
 
 
 def compute_incident_section(

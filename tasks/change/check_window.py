@@ -8,11 +8,7 @@ from prefect import task
 from pydantic import BaseModel
 
 from itilflow import clock
-from itilflow.models import (
-    ChangeStatus,
-    add_change_entry,
-    session_scope,
-)
+from itilflow.models import session_scope
 from itilflow.runtime import runtime
 from itilflow.services import changes
 
@@ -33,14 +29,11 @@ def check_window(change_id: int, version: int) -> Window:
         change = changes.load_change(session, change_id)
         now = clock.now()
         if change.planned_end and change.planned_end <= now:
-            change.status = ChangeStatus.expired
-            session.add(change)
-            add_change_entry(
+            changes.expire_change(
                 session=session,
-                change_id=change_id,
-                kind="expired",
+                change=change,
                 actor="flow:change",
-                message="approved after its window closed; plan a new window",
+                note="approved after its window closed; plan a new window",
             )
             return Window(when="missed")
         if change.planned_start and change.planned_start > now:

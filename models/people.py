@@ -259,7 +259,3 @@ def get_engineer(*, session: Session, username: str | None) -> Engineer | None:
 
 def get_group(*, session: Session, name: str | None) -> Group | None:
     return session.get(Group, name) if name else None
-
-
-def upsert(*, session: Session, item: SQLModel) -> None:
-    session.merge(item)

@@ -28,18 +28,11 @@ def number_of(subject: Subject) -> str:
     return _NUMBERS[subject.kind](subject.id)
 
 
-def add_subject_entry(
-    *,
-    session: Session,
-    subject: Subject,
-    kind: str,
-    actor: str,
-    message: str = "",
-    data: dict[str, Any] | None = None,
-) -> None:
+def add_subject_entry(*, session: Session, subject: Subject, **fields: Any) -> None:
+    """Add a row to the subject's timeline; `fields` are the timeline's (kind, actor, message,
+    data), as add_timeline, add_change_entry and add_problem_entry take them."""
     entry, _ = _ENTRIES[subject.kind]
-    fields = {subject.column: subject.id}
-    session.add(entry(**fields, kind=kind, actor=actor, message=message, data=data or {}))
+    session.add(entry(**{subject.column: subject.id, "data": {}, **fields}))
 
 
 def notified_keys(

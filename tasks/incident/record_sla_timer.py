@@ -14,10 +14,10 @@ from itilflow.models import (
     session_scope,
 )
 from itilflow.notifications import incident_context as messages
+from itilflow.notifications.plans import request
 from itilflow.runtime import runtime
 from itilflow.services import incidents
 from itilflow.services.sla_timers import sync_triggers
-from itilflow.tasks.notify.notify_incident import request
 
 # What each timer says, to whom, and how the timeline calls it.
 _TIMERS: dict[str, dict[str, Any]] = {

@@ -12,9 +12,10 @@ from sqlmodel import Session, select
 
 from itilflow import clock
 from itilflow.flows.change import manage_change
-from itilflow.models import FlowTrigger, get_change_timeline, session_scope
+from itilflow.models import FlowTrigger, change_number, get_change_timeline, session_scope
 from itilflow.services.changes.requests import NewChange, submit_change
 from tests.flows.test_batches import run
+from tests.flows.test_runs_per_incident import runs_tagged
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -92,3 +93,6 @@ async def test_an_outcome_that_failed_is_kept_and_delivered_once_when_mail_is_ba
     clock.advance(timedelta(minutes=2))
     await run(rt)
     assert len(smtp_server.mails) == 1 and len(http_sink.requests) == 1, "delivered once"
+    # The runner's redelivery runs are found by the change's tag: the failed one, the good one.
+    redeliveries = await runs_tagged(f"change:{change_number(change_id)}")
+    assert [name for _, name in redeliveries] == ["1 notification", "1 notification"]

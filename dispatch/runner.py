@@ -2,13 +2,12 @@
 
 Triggers are rows written by the gateway (a new incident), by actions (a resolution), by the
 SLA planner (deadlines and escalation steps) and by notifications of any process kept for another
-delivery. The
-runner claims due rows with a lease, groups them by kind into batches and runs one flow per batch
-in this process, as an async flow run of the engine (tracked, retried and shown in the Prefect UI
-like any other, tagged with every record it handles); it marks the rows done only when the run
-completed, with the run's id. A failed run leaves its rows
-pending for a retry with back-off; a crashed runner's rows are taken back when it starts again,
-or by any runner once their lease ends.
+delivery. The runner claims due rows with a lease, groups them by kind into batches and runs one
+flow per batch in this process, as an async flow run of the engine (tracked, retried and shown in
+the Prefect UI like any other, tagged with every record it handles); it marks the rows done, with
+the run's id, only when the run completed. A failed run leaves its rows pending for a retry with
+back-off; a crashed runner's rows are taken back when it starts again, or by any runner once
+their lease ends.
 
 Why batches in this process, and not a deployment run per item: a deployment run starts as a
 subprocess that costs about 1.5 core-seconds here, and even an in-process flow run costs the

@@ -83,6 +83,7 @@ async def incidents_resolved(resolutions: list[Resolution]) -> None:
 
 
 async def notify_incidents(requests: list[NotificationRequest]) -> None:
+    """Plan the incidents' messages and send them through the delivery pipeline."""
     await deliver_and_keep(plan_notifications(requests))
 
 

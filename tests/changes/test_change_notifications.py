@@ -40,6 +40,7 @@ def timeline_kinds(rt, change_id: int) -> list[str]:
 async def test_an_outcome_that_failed_is_kept_and_delivered_once_when_mail_is_back(
     rt, smtp_server, http_sink
 ):
+    since = datetime.now(UTC)
     clock.freeze(NOW)
     rt.settings.notify_retry_delays = [0.1]
     with session_scope(rt.engine) as session:
@@ -94,5 +95,5 @@ async def test_an_outcome_that_failed_is_kept_and_delivered_once_when_mail_is_ba
     await run(rt)
     assert len(smtp_server.mails) == 1 and len(http_sink.requests) == 1, "delivered once"
     # The runner's redelivery runs are found by the change's tag: the failed one, the good one.
-    redeliveries = await runs_tagged(f"change:{change_number(change_id)}")
+    redeliveries = await runs_tagged(f"change:{change_number(change_id)}", since)
     assert [name for _, name in redeliveries] == ["1 notification", "1 notification"]

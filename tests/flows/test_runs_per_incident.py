@@ -4,9 +4,15 @@ each trigger keeps the id of the run that handled it. On the Prefect test server
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+    FlowRunFilterTags,
+)
 from sqlmodel import Session, select
 
 from itilflow import clock
@@ -17,12 +23,14 @@ from tests.flows.test_incident_flow import MONDAY_MORNING, open_incident
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-async def runs_tagged(tag: str) -> list[tuple[str, str]]:
-    """(flow run id, flow run name) of every run with the tag."""
+async def runs_tagged(tag: str, since: datetime) -> list[tuple[str, str]]:
+    """(flow run id, flow run name) of every run with the tag that started `since` (the test
+    server is shared by the session's tests, whose databases all number from 1)."""
+    wanted = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=[tag]), start_time=FlowRunFilterStartTime(after_=since)
+    )
     async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))
-        )
+        runs = await client.read_flow_runs(flow_run_filter=wanted)
     return sorted((str(r.id), r.name) for r in runs)
 
 
@@ -37,6 +45,7 @@ def run_ids_of(rt, incident_id: int) -> set[str | None]:
 
 
 async def test_every_run_that_handled_an_incident_is_found_by_its_tag(client, rt, smtp_server):
+    since = datetime.now(UTC)
     clock.freeze(MONDAY_MORNING)
     first, second, third = (open_incident(client, title=f"disk full on db-{n}") for n in range(3))
     await run(rt)
@@ -44,10 +53,10 @@ async def test_every_run_that_handled_an_incident_is_found_by_its_tag(client, rt
     assert resolved.status_code == 200, resolved.text
     await run(rt)
 
-    [opened] = await runs_tagged(f"incident:{first['number']}")
+    [opened] = await runs_tagged(f"incident:{first['number']}", since)
     assert opened[1] == f"open {first['number']} +2", "one run for the burst"
-    assert await runs_tagged(f"incident:{third['number']}") == [opened]
-    of_second = await runs_tagged(f"incident:{second['number']}")
+    assert await runs_tagged(f"incident:{third['number']}", since) == [opened]
+    of_second = await runs_tagged(f"incident:{second['number']}", since)
     assert len(of_second) == 2 and opened in of_second
     [(resolved_run, name)] = [run for run in of_second if run != opened]
     assert name == f"resolved {second['number']}"

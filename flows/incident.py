@@ -13,7 +13,7 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel
 
-from itilflow.flows.naming import incidents_run_name, triggers_run_name
+from itilflow.flows.naming import incidents_run_name, steps_untagged, triggers_run_name
 from itilflow.flows.notify import deliver_and_keep
 from itilflow.notifications.plans import NotificationRequest, request
 from itilflow.tasks.incident.assign_incident import assign_incidents
@@ -31,6 +31,7 @@ class Resolution(BaseModel):
 
 
 @flow(name="open-incidents", flow_run_name=incidents_run_name("open"), retries=1)
+@steps_untagged
 async def open_incidents(incident_ids: list[int]) -> dict[int, str]:
     """Classify, assign, notify the assignees and the routed channels, start the SLA timers."""
     priorities = classify_incidents(incident_ids)
@@ -54,6 +55,7 @@ async def open_incidents(incident_ids: list[int]) -> dict[int, str]:
 
 
 @flow(name="incidents-resolved", flow_run_name=incidents_run_name("resolved"), retries=1)
+@steps_untagged
 async def incidents_resolved(resolutions: list[Resolution]) -> None:
     """Tell the routed channels and ask each reporter for a score."""
     links = survey_links([r.incident_id for r in resolutions])
@@ -90,6 +92,7 @@ async def notify_incidents(requests: list[NotificationRequest]) -> None:
 # One flow run fires every timer due together, with the per-timer work inside its tasks: one run
 # per timer kept about one timer a second (bench/sla_timers.py).
 @flow(name="sla-timers", flow_run_name=triggers_run_name("timers"), retries=1)
+@steps_untagged
 async def fire_sla_timers(trigger_ids: list[int]) -> dict[str, int]:
     steps = check_sla_timers(trigger_ids)
     due = [step for step in steps if step["skip"] is None]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.states import State
 
-from itilflow.flows.naming import triggers_run_name
+from itilflow.flows.naming import steps_untagged, triggers_run_name
 from itilflow.notifications.plans import NotificationPlan
 from itilflow.runtime import runtime
 from itilflow.tasks.notify.deliver_notifications import deliver_notifications
@@ -45,6 +45,7 @@ async def deliver_and_keep(plans: list[NotificationPlan]) -> int:
 
 
 @flow(name="redeliver-notifications", flow_run_name=triggers_run_name("notifications"))
+@steps_untagged
 async def redeliver_notifications(trigger_ids: list[int]) -> int:
     """Send what is still undelivered, for any process; while a channel refuses, the run fails
     and the runner tries again with back-off. Returns how many messages were sent."""

@@ -5,11 +5,13 @@ each trigger keeps the id of the run that handled it. On the Prefect test server
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import UUID
 
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterStartTime,
     FlowRunFilterTags,
 )
@@ -32,6 +34,14 @@ async def runs_tagged(tag: str, since: datetime) -> list[tuple[str, str]]:
     async with get_client() as client:
         runs = await client.read_flow_runs(flow_run_filter=wanted)
     return sorted((str(r.id), r.name) for r in runs)
+
+
+async def task_run_tags(flow_run_id: str) -> list[list[str]]:
+    async with get_client() as client:
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
+    return [list(task_run.tags) for task_run in task_runs]
 
 
 def run_ids_of(rt, incident_id: int) -> set[str | None]:
@@ -62,3 +72,6 @@ async def test_every_run_that_handled_an_incident_is_found_by_its_tag(client, rt
     assert name == f"resolved {second['number']}"
     assert run_ids_of(rt, second["id"]) == {opened[0], resolved_run}
     assert run_ids_of(rt, first["id"]) == {opened[0]}
+    # The steps go untagged: a tagged task run costs a round trip for a concurrency slot.
+    steps = await task_run_tags(opened[0])
+    assert len(steps) >= 5 and all(tags == [] for tags in steps), steps

@@ -70,7 +70,8 @@ def make_plan(subject: Subject, message: RenderedMessage, **fields: Any) -> Noti
 
 
 def subject_of(plan: NotificationPlan | dict[str, Any]) -> Subject:
-    """The plan's subject; plans kept before changes and problems had any name the incident."""
+    """The plan's subject; a plan kept before changes and problems had plans names an incident
+    (`incident_id`)."""
     if "subject" in plan:
         return Subject(plan["subject"], plan["subject_id"])
     return Subject("incident", plan["incident_id"])

@@ -1,12 +1,13 @@
 """The runner: starts flow runs under the engine for the triggers that come due.
 
 Triggers are rows written by the gateway (a new incident), by actions (a resolution), by the
-SLA planner (deadlines and escalation steps) and by notifications kept for another delivery. The
-runner claims due rows with a lease, groups them by kind into batches and runs one flow per batch
-in this process, as an async flow run of the engine (tracked, retried and shown in the Prefect UI
-like any other); it marks the rows done only when the run completed. A failed run leaves its rows
-pending for a retry with back-off; a crashed runner's rows are taken back when it starts again,
-or by any runner once their lease ends.
+SLA planner (deadlines and escalation steps) and by notifications of any process kept for another
+delivery. The runner claims due rows with a lease, groups them by kind into batches and runs one
+flow per batch in this process, as an async flow run of the engine (tracked, retried and shown in
+the Prefect UI like any other, tagged with every record it handles); it marks the rows done, with
+the run's id, only when the run completed. A failed run leaves its rows pending for a retry with
+back-off; a crashed runner's rows are taken back when it starts again, or by any runner once
+their lease ends.
 
 Why batches in this process, and not a deployment run per item: a deployment run starts as a
 subprocess that costs about 1.5 core-seconds here, and even an in-process flow run costs the
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from prefect import tags
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -34,14 +36,15 @@ from itilflow.flows.incident import (
     fire_sla_timers,
     incidents_resolved,
     open_incidents,
-    redeliver_notifications,
 )
+from itilflow.flows.notify import redeliver_notifications
 from itilflow.models import (
     FlowTrigger,
-    add_timeline,
+    add_subject_entry,
     claim_due_triggers,
     count_claimable,
     finish_trigger,
+    number_of,
     release_claims,
     release_trigger,
     renew_claims,
@@ -108,7 +111,19 @@ def make_batches(triggers: list[FlowTrigger]) -> list[Batch]:
     return [Batch(flow, items) for flow, items in grouped.items()] + alone
 
 
-def _start(batch: Batch) -> Coroutine[Any, Any, Any]:
+def run_tags(batch: Batch) -> list[str]:
+    """A tag per record the batch handles ("incident:INC-000041", "change:CHG-000003"): one run
+    handles many, and the Prefect UI's tag filter finds every run that handled one."""
+    subjects = {trigger.subject for trigger in batch.triggers}
+    return sorted(f"{subject.kind}:{number_of(subject)}" for subject in subjects)
+
+
+async def _start(batch: Batch) -> Any:
+    with tags(*run_tags(batch)):
+        return await _flow_for(batch)
+
+
+def _flow_for(batch: Batch) -> Coroutine[Any, Any, Any]:
     if batch.flow == "open":
         incident_ids = [trigger.incident_id for trigger in batch.triggers]
         return open_incidents(incident_ids=incident_ids, return_state=True)
@@ -264,9 +279,9 @@ class Runner:
                     retry_at=clock.now() + backoff,
                 )
                 if trigger.attempts == 1:
-                    add_timeline(
+                    add_subject_entry(
                         session=session,
-                        incident_id=trigger.incident_id,
+                        subject=trigger.subject,
                         kind="flow_failed",
                         actor="runner",
                         message=f"{batch.flow} flow failed, retrying in {backoff}: {error}",

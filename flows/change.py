@@ -17,6 +17,7 @@ from itilflow.executors import (
     aroll_back_plan,
     interrupted,
 )
+from itilflow.flows.notify import deliver_and_keep
 from itilflow.runtime import runtime
 from itilflow.tasks.change.assess_change_risk import assess_change_risk
 from itilflow.tasks.change.begin_change import begin_change
@@ -25,8 +26,8 @@ from itilflow.tasks.change.check_window import check_window
 from itilflow.tasks.change.confirm_run_lost import confirm_run_lost
 from itilflow.tasks.change.expire_change import expire_change
 from itilflow.tasks.change.mark_crashed import mark_crashed
-from itilflow.tasks.change.notify_change import notify_change
 from itilflow.tasks.change.open_rollback_incident import open_rollback_incident
+from itilflow.tasks.change.plan_change_notification import plan_change_notification
 from itilflow.tasks.change.record_approval_input import record_approval_input
 from itilflow.tasks.change.record_change_outcome import record_change_outcome
 from itilflow.tasks.change.record_change_request import record_change_request
@@ -79,6 +80,12 @@ def _action_runner(change_id: int) -> Any:
         return await run_change_action(change_id, phase, name, action.model_dump(mode="json"))
 
     return as_task
+
+
+async def notify_change(change_id: int, outcome: str) -> None:
+    """Tell the outcome through the delivery pipeline: a mail that fails is kept and delivered
+    later by the runner, and the change's run goes on."""
+    await deliver_and_keep(plan_change_notification(change_id, outcome))
 
 
 async def _close(change_id: int, outcome: dict[str, Any], lost_run_id: str | None = None) -> str:

@@ -1,7 +1,7 @@
 """The incident process: new incidents are classified, assigned, announced and put on the clock;
 SLA timers and escalation steps that come due tell the people the policy names, once; resolved
 incidents are announced and their reporters asked how it went; notifications that failed through
-all of the engine's retries are delivered again later.
+all of the engine's retries are kept and delivered again later (flows/notify.py).
 
 A flow run takes every incident that came due together (a burst of alerts is one run, not forty):
 the engine's cost is per run and per task run, so batching is what keeps the first notification
@@ -13,19 +13,16 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel
 
-from itilflow.flows.naming import incidents_run_name, triggers_run_name
+from itilflow.flows.naming import incidents_run_name, steps_untagged, triggers_run_name
+from itilflow.flows.notify import deliver_and_keep
+from itilflow.notifications.plans import NotificationRequest, request
 from itilflow.tasks.incident.assign_incident import assign_incidents
 from itilflow.tasks.incident.classify_incident import classify_incidents
 from itilflow.tasks.incident.match_known_error import match_known_errors
 from itilflow.tasks.incident.record_sla_timer import check_sla_timers, record_sla_timers
 from itilflow.tasks.incident.start_sla_timers import start_sla_timers
 from itilflow.tasks.incident.survey_links import survey_links
-from itilflow.tasks.notify.notify_incident import (
-    deliver_notifications,
-    load_kept_notifications,
-    notify_incidents,
-    request,
-)
+from itilflow.tasks.notify.plan_notifications import plan_notifications
 
 
 class Resolution(BaseModel):
@@ -34,6 +31,7 @@ class Resolution(BaseModel):
 
 
 @flow(name="open-incidents", flow_run_name=incidents_run_name("open"), retries=1)
+@steps_untagged
 async def open_incidents(incident_ids: list[int]) -> dict[int, str]:
     """Classify, assign, notify the assignees and the routed channels, start the SLA timers."""
     priorities = classify_incidents(incident_ids)
@@ -57,6 +55,7 @@ async def open_incidents(incident_ids: list[int]) -> dict[int, str]:
 
 
 @flow(name="incidents-resolved", flow_run_name=incidents_run_name("resolved"), retries=1)
+@steps_untagged
 async def incidents_resolved(resolutions: list[Resolution]) -> None:
     """Tell the routed channels and ask each reporter for a score."""
     links = survey_links([r.incident_id for r in resolutions])
@@ -85,20 +84,18 @@ async def incidents_resolved(resolutions: list[Resolution]) -> None:
     await notify_incidents(announcements + surveys)
 
 
+async def notify_incidents(requests: list[NotificationRequest]) -> None:
+    """Plan the incidents' messages and send them through the delivery pipeline."""
+    await deliver_and_keep(plan_notifications(requests))
+
+
 # One flow run fires every timer due together, with the per-timer work inside its tasks: one run
 # per timer kept about one timer a second (bench/sla_timers.py).
 @flow(name="sla-timers", flow_run_name=triggers_run_name("timers"), retries=1)
+@steps_untagged
 async def fire_sla_timers(trigger_ids: list[int]) -> dict[str, int]:
     steps = check_sla_timers(trigger_ids)
     due = [step for step in steps if step.skip is None]
     await notify_incidents([step.notification for step in due])
     record_sla_timers([step.trigger_id for step in due])
     return {"fired": len(due), "skipped": len(steps) - len(due)}
-
-
-@flow(name="redeliver-notifications", flow_run_name=triggers_run_name("notifications"))
-async def redeliver_notifications(trigger_ids: list[int]) -> int:
-    """Send what is still undelivered; while a channel refuses, the run fails and the runner
-    tries again with back-off. Returns how many messages were sent."""
-    plans = load_kept_notifications(trigger_ids)
-    return await deliver_notifications(plans)

@@ -11,23 +11,31 @@ from typing import Any
 
 from prefect import flow
 
+from itilflow.flows.notify import deliver_and_keep
 from itilflow.models import problem_number
+from itilflow.notifications.plans import channels_left
 from itilflow.tasks.problem.close_quiet_problems import close_quiet_problems
 from itilflow.tasks.problem.detect_repeated_incidents import detect_repeated_incidents
-from itilflow.tasks.problem.notify_problem_owners import notify_problem_owners
 from itilflow.tasks.problem.open_or_update_problems import open_or_update_problems
+from itilflow.tasks.problem.plan_problem_notifications import plan_problem_notifications
 
 
 @flow(name="review-problems", retries=1)
 async def review_problems() -> dict[str, Any]:
     """Find repeated incidents, open or update their problems, resolve, close or reopen fixed
-    problems, and tell the owners."""
+    problems, and tell the owners (through the delivery pipeline: what fails is kept and
+    delivered later by the runner). "notified": each message sent or kept, and its channels."""
     clusters = detect_repeated_incidents()
     events = open_or_update_problems(clusters)
     events += close_quiet_problems()
-    sent = await notify_problem_owners(events)
+    plans = plan_problem_notifications(events)
+    kept = await deliver_and_keep(plans)
     return {
         "clusters": [f"{c.kind}={c.value} ({c.count})" for c in clusters],
         "events": [f"{problem_number(e.problem_id)} {e.event}" for e in events],
-        "notified": sent,
+        "notified": {
+            f"{plan['number']} {plan['key'].partition(':')[0]}": channels_left(plan, set())
+            for plan in plans
+        },
+        "kept": kept,
     }

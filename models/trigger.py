@@ -1,30 +1,75 @@
 """Durable triggers: work the runner must start as a flow run, now or at a deadline.
 
 One row stands for one flow run to start: an incident to open (due at once), an SLA timer or an
-escalation step (due at its deadline). The gateway writes them in the same transaction as the
-incident, so an accepted request is never lost even while the engine is down; the runner claims
-due rows with a lease and marks them done only after the flow run completed.
+escalation step (due at its deadline), a notification of any process kept for another delivery.
+The gateway writes them in the same transaction as the incident, so an accepted request is never
+lost even while the engine is down; the runner claims due rows with a lease and marks them done
+only after the flow run completed.
+
+A trigger's subject is the record it is about: an incident, a change or a problem, each through
+its own nullable foreign key (exactly one is set, a check says so). Three columns rather than a
+kind and an id: the database keeps the references, and the incidents' rows, which are most of
+them, stayed as they were when the other processes came.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Column, UniqueConstraint, func, or_, update
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Integer,
+    UniqueConstraint,
+    func,
+    or_,
+    update,
+)
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from itilflow import clock
 from itilflow.models.db import UTCDateTime
 
+SUBJECTS = ("incident", "change", "problem")
+ONE_SUBJECT = (
+    " + ".join(f"(CASE WHEN {kind}_id IS NULL THEN 0 ELSE 1 END)" for kind in SUBJECTS) + " = 1"
+)
+
+
+class Subject(NamedTuple):
+    """The record a trigger (or a notification) is about: ("change", 3) is CHG-000003."""
+
+    kind: str  # one of SUBJECTS
+    id: int
+
+    @property
+    def column(self) -> str:
+        return f"{self.kind}_id"
+
+
+def _subject_column(kind: str) -> Column[Any]:
+    # Named as PostgreSQL names them: migration 0003 had to name them to add them.
+    foreign_key = ForeignKey(f"{kind}.id", name=f"flowtrigger_{kind}_id_fkey")
+    return Column(f"{kind}_id", Integer, foreign_key, nullable=True, index=True)
+
 
 class FlowTrigger(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("incident_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("incident_id", "key"),
+        UniqueConstraint("change_id", "key", name="flowtrigger_change_id_key_key"),
+        UniqueConstraint("problem_id", "key", name="flowtrigger_problem_id_key_key"),
+        CheckConstraint(ONE_SUBJECT, name="flowtrigger_one_subject"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: int = Field(foreign_key="incident.id", index=True)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    change_id: int | None = Field(default=None, sa_column=_subject_column("change"))
+    problem_id: int | None = Field(default=None, sa_column=_subject_column("problem"))
     kind: str = Field(max_length=40)
-    # Unique per incident: "open", "escalation:1:0", "response_due", "progress:3", ...
+    # Unique per subject: "open", "escalation:1:0", "response_due", "notify:opened", ...
     key: str = Field(max_length=80)
     due_at: datetime = Field(sa_type=UTCDateTime, index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -41,21 +86,40 @@ class FlowTrigger(SQLModel, table=True):
     def pending(self) -> bool:
         return self.done_at is None and self.cancelled_at is None
 
+    @property
+    def subject(self) -> Subject:
+        for kind in SUBJECTS:
+            subject_id = getattr(self, f"{kind}_id")
+            if subject_id is not None:
+                return Subject(kind, subject_id)
+        raise ValueError(f"trigger {self.id} has no subject")
+
 
 def add_trigger(
     *,
     session: Session,
-    incident_id: int,
     kind: str,
     key: str,
     due_at: datetime,
     data: dict[str, Any] | None = None,
+    incident_id: int | None = None,
+    subject: Subject | None = None,
 ) -> FlowTrigger:
-    trigger = FlowTrigger(
-        incident_id=incident_id, kind=kind, key=key, due_at=due_at, data=data or {}
-    )
+    """A trigger about an incident (`incident_id`) or any process's record (`subject`)."""
+    if (incident_id is None) == (subject is None):
+        raise ValueError("a trigger needs one subject: an incident_id or a subject")
+    subject = subject or Subject("incident", incident_id or 0)
+    trigger = FlowTrigger(kind=kind, key=key, due_at=due_at, data=data or {})
+    setattr(trigger, subject.column, subject.id)
     session.add(trigger)
     return trigger
+
+
+def get_trigger(*, session: Session, subject: Subject, key: str) -> FlowTrigger | None:
+    column = getattr(FlowTrigger, subject.column)
+    return session.exec(
+        select(FlowTrigger).where(column == subject.id, FlowTrigger.key == key)
+    ).first()
 
 
 def list_triggers(*, session: Session, incident_id: int) -> list[FlowTrigger]:

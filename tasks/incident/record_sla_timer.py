@@ -15,10 +15,10 @@ from itilflow.models import (
     session_scope,
 )
 from itilflow.notifications import incident_context as messages
+from itilflow.notifications.plans import NotificationRequest, request
 from itilflow.runtime import runtime
 from itilflow.services import incidents
 from itilflow.services.sla_timers import sync_triggers
-from itilflow.tasks.notify.notify_incident import NotificationRequest, request
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,2 @@
-"""The one delivery pipeline: plan, deliver, keep what failed, redeliver."""
+"""The delivery pipeline's steps, one task per file: plan an incident's messages, deliver any
+process's plans, record and keep what failed, load what was kept; flows/notify.py joins them."""

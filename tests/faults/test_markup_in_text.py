@@ -16,14 +16,14 @@ from markupsafe import escape
 from sqlmodel import select
 
 from itilflow.models import ChangeStatus, CheckResult, Incident, session_scope, start_inspection_run
-from itilflow.notifications import asend_chat
+from itilflow.notifications import RenderedMessage, asend_chat, asend_email
+from itilflow.notifications.plans import request as notification_request
 from itilflow.reports import compute_report, render_html, render_mail, render_markdown
 from itilflow.services import changes, problems
 from itilflow.tasks.change.request_approvals import approval_step
 from itilflow.tasks.incident.survey_links import survey_links
-from itilflow.tasks.notify.notify_incident import plan_notifications, send_chat, send_email
-from itilflow.tasks.notify.notify_incident import request as notification_request
-from itilflow.tasks.problem.notify_problem_owners import plan_problem_notification
+from itilflow.tasks.notify.plan_notifications import plan_notifications
+from itilflow.tasks.problem.plan_problem_notifications import plan_problem_notifications
 from tests.reports.dataset import NOW, make_incident, utc
 
 from .gateway_support import PLAN
@@ -50,6 +50,17 @@ def text_part(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None, "the mail has no text part"
     return str(part.get_content())
+
+
+async def send(rt: Any, message: dict[str, str], to: list[str], tags: list[str]) -> None:
+    """What the delivery pipeline does with a plan's message, on each channel."""
+    await asend_email(RenderedMessage(**message), to=to, settings=rt.mail)
+    await asend_chat(
+        title=message["chat_title"],
+        body=message["chat_body"],
+        tags=tags,
+        config=rt.settings.apprise_config,
+    )
 
 
 def assert_shown_as_text(html: str, *values: str) -> None:
@@ -136,8 +147,7 @@ async def test_incident_text_is_escaped_in_mail_chat_and_the_survey_page(
         assert plan["emails"] == ["owner@example.com"] and plan["tags"], plan
         message = plan["message"]
         sent_before = len(smtp_server.mails)
-        await send_email.fn(message, plan["emails"])
-        await send_chat.fn(message["chat_title"], message["chat_body"], plan["tags"])
+        await send(rt, message, plan["emails"], plan["tags"])
         # What apprise makes of the same text for services that take HTML or markdown.
         await asend_chat(
             title=message["chat_title"],
@@ -227,11 +237,9 @@ async def test_problem_titles_from_alert_summaries_are_escaped(
         problems.link_incidents(session, problem, [incident_id], actor="test")
         assert problem.id is not None
         event = problems.ProblemEvent(problem_id=problem.id, event="opened", entry_id=entry_id)
-    plan = plan_problem_notification.fn(event)
+    (plan,) = plan_problem_notifications.fn([event])
     assert TITLE in problem.title
-    message = plan["message"]
-    await send_email.fn(message, ["owner@example.com"])
-    await send_chat.fn(message["chat_title"], message["chat_body"], plan["tags"])
+    await send(rt, plan["message"], ["owner@example.com"], plan["tags"])
     [mail] = smtp_server.wait_for(1)
     assert_shown_as_text(html_part(mail.message), problem.title, TITLE)
     [chat] = http_sink.wait_for(1)

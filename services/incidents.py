@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import insert
 from sqlmodel import Session
@@ -18,6 +17,7 @@ from itilflow.models import (
     OPEN_STATUSES,
     FlowTrigger,
     Incident,
+    IncidentCreate,
     IncidentStatus,
     add_timeline,
     add_trigger,
@@ -47,21 +47,8 @@ class NotFound(LookupError):
     pass
 
 
-@dataclass(frozen=True)
-class NewIncident:
-    title: str
-    description: str = ""
-    category: str | None = None
-    ci_name: str | None = None
-    impact: str | None = None
-    urgency: str | None = None
-    priority: str | None = None
-    reporter_name: str | None = None
-    reporter_email: str | None = None
-    source: str = "api"
-    fingerprint: str | None = None
-    labels: dict[str, Any] | None = None
-    parent_id: int | None = None
+# The one incident shape (models/incident.py); the name the services and tasks use.
+NewIncident = IncidentCreate
 
 
 def validate_new_incident(new: NewIncident, policies: Policies) -> None:
@@ -95,22 +82,7 @@ def open_incident(
         existing = get_incident_by_dedup_key(session=session, dedup_key=dedup_key)
         if existing is not None:
             return existing, False
-    incident = Incident(
-        title=new.title,
-        description=new.description,
-        category=new.category,
-        ci_name=new.ci_name,
-        impact=new.impact,
-        urgency=new.urgency,
-        priority=new.priority,
-        reporter_name=new.reporter_name,
-        reporter_email=new.reporter_email,
-        source=new.source,
-        fingerprint=new.fingerprint,
-        labels=new.labels or {},
-        parent_id=new.parent_id,
-        dedup_key=dedup_key,
-    )
+    incident = Incident(**new.row(), dedup_key=dedup_key)
     session.add(incident)
     session.flush()
     assert incident.id is not None
@@ -146,20 +118,8 @@ def open_incidents(
     now = clock.now()
     incident_rows = [
         {
-            "title": incident.title,
-            "description": incident.description,
-            "category": incident.category,
-            "ci_name": incident.ci_name,
-            "impact": incident.impact,
-            "urgency": incident.urgency,
-            "priority": incident.priority,
-            "reporter_name": incident.reporter_name,
-            "reporter_email": incident.reporter_email,
-            "source": incident.source,
+            **incident.row(),
             "status": IncidentStatus.new,
-            "fingerprint": incident.fingerprint,
-            "labels": incident.labels or {},
-            "parent_id": incident.parent_id,
             "dedup_key": key,
             "opened_at": now,
             "updated_at": now,

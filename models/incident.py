@@ -63,7 +63,9 @@ class IncidentCreate(IncidentBase):
 
     def row(self) -> dict[str, Any]:
         """The incident table's columns for this new incident (for the bulk INSERT)."""
-        return self.model_dump()
+        # The fields' values as they are (model_dump() copies them one by one, ~50x slower:
+        # the alert intake builds one row per alert).
+        return dict(self.__dict__)
 
 
 class Incident(IncidentBase, table=True):

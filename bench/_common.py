@@ -222,7 +222,7 @@ def itilflow_env(
     if secrets_file.exists():
         token, key = secrets_file.read_text().split()
     else:
-        token, key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+        token, key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         data_dir.mkdir(parents=True, exist_ok=True)
         secrets_file.write_text(f"{token} {key}")
     env = {

@@ -417,8 +417,8 @@ def run(args: argparse.Namespace) -> None:
         port = free_port()
         settings = Settings(
             data_dir=home / "data",
-            api_token=SecretStr(secrets.token_urlsafe(16)),
-            secret_key=SecretStr(secrets.token_urlsafe(16)),
+            api_token=SecretStr(secrets.token_urlsafe(32)),
+            secret_key=SecretStr(secrets.token_urlsafe(32)),
             smtp_host="127.0.0.1",
             smtp_port=peers.smtp.port,
             smtp_timeout=5.0,

@@ -228,8 +228,8 @@ def run(args: argparse.Namespace) -> None:
 
     settings = Settings(
         data_dir=home / "data",
-        api_token=SecretStr(secrets.token_urlsafe(16)),
-        secret_key=SecretStr(secrets.token_urlsafe(16)),
+        api_token=SecretStr(secrets.token_urlsafe(32)),
+        secret_key=SecretStr(secrets.token_urlsafe(32)),
         smtp_port=9,  # nothing is mailed: the changes have no requester email
     )
     from itilflow.models import create_db, get_engine

@@ -6,6 +6,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from itilflow.models import IncidentAction, IncidentCreate
+from itilflow.notifications.markdown import markdown_text
 from itilflow.tasks.incident.apply_incident_action import apply_incident_action
 from itilflow.tasks.incident.record_new_incident import record_new_incident
 
@@ -60,6 +61,8 @@ def report_incident(
         actor,
     )
     create_markdown_artifact(
-        key="reported-incident", markdown=f"Opened **{number}**: {title}", description=number
+        key="reported-incident",
+        markdown=f"Opened **{number}**: {markdown_text(title)}",
+        description=number,
     )
     return number

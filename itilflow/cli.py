@@ -51,9 +51,10 @@ def _policies(settings: Settings) -> Policies:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from itilflow.commands.db import upgrade_before_up
-    from itilflow.stack import Stack, StackError
+    from itilflow.stack import Stack, StackError, keep_data_private
 
     settings = _settings(args)
+    keep_data_private(settings.data_dir)  # before anything writes there
     settings.require_secrets()
     policies = _policies(settings)  # refuse to start on an invalid policy
     upgrade_before_up(settings.database_url or "")  # before anything starts that uses it

@@ -10,6 +10,10 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRETS_FILE = "secrets.env"
+# Outside demo mode a secret must be at least as long as 32 random bytes in URL-safe base64
+# (`secrets.token_urlsafe(32)`): a short or typed-in token is guessable.
+MIN_SECRET_CHARS = 43
+GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 PREFECT_DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 
 
@@ -160,8 +164,11 @@ class Settings(BaseSettings):
         return None
 
     def require_secrets(self) -> None:
-        """Refuse to run with missing secrets outside demo mode; in demo mode make and keep them."""
+        """Refuse to run with missing or weak secrets outside demo mode; in demo mode make and
+        keep them. A blank value is missing, never an empty token that anyone can send."""
         if self.api_token and self.secret_key:
+            if not self.demo:
+                self._refuse_weak_secrets()
             return
         if not self.demo:
             missing = [
@@ -179,6 +186,23 @@ class Settings(BaseSettings):
         stored = load_demo_secrets(self.data_dir)
         self.api_token = self.api_token or SecretStr(stored["ITILFLOW_API_TOKEN"])
         self.secret_key = self.secret_key or SecretStr(stored["ITILFLOW_SECRET_KEY"])
+
+    def _refuse_weak_secrets(self) -> None:
+        assert self.api_token is not None and self.secret_key is not None
+        short = [
+            name
+            for name, value in (
+                ("ITILFLOW_API_TOKEN", self.api_token),
+                ("ITILFLOW_SECRET_KEY", self.secret_key),
+            )
+            if len(value.get_secret_value().strip()) < MIN_SECRET_CHARS
+        ]
+        if short:
+            raise SettingsError(
+                f"{', '.join(short)} too short: outside demo mode a secret needs at least "
+                f"{MIN_SECRET_CHARS} characters of random data (32 random bytes); make one with "
+                f"{GENERATE_SECRET}"
+            )
 
 
 class SettingsError(RuntimeError):
@@ -240,7 +264,8 @@ def load_demo_secrets(data_dir: Path) -> dict[str, str]:
     if all(values.get(key) for key in wanted):
         return values
     for key in wanted:
-        values.setdefault(key, secrets.token_urlsafe(32))
+        if not values.get(key):  # missing or blank: a blank token would let anyone in
+            values[key] = secrets.token_urlsafe(32)
     data_dir.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     path.write_text("".join(f"{key}={values[key]}\n" for key in wanted))

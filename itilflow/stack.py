@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -362,6 +363,20 @@ def logged_tracebacks(log_dir: Path) -> dict[str, list[str]]:
     """Every log in the folder that holds a traceback, with their exception lines."""
     found = {path.name: tracebacks_in(path) for path in sorted(log_dir.glob("*.log"))}
     return {name: lines for name, lines in found.items() if lines}
+
+
+def keep_data_private(data_dir: Path) -> None:
+    """Only the owner may read the data folder: it holds the databases, the logs, the secrets and,
+    in demo mode, mails with approval links and codes. From here on files are made 0600 (the
+    children `up` starts inherit the umask); what an older version left readable is tightened."""
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for path in [data_dir, *data_dir.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
 
 
 def free_port() -> int:

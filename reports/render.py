@@ -29,6 +29,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from itilflow.notifications import RenderedMessage
+from itilflow.notifications.markdown import markdown_text
 from itilflow.notifications.templating import template_environment
 from itilflow.reports import charts
 from itilflow.reports.figures import IncidentSection, Report
@@ -181,8 +182,7 @@ def _duration(context: Context, seconds: float | None) -> str:
 
 def _md(value: Any) -> str:
     """Markdown-safe text for the artifact: no table breaks, links or emphasis from data."""
-    text = MISSING if value is None else str(value)
-    return re.sub(r"([\\`*_{}\[\]()#+!|<>~])", r"\\\1", " ".join(text.split()))
+    return markdown_text(MISSING if value is None else value)
 
 
 def _defuse(value: Any) -> str:

@@ -9,7 +9,7 @@ as the routing policy says.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -67,7 +67,12 @@ AlertResult = tuple[AlertOutcomeName, int | None]
 
 
 def alert_dedup_key(alert: AlertIn) -> str:
-    return f"alertmanager:{alert.fingerprint}:{alert.startsAt.isoformat()}"
+    """The occurrence: its fingerprint and the instant it started, spelled in UTC however the
+    sender spelled it (`Z`, `+00:00`, `+08:00`); a time without an offset is taken as UTC."""
+    starts = alert.startsAt
+    if starts.tzinfo is None:
+        starts = starts.replace(tzinfo=UTC)
+    return f"alertmanager:{alert.fingerprint}:{starts.astimezone(UTC).isoformat()}"
 
 
 def alert_title(alert: AlertIn) -> str:

@@ -194,8 +194,8 @@ def _reset_clock() -> Iterator[None]:
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": data_dir,
-        "api_token": SecretStr(secrets.token_urlsafe(16)),
-        "secret_key": SecretStr(secrets.token_urlsafe(16)),
+        "api_token": SecretStr(secrets.token_urlsafe(32)),
+        "secret_key": SecretStr(secrets.token_urlsafe(32)),
         "public_url": "http://testserver",
         "smtp_host": "127.0.0.1",
         "smtp_port": 9,  # nothing listens: tests that mail pass their SMTP server's port

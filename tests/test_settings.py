@@ -61,7 +61,7 @@ def test_secrets_come_from_prefect_secret_blocks_named_by_settings(prefect_serve
 
     from itilflow.stack import Stack
 
-    values = {field: secrets.token_urlsafe(24) for field in SECRET_BLOCK_FIELDS}
+    values = {field: secrets.token_urlsafe(32) for field in SECRET_BLOCK_FIELDS}
     for field, value in values.items():
         Secret(value=value).save(f"itilflow-test-{field.replace('_', '-')}", overwrite=True)
     settings = Settings(
@@ -169,7 +169,7 @@ def test_up_with_secrets_from_blocks_prints_and_logs_none_of_them(prefect_server
 
     from tests.support.smtp import free_port
 
-    values = {field: secrets.token_urlsafe(24) for field in SECRET_BLOCK_FIELDS}
+    values = {field: secrets.token_urlsafe(32) for field in SECRET_BLOCK_FIELDS}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ITILFLOW_", "PREFECT_"))}
     for field, value in values.items():
         name = f"itilflow-up-{field.replace('_', '-')}"
@@ -266,3 +266,54 @@ def _delete_scheduled_deployments() -> None:
                     await client.delete_deployment(deployment.id)
 
     asyncio.run(delete())
+
+
+def test_outside_demo_mode_a_short_secret_is_refused_naming_it(tmp_path):
+    strong = secrets.token_urlsafe(32)
+    settings = Settings(data_dir=tmp_path, api_token="admin", secret_key=strong, _env_file=None)
+    with pytest.raises(SettingsError, match="ITILFLOW_API_TOKEN too short") as refused:
+        settings.require_secrets()
+    assert "ITILFLOW_SECRET_KEY" not in str(refused.value)
+    assert "token_urlsafe(32)" in str(refused.value)  # says how to make a good one
+    assert "admin" not in str(refused.value)  # and never echoes the secret
+    Settings(data_dir=tmp_path, api_token=strong, secret_key=strong, _env_file=None)
+
+
+def test_outside_demo_mode_blank_secrets_are_missing_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("ITILFLOW_API_TOKEN", "")
+    monkeypatch.setenv("ITILFLOW_SECRET_KEY", "   ")
+    settings = Settings(data_dir=tmp_path, _env_file=None)
+    with pytest.raises(SettingsError, match="ITILFLOW_API_TOKEN"):
+        settings.require_secrets()
+
+
+def test_demo_mode_replaces_blank_stored_secrets_instead_of_keeping_an_empty_token(tmp_path):
+    (tmp_path / "secrets.env").write_text("ITILFLOW_API_TOKEN=\nITILFLOW_SECRET_KEY=kept-key\n")
+    settings = Settings(data_dir=tmp_path, demo=True, _env_file=None)
+    settings.require_secrets()
+    token = settings.api_token.get_secret_value()
+    assert len(token) >= 43
+    assert settings.secret_key.get_secret_value() == "kept-key"
+    assert f"ITILFLOW_API_TOKEN={token}\n" in (tmp_path / "secrets.env").read_text()
+
+
+def test_the_data_folder_is_made_private_and_what_was_readable_is_tightened(tmp_path):
+    from itilflow.stack import keep_data_private
+
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    (data / "logs" / "gateway.log").write_text("old\n")
+    (data / "logs" / "gateway.log").chmod(0o644)
+    data.chmod(0o755)
+    umask = os.umask(0o022)
+    try:
+        keep_data_private(data)
+        (data / "itilflow.db").write_text("new")  # as a child of `up` would make it
+    finally:
+        os.umask(umask)
+    modes = {
+        path.relative_to(data).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in data.rglob("*")
+    }
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert modes == {"logs": 0o700, "logs/gateway.log": 0o600, "itilflow.db": 0o600}

@@ -193,6 +193,13 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
         assert incidents
         wait_until(lambda: list((data / "demo-inbox" / "mail").glob("*.eml")), what="mail")
         wait_until(lambda: (data / "demo-inbox" / "chat.jsonl").exists(), what="chat")
+        # Databases, logs, secrets, mails with approval links: none readable by others.
+        readable = [
+            path.relative_to(data).as_posix()
+            for path in [data, *data.rglob("*")]
+            if not path.is_symlink() and path.stat().st_mode & 0o077
+        ]
+        assert not readable, readable
 
         # The demo change waits for its technical lead; approve it from the emailed link.
         def approval_link() -> str | None:

@@ -2,11 +2,11 @@
 which stores them with the webhooks that arrive meanwhile; the rules (open, dedupe, resolve or
 annotate) are services/alerts.py's."""
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from itilflow.gateway.deps import API_PREFIX, Client, GatewayDep
+from itilflow.gateway.deps import API_PREFIX, Client, gateway_of
 from itilflow.services.alerts import AlertmanagerWebhook, AlertOutcome, outcomes_of
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
@@ -24,8 +24,9 @@ class AlertmanagerResult(BaseModel):
     responses={503: {"description": "nothing was stored (database unavailable): resend"}},
 )
 async def alertmanager_webhook(
-    body: AlertmanagerWebhook, _: Client, gateway: GatewayDep
+    body: AlertmanagerWebhook, _: Client, request: Request
 ) -> AlertmanagerResult:
+    gateway = gateway_of(request)
     # No worker thread and no session per request: the alerts go to the one writer thread,
     # which stores them with the webhooks that arrive meanwhile, in one transaction.
     try:

@@ -7,14 +7,14 @@ that wait together; the rules are services/incidents.py's.
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from itilflow import clock
-from itilflow.gateway.deps import API_PREFIX, Client, Gateway, GatewayDep, SessionDep
+from itilflow.gateway.deps import API_PREFIX, Client, Gateway, GatewayDep, SessionDep, gateway_of
 from itilflow.gateway.schemas import MAX_OFFSET, clean_text, email_address
 from itilflow.models import (
     Incident,
@@ -148,9 +148,10 @@ def out(gateway: Gateway, incident: Incident) -> IncidentOut:
 async def create_incident(
     body: IncidentIn,
     client: Client,
-    gateway: GatewayDep,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
+    gateway = gateway_of(request)
     new = body.to_create()
     try:
         # Refused here, before the writer: nothing of it reaches a transaction.

@@ -82,13 +82,7 @@ def _write(gateway: Gateway, action: Callable[[Session], Any], kind: Kind) -> An
         return _public(kind, row)
 
 
-def _add_routes(
-    kind: Kind,
-    path: str,
-    create_schema: type[SQLModel],
-    update_schema: type[SQLModel],
-    public: type[SQLModel],
-) -> None:
+def _add_read_routes(kind: Kind, path: str, public: type[SQLModel]) -> None:
     tags: list[str | Any] = [path]
     key = KEY_OF[kind]
     what = SINGULAR[kind]
@@ -122,6 +116,17 @@ def _add_routes(
             return _public(kind, row)
 
     table_of = TABLE[kind]
+
+
+def _add_write_routes(
+    kind: Kind,
+    path: str,
+    create_schema: type[SQLModel],
+    update_schema: type[SQLModel],
+    public: type[SQLModel],
+) -> None:
+    tags: list[str | Any] = [path]
+    what = SINGULAR[kind]
 
     @router.post(
         f"/{path}",
@@ -161,6 +166,16 @@ def _add_routes(
         return _write(gateway, lambda s: directory.set_active(s, kind, key, True), kind)
 
 
-_add_routes("groups", "groups", GroupCreate, GroupUpdate, GroupPublic)
-_add_routes("people", "people", EngineerCreate, EngineerUpdate, EngineerPublic)
-_add_routes("cis", "cis", ConfigurationItemCreate, ConfigurationItemUpdate, ConfigurationItemPublic)
+def _add_routes() -> None:
+    kinds: tuple[tuple[Kind, type[SQLModel], type[SQLModel], type[SQLModel]], ...] = (
+        ("groups", GroupCreate, GroupUpdate, GroupPublic),
+        ("people", EngineerCreate, EngineerUpdate, EngineerPublic),
+        ("cis", ConfigurationItemCreate, ConfigurationItemUpdate, ConfigurationItemPublic),
+    )
+    for kind, create_schema, update_schema, public in kinds:
+        # Reads first, then writes, per kind: the order of the routes and of the OpenAPI document.
+        _add_read_routes(kind, kind, public)
+        _add_write_routes(kind, kind, create_schema, update_schema, public)
+
+
+_add_routes()

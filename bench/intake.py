@@ -16,8 +16,8 @@ send 1,000 requests/s and the httpx figures measure the client as much as the ga
 Beside it, the raw rate of storing the same rows in the same kind of database in this process,
 without HTTP: open_incident() (ORM) one transaction per alert and 100 per transaction,
 open_incidents() (Core, bulk) 100 per transaction, and the gateway's own code path (pydantic
-parse + apply_webhook + commit per request) - so the printed ratios tell how much the HTTP stack
-costs against the database work.
+parse + apply_alert_groups + outcomes + commit per request) - so the printed ratios tell how
+much the HTTP stack costs against the database work.
 
 --profile records the gateway with py-spy during one 1-alert run and prints where its time goes.
 """
@@ -330,7 +330,8 @@ def raw_rates(alerts: int, batch: int = 100) -> dict[str, float]:
         AlertmanagerWebhook,
         alert_dedup_key,
         alert_title,
-        apply_webhook,
+        apply_alert_groups,
+        outcomes_of,
     )
 
     policies = load_policies(None)
@@ -398,7 +399,8 @@ def raw_rates(alerts: int, batch: int = 100) -> dict[str, float]:
             session.commit()
     rates[f"bulk_batch{batch}"] = alerts / (time.perf_counter() - t0)
 
-    # The gateway's handler body without HTTP/FastAPI: parse + apply_webhook + commit per request.
+    # The gateway's handler body without HTTP/FastAPI: parse + apply_alert_groups + outcomes
+    # + commit per request.
     for per_request in (1, 10):
         engine = fresh_engine(f"path{per_request}")
         payloads = [
@@ -409,7 +411,8 @@ def raw_rates(alerts: int, batch: int = 100) -> dict[str, float]:
         for payload in payloads:
             body = AlertmanagerWebhook.model_validate(payload)
             with Session(engine, expire_on_commit=False) as session:
-                apply_webhook(session, body, policies=policies, url_of=lambda i: f"/x/{i}")
+                [results] = apply_alert_groups(session, [body.alerts], policies=policies)
+                outcomes_of(body.alerts, results, url_of=lambda i: f"/x/{i}")
                 session.commit()
         rates[f"handler_{per_request}"] = alerts / (time.perf_counter() - t0)
     return rates
@@ -520,8 +523,8 @@ def main() -> None:
         "raw_each": "open_incident, 1 transaction per alert",
         "raw_batch100": "open_incident, 100 alerts per transaction",
         "bulk_batch100": "open_incidents (Core, bulk), 100 alerts per transaction",
-        "handler_1": "gateway handler body (parse+apply_webhook+commit), 1 alert/request",
-        "handler_10": "gateway handler body (parse+apply_webhook+commit), 10 alerts/request",
+        "handler_1": "gateway handler body (parse+apply_alert_groups+commit), 1 alert/request",
+        "handler_10": "gateway handler body (parse+apply_alert_groups+commit), 10 alerts/request",
     }
     for key, values in raw.items():
         print(f"  {spread(values, '{:.0f}'):>22} alerts/s  {labels[key]}")

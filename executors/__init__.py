@@ -8,10 +8,8 @@ from itilflow.executors.plans import (
     aexecute_plan,
     aroll_back_plan,
     arun_action,
-    execute_plan,
     interrupted,
     plan_rollback,
-    run_action,
 )
 from itilflow.executors.results import ActionResult, PlanEvent, PlanOutcome
 from itilflow.executors.schema import (
@@ -43,8 +41,6 @@ __all__ = [
     "aexecute_plan",
     "aroll_back_plan",
     "arun_action",
-    "execute_plan",
     "interrupted",
     "plan_rollback",
-    "run_action",
 ]

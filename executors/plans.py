@@ -5,9 +5,8 @@ Pure library code (no engine, no database):
     plan = ChangePlan.model_validate(change.plan)
     outcome = await aexecute_plan(plan, on_event=write_to_timeline)
 
-`arun_action` / `run_action` run one action and never raise for a failed one: a non-zero exit, a
-time-out, a refused connection or an unexpected HTTP status is an `ActionResult` with `ok=False`.
-They raise only for programming errors (for example `run_action` called inside a running loop).
+`arun_action` runs one action and never raises for a failed one: a non-zero exit, a time-out, a
+refused connection or an unexpected HTTP status is an `ActionResult` with `ok=False`.
 
 `aexecute_plan` is the reference run of a plan: backup, steps, verification, and on a failure the
 rollback of the completed steps in reverse order, then the rollback's verification. The flow may
@@ -28,7 +27,6 @@ Decisions:
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -49,20 +47,6 @@ async def arun_action(action: ShellAction | HttpAction) -> ActionResult:
     if isinstance(action, HttpAction):
         return await run_http(action)
     raise TypeError(f"not an action: {action!r}")
-
-
-def run_action(action: ShellAction | HttpAction) -> ActionResult:
-    """Sync twin of `arun_action`, for code without a running event loop."""
-    _no_running_loop("run_action", "arun_action")
-    return asyncio.run(arun_action(action))
-
-
-def _no_running_loop(name: str, async_name: str) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(f"{name}() called inside a running event loop: await {async_name}()")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,17 +209,6 @@ def interrupted(phase: Phase, name: str, reason: str) -> PlanEvent:
         name=name,
         result=ActionResult(ok=False, summary=reason, started_at=now, finished_at=now),
     )
-
-
-def execute_plan(
-    plan: ChangePlan,
-    *,
-    on_event: EventHook | None = None,
-    runner: Runner | None = None,
-) -> PlanOutcome:
-    """Sync twin of `aexecute_plan`, for code without a running event loop."""
-    _no_running_loop("execute_plan", "aexecute_plan")
-    return asyncio.run(aexecute_plan(plan, on_event=on_event, runner=runner))
 
 
 async def _default_runner(

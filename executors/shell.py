@@ -76,22 +76,9 @@ async def run_shell(action: ShellAction) -> ActionResult:
     closed: asyncio.Future[None] = loop.create_future()
     pipe = os.fdopen(read_fd, "rb", buffering=0)
     transport: asyncio.BaseTransport | None = None
-    timed_out = False
     try:
         transport, _ = await loop.connect_read_pipe(lambda: _PipeProtocol(capture, closed), pipe)
-        try:
-            async with asyncio.timeout(action.timeout):
-                await process.wait()
-        except TimeoutError:
-            timed_out = True
-            _kill_group(process.pid, signal.SIGTERM)
-            try:
-                async with asyncio.timeout(KILL_GRACE_SECONDS):
-                    await process.wait()
-            except TimeoutError:
-                pass
-            _kill_group(process.pid, signal.SIGKILL)
-            await process.wait()
+        timed_out = await _wait_or_stop(process, action.timeout)
         try:
             async with asyncio.timeout(DRAIN_SECONDS):
                 await asyncio.shield(closed)
@@ -113,6 +100,32 @@ async def run_shell(action: ShellAction) -> ActionResult:
         output += "\n[output left open by a background process; stopped reading]"
     code = process.returncode
     assert code is not None
+    return _finished(timer, action, code, output, timed_out=timed_out)
+
+
+async def _wait_or_stop(process: asyncio.subprocess.Process, timeout: float) -> bool:
+    """Wait for the command; past `timeout`, stop its whole process group (TERM, then KILL
+    after the grace period). True when it timed out."""
+    try:
+        async with asyncio.timeout(timeout):
+            await process.wait()
+        return False
+    except TimeoutError:
+        pass
+    _kill_group(process.pid, signal.SIGTERM)
+    try:
+        async with asyncio.timeout(KILL_GRACE_SECONDS):
+            await process.wait()
+    except TimeoutError:
+        pass
+    _kill_group(process.pid, signal.SIGKILL)
+    await process.wait()
+    return True
+
+
+def _finished(
+    timer: Timer, action: ShellAction, code: int, output: str, *, timed_out: bool
+) -> ActionResult:
     if timed_out:
         summary = f"timed out after {format_seconds(action.timeout)}"
         return timer.result(

@@ -134,9 +134,9 @@ async def manage_change(change_id: int) -> str:
     if version is None:
         return "nothing to do"
     risk = assess_change_risk(change_id, version)
-    if risk["stale"]:
+    if risk.stale:
         return "stale"
-    if risk["refused"]:
+    if risk.refused:
         await notify_change(change_id, "refused")
         return "refused"
     decision = await await_approvals(change_id, version)
@@ -146,12 +146,13 @@ async def manage_change(change_id: int) -> str:
         await notify_change(change_id, decision)
         return decision
     window = check_window(change_id, version)
-    if window["when"] == "missed":
+    if window.when == "missed":
         await notify_change(change_id, "expired")
         return "expired"
-    if window["when"] == "later":
-        await schedule_implementation(change_id, version, window["at"])
-        return f"scheduled for {window['at']}"
+    if window.when == "later":
+        assert window.at is not None
+        await schedule_implementation(change_id, version, window.at)
+        return f"scheduled for {window.at}"
     return await implement(change_id, version)
 
 
@@ -217,24 +218,26 @@ async def recover_change(flow_run: str, last_heartbeat: str | None = None) -> st
         return "not lost"
     reason = f"no heartbeat since {last_heartbeat}" if last_heartbeat else "crashed"
     claim = take_over_change(lost_run_id, reason)
-    if claim["action"] == "restart":
+    if claim.action == "restart":
         from itilflow.engine import PrefectChangeEngine
 
-        await PrefectChangeEngine().start(claim["change_id"])
+        assert claim.change_id is not None
+        await PrefectChangeEngine().start(claim.change_id)
         return "restarted"
-    if claim["action"] != "roll_back":
-        return f"nothing to do: {claim['why']}"
-    change_id = claim["change_id"]
-    if claim["in_flight"]:
-        phase, name = claim["in_flight"]
-    elif claim["started_steps"]:
-        phase, name = "step", claim["started_steps"][-1]
+    if claim.action != "roll_back":
+        return f"nothing to do: {claim.why}"
+    change_id = claim.change_id
+    assert change_id is not None
+    if claim.in_flight:
+        phase, name = claim.in_flight
+    elif claim.started_steps:
+        phase, name = "step", claim.started_steps[-1]
     else:
         phase, name = "backup", "(before any step)"
     try:
         outcome = await aroll_back_plan(
-            ChangePlan.model_validate(claim["plan"]),
-            claim["started_steps"],
+            ChangePlan.model_validate(claim.plan),
+            claim.started_steps,
             failure=interrupted(phase, name, f"interrupted: the run {lost_run_id} was lost"),
             runner=_action_runner(change_id),
         )

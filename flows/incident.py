@@ -90,9 +90,9 @@ async def incidents_resolved(resolutions: list[Resolution]) -> None:
 @flow(name="sla-timers", flow_run_name=triggers_run_name("timers"), retries=1)
 async def fire_sla_timers(trigger_ids: list[int]) -> dict[str, int]:
     steps = check_sla_timers(trigger_ids)
-    due = [step for step in steps if step["skip"] is None]
-    await notify_incidents([step["notification"] for step in due])
-    record_sla_timers([step["trigger_id"] for step in due])
+    due = [step for step in steps if step.skip is None]
+    await notify_incidents([step.notification for step in due])
+    record_sla_timers([step.trigger_id for step in due])
     return {"fired": len(due), "skipped": len(steps) - len(due)}
 
 

@@ -35,5 +35,5 @@ async def patrol_inspection(group: str) -> dict[str, Any]:
         "run_id": run_id,
         "checks": len(results),
         **counts,
-        "incidents": {a["incident"]: a["action"] for a in actions},
+        "incidents": {a.incident: a.action for a in actions},
     }

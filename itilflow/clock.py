@@ -36,3 +36,15 @@ def reset() -> None:
     global _frozen, _offset
     _frozen = None
     _offset = timedelta()
+
+
+def is_time_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone known here. ZoneInfo raises OSError, not
+    ZoneInfoNotFoundError, for a name longer than a file name may be: that is no zone either."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True

@@ -310,21 +310,32 @@ class Stack:
 
     def stop(self) -> None:
         # A second Ctrl-C (or a SIGTERM forwarded by a wrapper) must not cut the shutdown short
-        # and leave children running.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for child in reversed(self.children):
-            for _ in range(child.terms):
-                if child.process.poll() is None:
-                    os.killpg(child.process.pid, signal.SIGTERM)
-                    try:
-                        child.process.wait(timeout=child.grace)
-                    except subprocess.TimeoutExpired:
-                        continue
+        # and leave children running; the handlers come back afterwards, so the process (or a
+        # test that stops one stack and starts another) can still be stopped.
+        previous = {
+            signum: signal.signal(signum, signal.SIG_IGN)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            for child in reversed(self.children):
+                self._stop_child(child)
+            self.children.clear()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    @staticmethod
+    def _stop_child(child: Child) -> None:
+        for _ in range(child.terms):
             if child.process.poll() is None:
-                os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
-        self.children.clear()
+                os.killpg(child.process.pid, signal.SIGTERM)
+                try:
+                    child.process.wait(timeout=child.grace)
+                except subprocess.TimeoutExpired:
+                    continue
+        if child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
 
     def health(self) -> StackHealth:
         """The checks `watch` makes, from where each child's log began at this start."""

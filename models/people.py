@@ -19,6 +19,8 @@ from pydantic import AfterValidator, BeforeValidator, field_validator
 from sqlalchemy import JSON, Column, text
 from sqlmodel import Field, Session, SQLModel, select
 
+from itilflow.clock import is_time_zone
+
 # The message languages there are templates for (notifications/templates/*).
 LANGUAGES: tuple[str, ...] = ("en", "zh_CN")
 Language = Literal["en", "zh_CN"]
@@ -57,16 +59,10 @@ def _text(value: str) -> str:
 
 
 def _time_zone(value: str) -> str:
-    # Not policies' TimeZoneName: importing the policies here would load them in every process
-    # that touches the database (0.4 s of `itilflow import`'s start).
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not is_time_zone(value):
         raise ValueError(
             f"expected an IANA time zone like 'Asia/Shanghai' or 'Europe/Berlin', got {value!r}"
-        ) from None
+        )
     return value
 
 
@@ -263,7 +259,3 @@ def get_engineer(*, session: Session, username: str | None) -> Engineer | None:
 
 def get_group(*, session: Session, name: str | None) -> Group | None:
     return session.get(Group, name) if name else None
-
-
-def upsert(*, session: Session, item: SQLModel) -> None:
-    session.merge(item)

@@ -39,16 +39,15 @@ resolution_due; strings already formatted, or None). The extra keys per template
 
 Senders
 -------
-`asend_email` / `send_email`: python-emails' async SMTP path (aiosmtplib). python-emails returns
+`asend_email`: python-emails' async SMTP path (aiosmtplib). python-emails returns
 its errors in a response object; they are turned into NotificationError here.
-`asend_chat` / `send_chat`: apprise with a tagged config file and/or direct URLs, body format
+`asend_chat`: apprise with a tagged config file and/or direct URLs, body format
 text. A tag matching no service is a NotificationError: a misrouted notification is a lost one.
-The sync twins run their own event loop and must not be called from inside a running one.
 """
 
-from .chat import asend_chat, send_chat
+from .chat import asend_chat
 from .errors import NotificationError
-from .mail import MailSettings, asend_email, send_email
+from .mail import MailSettings, asend_email
 from .messages import (
     INCIDENT_KEYS,
     LANGUAGES,
@@ -69,6 +68,4 @@ __all__ = [
     "asend_chat",
     "asend_email",
     "render_message",
-    "send_chat",
-    "send_email",
 ]

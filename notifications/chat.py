@@ -12,7 +12,7 @@ import apprise
 from apprise.common import MATCH_ALL_TAG, MATCH_ALWAYS_TAG
 from apprise.logger import LOGGER_NAME
 
-from .errors import NotificationError, run_sync
+from .errors import NotificationError
 
 # A filter tag like "2:ops" or "ops:3" means priority / retry to apprise, and commas or spaces
 # split one string into several tags: refuse such tags rather than route somewhere unexpected.
@@ -73,21 +73,6 @@ async def asend_chat(
     if not delivered:
         reason = "; ".join(warnings) or "apprise gave no reason; see the 'apprise' logger"
         raise NotificationError(f"chat notification {title!r} failed: {reason}")
-
-
-def send_chat(
-    *,
-    title: str,
-    body: str,
-    tags: Sequence[str],
-    config: str | Path | None,
-    urls: Sequence[str] = (),
-) -> None:
-    """Synchronous twin of `asend_chat`; it runs its own event loop with asyncio.run().
-
-    Do not call it from inside a running event loop (RuntimeError): await `asend_chat` there.
-    """
-    run_sync(asend_chat(title=title, body=body, tags=tags, config=config, urls=urls), "send_chat")
 
 
 def _load_config(config: str | Path) -> apprise.AppriseConfig:

@@ -12,7 +12,7 @@ import aiosmtplib
 import emails
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from .errors import NotificationError, run_sync
+from .errors import NotificationError
 from .messages import RenderedMessage
 
 
@@ -111,21 +111,6 @@ async def asend_email(
         # (e.g. the on-call engineer) is worse than a duplicate.
         refused = _refused(response.refused_recipients)
         raise NotificationError(f"email via {where} refused for: {refused}")
-
-
-def send_email(
-    message: RenderedMessage,
-    *,
-    to: Sequence[str],
-    settings: MailSettings,
-    attachments: Sequence[Attachment] = (),
-) -> None:
-    """Synchronous twin of `asend_email`; it runs its own event loop with asyncio.run().
-
-    Do not call it from a coroutine or anything else already inside a running event loop
-    (RuntimeError): await `asend_email` there.
-    """
-    run_sync(asend_email(message, to=to, settings=settings, attachments=attachments), "send_email")
 
 
 def _smtp_options(settings: MailSettings) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from itilflow.clock import is_time_zone
+
 PRIORITIES: tuple[str, ...] = ("P1", "P2", "P3", "P4")
 Priority = Literal["P1", "P2", "P3", "P4"]
 
@@ -72,14 +74,10 @@ def _cron_line(value: str) -> str:
 
 
 def _time_zone(value: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not is_time_zone(value):
         raise ValueError(
             f"expected an IANA time zone like 'Asia/Shanghai' or 'Europe/Berlin', got {value!r}"
-        ) from None
+        )
     return value
 
 

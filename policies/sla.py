@@ -7,6 +7,7 @@ another policy (what-if reports) and a timer can be rebuilt after a restart.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
@@ -128,6 +129,85 @@ def sla_deadline(calendar: Calendar, start: datetime, duration_business: timedel
     return calendar.add_business_time(start, duration_business)
 
 
+@dataclass
+class _ResolutionClock:
+    """The resolution clock after replaying the timeline: its running stretches (`segments`),
+    the first response, the standing resolution and the time spent on hold."""
+
+    segments: list[tuple[datetime, datetime]] = field(default_factory=list)
+    state: str = "running"  # running | paused | resolved
+    on_hold: timedelta = field(default_factory=timedelta)
+    responded_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+
+def _replay(
+    known: Sequence[StatusEvent], opened_at: datetime, pause_on: frozenset[str], now: datetime
+) -> _ResolutionClock:
+    clock = _ResolutionClock()
+    # `running_since` starts the stretch still open.
+    running_since: datetime = opened_at
+    paused_since: datetime | None = None
+    for event in known:
+        at, kind = event.at.astimezone(UTC), event.kind
+        if at < opened_at:
+            continue
+        if clock.responded_at is None and kind in ("acknowledged", "resolved", "closed"):
+            clock.responded_at = at
+        if kind in pause_on:
+            if clock.state == "running":
+                clock.segments.append((running_since, at))
+                clock.state, paused_since = "paused", at
+        elif kind == "resumed":
+            if clock.state == "paused" and paused_since is not None:
+                clock.on_hold += at - paused_since
+                clock.state, running_since = "running", at
+        elif kind in ("resolved", "closed"):
+            if clock.state == "running":
+                clock.segments.append((running_since, at))
+            elif clock.state == "paused" and paused_since is not None:
+                clock.on_hold += at - paused_since
+            if clock.state != "resolved":
+                clock.state, clock.resolved_at = "resolved", at
+        elif kind == "reopened" and clock.state == "resolved":
+            # The same clock carries on: earlier segments stay in `segments`.
+            clock.state, running_since, clock.resolved_at = "running", at, None
+
+    if clock.state == "running":
+        clock.segments.append((running_since, now))
+    elif clock.state == "paused" and paused_since is not None:
+        clock.on_hold += now - paused_since
+    return clock
+
+
+def _resolution_deadline(
+    calendar: Calendar,
+    segments: Sequence[tuple[datetime, datetime]],
+    target: timedelta,
+    opened_at: datetime,
+    *,
+    paused: bool,
+) -> tuple[timedelta, datetime | None, bool]:
+    """(business time spent, the resolution deadline, whether it fell within running time)."""
+    # Walk the running segments until the target is used up; that moment is the deadline.
+    elapsed = timedelta()
+    resolution_due: datetime | None = None
+    last_start, elapsed_before_last = opened_at, timedelta()
+    for start, end in segments:
+        part = calendar.business_time_between(start, end)
+        if resolution_due is None and elapsed + part >= target:
+            resolution_due = calendar.add_business_time(start, target - elapsed)
+        last_start, elapsed_before_last = start, elapsed
+        elapsed += part
+    # Only a deadline reached within running time can be missed; a projected one cannot (an
+    # incident resolved while on hold had time left, however long the hold).
+    used_up = resolution_due is not None
+    if resolution_due is None and not paused:
+        # Not used up yet: project from the last running segment.
+        resolution_due = calendar.add_business_time(last_start, target - elapsed_before_last)
+    return elapsed, resolution_due, used_up
+
+
 def compute_sla(
     events: Sequence[StatusEvent], policy: SlaPolicy, priority: str, now: datetime
 ) -> SlaFigures:
@@ -146,7 +226,6 @@ def compute_sla(
     now = now.astimezone(UTC)
     target = policy.target_for(priority)
     calendar = policy.calendar_for(priority)
-    pause_on = frozenset(policy.pause_on)
 
     known = sorted(
         (event for event in events if event.at <= now),
@@ -155,69 +234,17 @@ def compute_sla(
     opened_at = next((e.at.astimezone(UTC) for e in known if e.kind == "opened"), None)
     if opened_at is None:
         raise ValueError("the timeline has no 'opened' event (at or before now)")
-
-    # Running stretches of the resolution clock; `running_since` is the one still open.
-    segments: list[tuple[datetime, datetime]] = []
-    state = "running"  # running | paused | resolved
-    running_since: datetime = opened_at
-    paused_since: datetime | None = None
-    on_hold = timedelta()
-    responded_at: datetime | None = None
-    resolved_at: datetime | None = None
-
-    for event in known:
-        at, kind = event.at.astimezone(UTC), event.kind
-        if at < opened_at:
-            continue
-        if responded_at is None and kind in ("acknowledged", "resolved", "closed"):
-            responded_at = at
-        if kind in pause_on:
-            if state == "running":
-                segments.append((running_since, at))
-                state, paused_since = "paused", at
-        elif kind == "resumed":
-            if state == "paused" and paused_since is not None:
-                on_hold += at - paused_since
-                state, running_since = "running", at
-        elif kind in ("resolved", "closed"):
-            if state == "running":
-                segments.append((running_since, at))
-            elif state == "paused" and paused_since is not None:
-                on_hold += at - paused_since
-            if state != "resolved":
-                state, resolved_at = "resolved", at
-        elif kind == "reopened" and state == "resolved":
-            # The same clock carries on: earlier segments stay in `segments`.
-            state, running_since, resolved_at = "running", at, None
-
-    if state == "running":
-        segments.append((running_since, now))
-    elif state == "paused" and paused_since is not None:
-        on_hold += now - paused_since
+    clock = _replay(known, opened_at, frozenset(policy.pause_on), now)
+    state, segments = clock.state, clock.segments
+    responded_at, resolved_at, on_hold = clock.responded_at, clock.resolved_at, clock.on_hold
 
     response_due = calendar.add_business_time(opened_at, target.response)
     time_to_respond = (
         calendar.business_time_between(opened_at, responded_at) if responded_at else None
     )
-
-    # Walk the running segments until the target is used up; that moment is the deadline.
-    elapsed = timedelta()
-    resolution_due: datetime | None = None
-    last_start, elapsed_before_last = opened_at, timedelta()
-    for start, end in segments:
-        part = calendar.business_time_between(start, end)
-        if resolution_due is None and elapsed + part >= target.resolution:
-            resolution_due = calendar.add_business_time(start, target.resolution - elapsed)
-        last_start, elapsed_before_last = start, elapsed
-        elapsed += part
-    # Only a deadline reached within running time can be missed; a projected one cannot (an
-    # incident resolved while on hold had time left, however long the hold).
-    used_up = resolution_due is not None
-    if resolution_due is None and state != "paused":
-        # Not used up yet: project from the last running segment.
-        resolution_due = calendar.add_business_time(
-            last_start, target.resolution - elapsed_before_last
-        )
+    elapsed, resolution_due, used_up = _resolution_deadline(
+        calendar, segments, target.resolution, opened_at, paused=state == "paused"
+    )
 
     resolution_moment = resolved_at if state == "resolved" else now
     return SlaFigures(

@@ -34,38 +34,26 @@ How each figure is counted (the report's "how to read" notes say the same):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from itilflow.models import Incident, TimelineEntry
-from itilflow.policies import PRIORITIES, SlaPolicy
-from itilflow.reports.db import ReportConnection, bind_list, epoch, write_months
+from itilflow.policies import CLOCK_KINDS, PRIORITIES, SlaPolicy
+from itilflow.reports.availability import availability
+from itilflow.reports.db import ReportConnection, bind_list, write_months
 from itilflow.reports.figures import (
-    Availability,
     Breakdown,
-    Compliance,
     DurationStats,
     IncidentMonth,
     IncidentSection,
     SlaMonth,
     WhatIf,
 )
+from itilflow.reports.incident_sla import rank_sql, sla_months
 from itilflow.reports.period import Month
 
 INCIDENT = Incident.__tablename__
 TIMELINE = TimelineEntry.__tablename__
-
-# The clock events of compute_sla, ranked so that events at the same instant apply in lifecycle
-# order (as compute_sla does).
-CLOCK_KINDS = ("opened", "acknowledged", "on_hold", "resumed", "resolved", "reopened", "closed")
-
-
-def _rank_sql(column: str) -> str:
-    whens = " ".join(f"WHEN '{kind}' THEN {rank}" for rank, kind in enumerate(CLOCK_KINDS))
-    return f"CASE {column} {whens} ELSE {len(CLOCK_KINDS)} END"
-
-
-# Timestamps are exact to the microsecond; sums of business time carry float rounding only.
-_TOLERANCE = 0.0001
 
 
 def prepare(
@@ -77,6 +65,12 @@ def prepare(
     """
     as_of_at = conn.time(as_of)
     write_months(conn, months, as_of)
+    _write_cohort(conn, as_of_at)
+    _write_events(conn, as_of_at, extra_kinds)
+    _write_facts(conn)
+
+
+def _write_cohort(conn: ReportConnection, as_of_at: Any) -> None:
     # The cohort: incidents opened in one of the months (an index range scan per month).
     conn.execute(
         "CREATE TEMP TABLE _rpt_inc (id INTEGER PRIMARY KEY, month INTEGER, priority TEXT, "
@@ -93,6 +87,9 @@ def prepare(
         {"as_of": as_of_at},
     )
     conn.analyze("_rpt_inc")
+
+
+def _write_events(conn: ReportConnection, as_of_at: Any, extra_kinds: Sequence[str]) -> None:
     # The timeline entries the figures read, known at as_of, in one pass over the timeline:
     # clock events numbered in the order compute_sla applies them, assignments and escalations.
     kinds = tuple(dict.fromkeys((*CLOCK_KINDS, *extra_kinds, "assigned", "escalated")))
@@ -109,7 +106,7 @@ def prepare(
                at_s, kind, detail
         FROM (
             SELECT t.incident_id, t.id, t.at, {conn.epoch("t.at")} AS at_s, t.kind,
-                   {_rank_sql("t.kind")} AS rank,
+                   {rank_sql("t.kind")} AS rank,
                    CASE t.kind WHEN 'assigned' THEN t.data ->> 'engineer'
                                WHEN 'escalated' THEN t.data ->> 'notify' END
                        AS detail
@@ -121,6 +118,9 @@ def prepare(
     )
     conn.execute("CREATE INDEX _rpt_ev_i ON _rpt_ev (incident_id, ord)")
     conn.analyze("_rpt_ev")
+
+
+def _write_facts(conn: ReportConnection) -> None:
     # One row per incident: everything but the SLA (which depends on a policy).
     conn.execute(
         """
@@ -178,211 +178,8 @@ def prepare(
     conn.analyze("_rpt_fact")
 
 
-# --- SLA compliance, for one SLA policy ---------------------------------------------------------
-
-
-def _business(conn: ReportConnection, cal: str, at: str) -> str:
-    """SQL: business seconds on calendar `cal` from the table's origin up to instant `at`."""
-    used = conn.least(f"{at} - k.start_s", "k.end_s - k.start_s")
-    return (
-        f"COALESCE((SELECT k.cum_s + {used} FROM _rpt_cal k "
-        f"WHERE k.cal = {cal} AND k.start_s <= {at} ORDER BY k.start_s DESC LIMIT 1), 0)"
-    )
-
-
-def _load_policy(
-    conn: ReportConnection, policy: SlaPolicy, start: datetime, as_of: datetime
-) -> None:
-    for table in ("_rpt_cal", "_rpt_target", "_rpt_pause"):
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.execute(
-        "CREATE TEMP TABLE _rpt_cal (cal TEXT, start_s DOUBLE PRECISION, "
-        "end_s DOUBLE PRECISION, cum_s DOUBLE PRECISION)"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE _rpt_target (priority TEXT PRIMARY KEY, cal TEXT, "
-        "response_s DOUBLE PRECISION, resolution_s DOUBLE PRECISION, asof_b DOUBLE PRECISION)"
-    )
-    conn.execute("CREATE TEMP TABLE _rpt_pause (kind TEXT PRIMARY KEY)")
-    conn.executemany(
-        "INSERT INTO _rpt_pause VALUES (:kind)", [{"kind": k} for k in set(policy.pause_on)]
-    )
-    # Open intervals of each calendar in use, from a day before the first month to a day after
-    # as_of (every event the queries look at lies in between), with the business seconds before
-    # each. Calendar._intervals is the walk compute_sla's arithmetic uses, so both agree.
-    origin, until, as_of_s = start - timedelta(days=1), as_of + timedelta(days=1), epoch(as_of)
-    at_as_of: dict[str, float] = {}
-    for name in sorted({target.calendar for target in policy.targets.values()}):
-        calendar = policy.calendars[name].calendar()
-        rows, total, at_as_of[name] = [], 0.0, 0.0
-        for opens, closes in calendar._intervals(origin):  # noqa: SLF001
-            if opens >= until:
-                break
-            start_s, end_s = epoch(opens), epoch(closes)
-            rows.append({"cal": name, "start_s": start_s, "end_s": end_s, "cum_s": total})
-            if start_s <= as_of_s:
-                at_as_of[name] = total + min(as_of_s, end_s) - start_s
-            total += end_s - start_s
-        conn.executemany("INSERT INTO _rpt_cal VALUES (:cal, :start_s, :end_s, :cum_s)", rows)
-    conn.executemany(
-        "INSERT INTO _rpt_target VALUES (:priority, :cal, :response_s, :resolution_s, :asof_b)",
-        [
-            {
-                "priority": priority,
-                "cal": target.calendar,
-                "response_s": target.response.total_seconds(),
-                "resolution_s": target.resolution.total_seconds(),
-                "asof_b": at_as_of[target.calendar],
-            }
-            for priority, target in policy.targets.items()
-        ],
-    )
-    conn.execute("CREATE INDEX _rpt_cal_i ON _rpt_cal (cal, start_s)")
-    for table in ("_rpt_cal", "_rpt_target", "_rpt_pause"):
-        conn.analyze(table)
-
-
-def _in_open(cal: str, at: str) -> str:
-    """SQL: whether business time runs right up to instant `at` (opens < at <= closes)."""
-    return (
-        f"COALESCE((SELECT k.end_s >= {at} FROM _rpt_cal k WHERE k.cal = {cal} "
-        f"AND k.start_s < {at} ORDER BY k.start_s DESC LIMIT 1), FALSE)"
-    )
-
-
-def _status_sql(conn: ReportConnection) -> str:
-    """SQL (CTEs ending in `status`): each cohort incident's response and resolution outcome
-    (met / breached / pending) under the policy in _rpt_cal / _rpt_target / _rpt_pause.
-
-    A target used up exactly is breached when the moment that counts (the response, the
-    resolution, or as_of while open) came after the deadline: the clock was paused or closed
-    (outside business hours) when the time ran out. This is compute_sla's `moment > due`.
-    """
-    return f"""
-        WITH ev AS (
-            SELECT e.incident_id AS id, e.ord, e.at_s,
-                   CASE WHEN e.kind IN (SELECT kind FROM _rpt_pause) THEN 'paused'
-                        WHEN e.kind IN ('resolved', 'closed') THEN 'resolved'
-                        ELSE 'running' END AS state
-            FROM _rpt_ev e JOIN _rpt_fact f ON f.id = e.incident_id
-            WHERE e.ord >= f.opened_ord
-              AND (e.kind IN ('opened', 'resumed', 'reopened', 'resolved', 'closed')
-                   OR e.kind IN (SELECT kind FROM _rpt_pause))
-        ),
-        changes AS (
-            SELECT id, ord, at_s, state,
-                   LAG(state) OVER (PARTITION BY id ORDER BY ord) AS before
-            FROM ev
-        ),
-        -- Where the state changes, the business time on the incident's calendar (one look-up
-        -- per change; a segment ends where the next begins, or at as_of). MATERIALIZED: else
-        -- PostgreSQL may inline these into a nested loop and redo the look-ups per incident.
-        marks AS MATERIALIZED (
-            SELECT c.id, c.ord, c.at_s, c.state, c.before, t.cal, t.asof_b,
-                   {_business(conn, "t.cal", "c.at_s")} AS b
-            FROM changes c JOIN _rpt_fact f ON f.id = c.id
-            JOIN _rpt_target t ON t.priority = f.priority
-            WHERE c.before IS NULL OR c.before != c.state
-        ),
-        seg AS MATERIALIZED (
-            SELECT id, cal, state, before, at_s AS s, b,
-                   COALESCE(LEAD(b) OVER w, asof_b) AS b_end,
-                   ROW_NUMBER() OVER (PARTITION BY id ORDER BY ord DESC) AS from_end
-            FROM marks
-            WINDOW w AS (PARTITION BY id ORDER BY ord)
-        ),
-        per AS (
-            SELECT seg.id, seg.cal, t.resolution_s,
-                   SUM(CASE WHEN seg.state = 'running' THEN seg.b_end - seg.b ELSE 0 END)
-                       AS elapsed,
-                   MAX(CASE WHEN seg.from_end = 1 THEN seg.state END) AS final_state,
-                   MAX(CASE WHEN seg.from_end = 1 THEN seg.before END) AS before_final,
-                   MAX(CASE WHEN seg.from_end = 1 AND seg.state = 'resolved' THEN seg.s END)
-                       AS resolved_s,
-                   MIN(CASE WHEN seg.before IS NULL THEN seg.b END) AS opened_b
-            FROM seg JOIN _rpt_fact f ON f.id = seg.id
-            JOIN _rpt_target t ON t.priority = f.priority
-            GROUP BY seg.id, seg.cal, t.resolution_s
-        ),
-        resp AS (
-            SELECT f.id, t.response_s, COALESCE(f.responded_s, :as_of) AS moment,
-                   CASE WHEN f.responded_s IS NULL THEN t.asof_b
-                        ELSE {_business(conn, "t.cal", "f.responded_s")} END - per.opened_b
-                       AS used,
-                   t.cal
-            FROM _rpt_fact f JOIN _rpt_target t ON t.priority = f.priority
-            JOIN per ON per.id = f.id
-        ),
-        status AS (
-            SELECT f.id, f.month, f.priority,
-                   CASE WHEN resp.used > resp.response_s + :tol THEN 'breached'
-                        WHEN resp.used >= resp.response_s - :tol
-                             AND NOT {_in_open("resp.cal", "resp.moment")} THEN 'breached'
-                        WHEN f.responded_s IS NOT NULL THEN 'met'
-                        ELSE 'pending' END AS response,
-                   CASE WHEN per.elapsed > per.resolution_s + :tol THEN 'breached'
-                        WHEN per.elapsed >= per.resolution_s - :tol
-                             AND (per.final_state = 'paused' OR per.before_final = 'paused'
-                                  OR NOT {_in_open("per.cal", "COALESCE(per.resolved_s, :as_of)")})
-                             THEN 'breached'
-                        WHEN per.final_state = 'resolved' THEN 'met'
-                        ELSE 'pending' END AS resolution
-            FROM _rpt_fact f
-            JOIN per ON per.id = f.id
-            JOIN resp ON resp.id = f.id
-        )
-    """
-
-
-def sla_months(
-    conn: ReportConnection, policy: SlaPolicy, months: list[Month], as_of: datetime
-) -> list[SlaMonth]:
-    """Response and resolution compliance per month (and priority) under `policy`."""
-    _load_policy(conn, policy, months[0].start, as_of)
-    as_of_s = epoch(as_of)
-    rows = conn.execute(
-        f"""
-        {_status_sql(conn)}
-        SELECT month, priority,
-               COUNT(*) FILTER (WHERE response = 'met'),
-               COUNT(*) FILTER (WHERE response = 'breached'),
-               COUNT(*) FILTER (WHERE response = 'pending'),
-               COUNT(*) FILTER (WHERE resolution = 'met'),
-               COUNT(*) FILTER (WHERE resolution = 'breached'),
-               COUNT(*) FILTER (WHERE resolution = 'pending')
-        FROM status GROUP BY month, priority
-        """,
-        {"as_of": as_of_s, "tol": _TOLERANCE},
-    )
-    per_month: dict[int, dict[str, dict[str, Compliance]]] = {}
-    for month, priority, r_met, r_br, r_pe, s_met, s_br, s_pe in rows:
-        per_month.setdefault(month, {})[priority] = {
-            "response": Compliance(met=r_met, breached=r_br, pending=r_pe),
-            "resolution": Compliance(met=s_met, breached=s_br, pending=s_pe),
-        }
-    result = []
-    for index in range(len(months)):
-        by_priority = per_month.get(index, {})
-        result.append(
-            SlaMonth(
-                response=_total(by_priority, "response"),
-                resolution=_total(by_priority, "resolution"),
-                by_priority=by_priority,
-            )
-        )
-    return result
-
-
-def _total(by_priority: dict[str, dict[str, Compliance]], which: str) -> Compliance:
-    parts = [figures[which] for figures in by_priority.values()]
-    return Compliance(
-        met=sum(p.met for p in parts),
-        breached=sum(p.breached for p in parts),
-        pending=sum(p.pending for p in parts),
-    )
-
-
-# --- everything else ----------------------------------------------------------------------------
+# --- the other figures (SLA compliance: reports/incident_sla.py; availability:
+# reports/availability.py) ------------------------------------------------------------------------
 
 
 def _durations(conn: ReportConnection, value: str, where: str) -> dict[int, DurationStats]:
@@ -437,30 +234,7 @@ def _breakdown(conn: ReportConnection, column: str, months: int, top: int) -> li
 def incident_months(
     conn: ReportConnection, months: list[Month], sla: list[SlaMonth], survey_scale: int
 ) -> list[IncidentMonth]:
-    counts: dict[int, dict[str, int]] = {}
-    for month, priority, n in conn.execute(
-        "SELECT month, priority, COUNT(*) FROM _rpt_fact GROUP BY month, priority"
-    ):
-        counts.setdefault(month, {})[priority or "unclassified"] = n
-    totals = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            """
-            SELECT month, COUNT(*), COUNT(*) FILTER (WHERE resolved_s IS NOT NULL),
-                   SUM(first_contact), SUM(ever_resolved),
-                   COUNT(*) FILTER (WHERE ever_resolved = 1 AND reopens > 0),
-                   COUNT(*) FILTER (WHERE escalations > 0), SUM(escalations),
-                   COUNT(*) FILTER (WHERE hierarchical > 0),
-                   COUNT(score), AVG(score)
-            FROM _rpt_fact GROUP BY month
-            """
-        )
-    }
-    scores: dict[int, dict[int, int]] = {}
-    for month, score, n in conn.execute(
-        "SELECT month, score, COUNT(*) FROM _rpt_fact WHERE score IS NOT NULL GROUP BY month, score"
-    ):
-        scores.setdefault(month, {})[int(score)] = n
+    counts, totals, scores = _month_counts(conn)
     mtta = _durations(conn, "responded_s - opened_s", "responded_s IS NOT NULL")
     mttr = _durations(conn, "resolved_s - opened_s", "resolved_s IS NOT NULL")
 
@@ -503,84 +277,35 @@ def incident_months(
     return result
 
 
-def availability(
+def _month_counts(
     conn: ReportConnection,
-    months: list[Month],
-    as_of: datetime,
-    priorities: Sequence[str],
-    top: int,
-) -> list[Availability]:
-    """Downtime and availability per CI and month; the least available CIs of the last month
-    first, only CIs with some downtime in the months shown."""
-    if not priorities:
-        return []
-    priorities_sql, priorities_params = bind_list("priority", priorities)
-    rows = conn.execute(
-        f"""
-        WITH cand AS (
-            SELECT id, ci_name AS ci FROM {INCIDENT}
-            WHERE priority IN ({priorities_sql}) AND ci_name IS NOT NULL
-              AND opened_at < :end AND opened_at <= :as_of
-              AND (resolved_at IS NULL OR resolved_at >= :start)
-        ),
-        ev AS (
-            SELECT c.ci, t.incident_id AS id, {conn.epoch("t.at")} AS at_s,
-                   CASE WHEN t.kind IN ('opened', 'reopened') THEN 1 ELSE 0 END AS down,
-                   ROW_NUMBER() OVER (PARTITION BY t.incident_id
-                                      ORDER BY t.at, {_rank_sql("t.kind")},
-                                      t.id) AS ord
-            FROM cand c JOIN {TIMELINE} t ON t.incident_id = c.id
-            WHERE t.kind IN ('opened', 'reopened', 'resolved', 'closed') AND t.at <= :as_of
-        ),
-        seg AS (
-            SELECT ci, down, at_s AS s,
-                   COALESCE(LEAD(at_s) OVER (PARTITION BY id ORDER BY ord), :as_of_s) AS e
-            FROM ev
-        ),
-        down AS (SELECT ci, s, e FROM seg WHERE down = 1 AND e > s),
-        marked AS (
-            SELECT ci, s, e,
-                   CASE WHEN s <= MAX(e) OVER (PARTITION BY ci ORDER BY s, e
-                                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-                        THEN 0 ELSE 1 END AS starts
-            FROM down
-        ),
-        grouped AS (
-            SELECT ci, s, e,
-                   SUM(starts) OVER (PARTITION BY ci ORDER BY s, e ROWS UNBOUNDED PRECEDING)
-                   AS island
-            FROM marked
-        ),
-        islands AS (SELECT ci, MIN(s) AS s, MAX(e) AS e FROM grouped GROUP BY ci, island)
-        SELECT m.idx, i.ci,
-               SUM({conn.least("i.e", "m.end_eff_s")} - {conn.greatest("i.s", "m.start_s")})
-        FROM islands i JOIN _rpt_month m ON i.s < m.end_eff_s AND i.e > m.start_s
-        GROUP BY m.idx, i.ci
-        """,
-        {
-            **priorities_params,
-            "end": conn.time(months[-1].end),
-            "as_of": conn.time(as_of),
-            "start": conn.time(months[0].start),
-            "as_of_s": epoch(as_of),
-        },
-    )
-    lengths = [max(0.0, min(epoch(m.end), epoch(as_of)) - epoch(m.start)) for m in months]
-    downtime: dict[str, list[float]] = {}
-    for index, ci, seconds in rows:
-        downtime.setdefault(ci, [0.0] * len(months))[index] = round(seconds, 3)
-    result = [
-        Availability(
-            ci=ci,
-            downtime=[d if lengths[i] else None for i, d in enumerate(values)],
-            availability=[
-                round(1 - d / lengths[i], 6) if lengths[i] else None for i, d in enumerate(values)
-            ],
+) -> tuple[dict[int, dict[str, int]], dict[int, tuple[Any, ...]], dict[int, dict[int, int]]]:
+    """Per month index: incidents by priority, the month's totals, survey scores by value."""
+    counts: dict[int, dict[str, int]] = {}
+    for month, priority, n in conn.execute(
+        "SELECT month, priority, COUNT(*) FROM _rpt_fact GROUP BY month, priority"
+    ):
+        counts.setdefault(month, {})[priority or "unclassified"] = n
+    totals = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            """
+            SELECT month, COUNT(*), COUNT(*) FILTER (WHERE resolved_s IS NOT NULL),
+                   SUM(first_contact), SUM(ever_resolved),
+                   COUNT(*) FILTER (WHERE ever_resolved = 1 AND reopens > 0),
+                   COUNT(*) FILTER (WHERE escalations > 0), SUM(escalations),
+                   COUNT(*) FILTER (WHERE hierarchical > 0),
+                   COUNT(score), AVG(score)
+            FROM _rpt_fact GROUP BY month
+            """
         )
-        for ci, values in downtime.items()
-    ]
-    result.sort(key=lambda a: (a.availability[-1] if a.availability[-1] is not None else 1, a.ci))
-    return result[:top]
+    }
+    scores: dict[int, dict[int, int]] = {}
+    for month, score, n in conn.execute(
+        "SELECT month, score, COUNT(*) FROM _rpt_fact WHERE score IS NOT NULL GROUP BY month, score"
+    ):
+        scores.setdefault(month, {})[int(score)] = n
+    return counts, totals, scores
 
 
 def compute_incident_section(

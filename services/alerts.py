@@ -18,7 +18,7 @@ from sqlmodel import Session
 from itilflow.models import IncidentStatus, add_timeline, get_timeline, incident_number
 from itilflow.models.incident import incident_ids_by_dedup_key
 from itilflow.policies import Policies, alert_impact_urgency
-from itilflow.services import incidents
+from itilflow.services import incident_actions, incidents
 
 
 class AlertIn(BaseModel):
@@ -82,18 +82,6 @@ def alert_title(alert: AlertIn) -> str:
     name = alert.labels.get("alertname", "alert")
     instance = alert.labels.get("instance")
     return f"{name} on {instance}"[:300] if instance else name[:300]
-
-
-def apply_webhook(
-    session: Session,
-    webhook: AlertmanagerWebhook,
-    *,
-    policies: Policies,
-    url_of: Callable[[int], str],
-) -> list[AlertOutcome]:
-    """Store one webhook's alerts in the caller's transaction; the caller commits."""
-    [results] = apply_alert_groups(session, [webhook.alerts], policies=policies)
-    return outcomes_of(webhook.alerts, results, url_of)
 
 
 def outcomes_of(
@@ -211,7 +199,7 @@ def _resolve_alert(
     if policies.routing.alertmanager.resolved_action == "resolve" and (
         existing.status != IncidentStatus.on_hold
     ):
-        incidents.resolve(
+        incident_actions.resolve(
             session, existing, actor=ACTOR, note=f"alert resolved at {ended}", policies=policies
         )
         return "resolved", incident_id

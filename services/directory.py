@@ -14,7 +14,7 @@ only) and hears no group notification; their open incidents stay with them until
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +28,12 @@ from itilflow.models.people import (
     EngineerCreate,
     Group,
     GroupCreate,
+)
+from itilflow.services.directory_checks import (
+    DirectoryError,
+    Problem,
+    reference_problems,
+    schema_problems,
 )
 
 Kind = Literal["groups", "people", "cis"]
@@ -76,38 +82,9 @@ LIST_FIELDS = frozenset({"escalation_contacts", "groups", "skills", "depends_on"
 BOOL_FIELDS = frozenset({"active", "on_duty"})
 INT_FIELDS = frozenset({"capacity"})
 MAPPING_FIELDS = frozenset({"attributes"})
+
+
 # Problems listed in one error at most; the rest are counted.
-MAX_PROBLEMS = 20
-
-
-@dataclass(frozen=True)
-class Problem:
-    where: str  # "people.csv line 4", or "" for an API request
-    column: str | None
-    message: str
-
-    def __str__(self) -> str:
-        column = f"column {self.column}" if self.column else ""
-        place = ", ".join(part for part in (self.where, column) if part)
-        return f"{place}: {self.message}" if place else self.message
-
-
-class DirectoryError(ValueError):
-    """A batch refused: nothing of it was written."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        shown = [str(problem) for problem in self.problems[:MAX_PROBLEMS]]
-        more = len(self.problems) - len(shown)
-        if more:
-            shown.append(f"... and {more} more problem(s)")
-        super().__init__("\n".join(shown))
-
-    def __reduce__(self) -> tuple[type[DirectoryError], tuple[list[Problem]]]:
-        # A task's exception travels pickled to its flow: keep the problems, not only the text.
-        return (DirectoryError, (self.problems,))
-
-
 class NotFound(LookupError):
     pass
 
@@ -200,118 +177,6 @@ def _new_row(kind: Kind, values: dict[str, Any]) -> Any:
     return TABLE[kind](**columns)
 
 
-def _schema_problems(record: Record, error: ValidationError) -> list[Problem]:
-    problems = []
-    for detail in error.errors():
-        loc = [str(part) for part in detail["loc"]]
-        name = loc[0] if loc else None
-        column = record.columns.get(name, name) if name else None
-        message = detail["msg"].removeprefix("Value error, ")
-        if len(loc) > 1:
-            message = f"item {int(loc[1]) + 1 if loc[1].isdigit() else loc[1]}: {message}"
-        if detail["type"] == "missing":
-            message = f"{name} is required"
-        problems.append(Problem(record.where, column, message))
-    return problems
-
-
-# ------------------------------------------------------------------------------------ checks
-
-
-def _reference_problems(
-    directory: Directory, kind: Kind, row: Any, record: Record
-) -> list[Problem]:
-    """A record against the others, as they will be after the batch."""
-    problems: list[Problem] = []
-
-    def column(name: str) -> str:
-        return record.columns.get(name, name)
-
-    def group_problem(name: str) -> str | None:
-        group = directory.rows["groups"].get(name)
-        if group is None:
-            known = ", ".join(sorted(directory.rows["groups"])[:10]) or "none yet"
-            return f"unknown group {name!r} (known: {known})"
-        if not group.active:
-            return f"group {name!r} is deactivated"
-        return None
-
-    if kind == "people" and row.active:
-        for name in row.memberships():
-            if (message := group_problem(name)) is not None:
-                problems.append(Problem(record.where, column("groups"), message))
-    if kind == "cis":
-        if row.active and row.owner_group and (message := group_problem(row.owner_group)):
-            problems.append(Problem(record.where, column("owner_group"), message))
-        for name in row.depends_on or []:
-            if name == row.name:
-                problems.append(
-                    Problem(record.where, column("depends_on"), f"{name!r} cannot depend on itself")
-                )
-            elif name not in directory.rows["cis"]:
-                problems.append(
-                    Problem(record.where, column("depends_on"), f"depends on unknown CI {name!r}")
-                )
-    if not row.active:
-        problems += _deactivation_problems(directory, kind, row, record)
-    return problems
-
-
-def _deactivation_problems(
-    directory: Directory, kind: Kind, row: Any, record: Record
-) -> list[Problem]:
-    def named(rows: Iterable[str]) -> str:
-        names = sorted(rows)
-        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
-    column = record.columns.get("active", "active")
-    if kind == "groups":
-        members = [
-            e.username
-            for e in directory.rows["people"].values()
-            if e.active and row.name in e.memberships()
-        ]
-        owned = [
-            c.name for c in directory.rows["cis"].values() if c.active and c.owner_group == row.name
-        ]
-        problems = []
-        if members:
-            problems.append(
-                Problem(
-                    record.where,
-                    column,
-                    f"group {row.name!r} still has active members ({named(members)}): move or "
-                    "deactivate them first",
-                )
-            )
-        if owned:
-            problems.append(
-                Problem(
-                    record.where,
-                    column,
-                    f"group {row.name!r} still owns active CIs ({named(owned)}): give them "
-                    "another owner or deactivate them first",
-                )
-            )
-        return problems
-    if kind == "cis":
-        dependents = [
-            c.name
-            for c in directory.rows["cis"].values()
-            if c.active and row.name in (c.depends_on or [])
-        ]
-        if dependents:
-            return [
-                Problem(
-                    record.where,
-                    column,
-                    f"active CIs depend on {row.name!r} ({named(dependents)}): change or "
-                    "deactivate them first",
-                )
-            ]
-    return []
-
-
 # ------------------------------------------------------------------------------------- writes
 
 
@@ -350,47 +215,16 @@ def save_records(
             continue
         if key:
             seen[kind, key] = record.where
-        row = directory.rows[kind].get(key)
-        if create is True and row is not None:
-            raise AlreadyExists(f"{SINGULAR[kind]} {key!r} already exists")
-        if create is False and row is None:
-            raise NotFound(f"no {SINGULAR[kind]} {key!r}")
-        before = current_values(kind, row) if row is not None else {}
         try:
-            valid = CREATE_SCHEMA[kind].model_validate(before | record.values)
+            row = _stage(directory, outcome, record, create=create)
         except ValidationError as error:
-            problems += _schema_problems(record, error)
+            problems += schema_problems(error, record.where, record.columns)
             continue
-        after = valid.model_dump()
-        if row is None:
-            row = _new_row(kind, after)
-            directory.rows[kind][key] = row
-            outcome.created[kind].append(key)
-        else:
-            changes = {
-                name: (before.get(name), after[name])
-                for name in FIELDS[kind]
-                if before.get(name) != after[name]
-            }
-            if changes:
-                _write(kind, row, {name: new for name, (_, new) in changes.items()})
-                outcome.changed[kind][key] = changes
-            else:
-                outcome.unchanged[kind] += 1
         touched.append((kind, row, record))
-    for kind in outcome.kinds:
-        missing = [row for key, row in directory.rows[kind].items() if (kind, key) not in seen]
-        outcome.not_given[kind] = len(missing)
-        if deactivate_missing:
-            for row in missing:
-                if row.active:
-                    row.active = False
-                    key = getattr(row, KEY_OF[kind])
-                    outcome.deactivated[kind].append(key)
-                    touched.append((kind, row, Record(kind, {}, where=f"{SINGULAR[kind]} {key!r}")))
+    touched += _leave_or_deactivate_missing(directory, outcome, seen, deactivate_missing)
     # Checked once everything is in place: a file may name a group after the people in it.
     for kind, row, record in touched:
-        problems += _reference_problems(directory, kind, row, record)
+        problems += reference_problems(directory.rows, kind, row, record.where, record.columns)
     if problems:
         raise DirectoryError(problems)
     # Kind by kind: the unit of work does not know that an engineer's row needs its group's.
@@ -398,6 +232,57 @@ def save_records(
         session.add_all(directory.rows[kind][key] for key in outcome.created[kind])
         session.flush()
     return outcome
+
+
+def _stage(directory: Directory, outcome: Outcome, record: Record, *, create: bool | None) -> Any:
+    """The record's row as it will be written (new, or the stored one with the record's fields),
+    counted in `outcome`. Raises ValidationError when the Create schema refuses the values."""
+    kind, key = record.kind, record.key
+    row = directory.rows[kind].get(key)
+    if create is True and row is not None:
+        raise AlreadyExists(f"{SINGULAR[kind]} {key!r} already exists")
+    if create is False and row is None:
+        raise NotFound(f"no {SINGULAR[kind]} {key!r}")
+    before = current_values(kind, row) if row is not None else {}
+    after = CREATE_SCHEMA[kind].model_validate(before | record.values).model_dump()
+    if row is None:
+        row = _new_row(kind, after)
+        directory.rows[kind][key] = row
+        outcome.created[kind].append(key)
+        return row
+    changes = {
+        name: (before.get(name), after[name])
+        for name in FIELDS[kind]
+        if before.get(name) != after[name]
+    }
+    if changes:
+        _write(kind, row, {name: new for name, (_, new) in changes.items()})
+        outcome.changed[kind][key] = changes
+    else:
+        outcome.unchanged[kind] += 1
+    return row
+
+
+def _leave_or_deactivate_missing(
+    directory: Directory,
+    outcome: Outcome,
+    seen: dict[tuple[Kind, str], str],
+    deactivate: bool,
+) -> list[tuple[Kind, Any, Record]]:
+    """Count the stored records of the batch's kinds that it does not name and, when asked,
+    deactivate them; returns the deactivated ones, to be checked with the rest."""
+    touched: list[tuple[Kind, Any, Record]] = []
+    for kind in outcome.kinds:
+        missing = [row for key, row in directory.rows[kind].items() if (kind, key) not in seen]
+        outcome.not_given[kind] = len(missing)
+        if deactivate:
+            for row in missing:
+                if row.active:
+                    row.active = False
+                    key = getattr(row, KEY_OF[kind])
+                    outcome.deactivated[kind].append(key)
+                    touched.append((kind, row, Record(kind, {}, where=f"{SINGULAR[kind]} {key!r}")))
+    return touched
 
 
 def save_one(session: Session, kind: Kind, values: dict[str, Any], *, create: bool) -> Any:

@@ -31,14 +31,13 @@ from itilflow.services.directory import (
     LIST_FIELDS,
     MAPPING_FIELDS,
     Directory,
-    DirectoryError,
     Kind,
     Outcome,
-    Problem,
     Record,
     current_values,
     save_records,
 )
+from itilflow.services.directory_checks import DirectoryError, Problem
 
 LIST_SEPARATOR = ";"
 # Other names the YAML sections go by (the demo's data.yaml).

@@ -1,7 +1,8 @@
 """What can happen to an incident, the same from the API, the Prefect UI and the flows.
 
-Each action checks the transition, appends to the timeline and brings the incident's SLA
-triggers in line, all in the caller's transaction: the caller commits or nothing happened.
+Opening one or many incidents stores them with the trigger that starts their flow; the actions
+on an open one are in services/incident_actions.py, run by name with `apply_action`. All of it
+works in the caller's transaction: the caller commits or nothing happened.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.models import (
-    OPEN_STATUSES,
     FlowTrigger,
     Incident,
     IncidentCreate,
@@ -30,13 +30,12 @@ from itilflow.models.incident import (
     insert_timeline_rows,
 )
 from itilflow.policies import Policies, decide_priority
-from itilflow.services.sla_timers import status_events, sync_triggers
+from itilflow.services.incident_actions import ACTIONS, ActionError
+
+# Read as incidents.status_events by the gateway's SLA view and the message context.
+from itilflow.services.sla_timers import status_events  # noqa: F401
 
 _INSERT_TRIGGER = insert(FlowTrigger.__table__)  # type: ignore[attr-defined]
-
-
-class ActionError(ValueError):
-    """An action that the incident's state does not allow; nothing was changed."""
 
 
 class InvalidIncident(ValueError):
@@ -229,173 +228,6 @@ def load_incident(session: Session, incident_id: int) -> Incident:
     if incident is None:
         raise NotFound(f"incident {incident_id} not found")
     return incident
-
-
-def _change_status(
-    session: Session,
-    incident: Incident,
-    *,
-    to: IncidentStatus,
-    kind: str,
-    actor: str,
-    note: str,
-    allowed_from: tuple[IncidentStatus, ...],
-    policies: Policies,
-) -> Incident:
-    if incident.status not in allowed_from:
-        allowed = ", ".join(status.value for status in allowed_from)
-        raise ActionError(
-            f"{incident.number} is {incident.status.value}: '{kind}' needs one of {allowed}"
-        )
-    now = clock.now()
-    incident.status = to
-    incident.updated_at = now
-    session.add(incident)
-    assert incident.id is not None
-    add_timeline(session=session, incident_id=incident.id, kind=kind, actor=actor, message=note)
-    session.flush()
-    sync_triggers(session=session, incident=incident, policies=policies)
-    return incident
-
-
-def acknowledge(
-    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
-) -> Incident:
-    return _change_status(
-        session,
-        incident,
-        to=IncidentStatus.acknowledged,
-        kind="acknowledged",
-        actor=actor,
-        note=note or "acknowledged",
-        allowed_from=(IncidentStatus.new, IncidentStatus.assigned),
-        policies=policies,
-    )
-
-
-def hold(
-    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
-) -> Incident:
-    if not note.strip():
-        raise ActionError("putting an incident on hold needs a note saying what it waits for")
-    return _change_status(
-        session,
-        incident,
-        to=IncidentStatus.on_hold,
-        kind="on_hold",
-        actor=actor,
-        note=note,
-        allowed_from=(IncidentStatus.new, IncidentStatus.assigned, IncidentStatus.acknowledged),
-        policies=policies,
-    )
-
-
-def resume(
-    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
-) -> Incident:
-    responded = any(e.kind == "acknowledged" for e in status_events(session, incident.id or 0))
-    return _change_status(
-        session,
-        incident,
-        to=IncidentStatus.acknowledged if responded else IncidentStatus.assigned,
-        kind="resumed",
-        actor=actor,
-        note=note or "resumed",
-        allowed_from=(IncidentStatus.on_hold,),
-        policies=policies,
-    )
-
-
-def resolve(
-    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
-) -> Incident:
-    if not note.strip():
-        raise ActionError("resolving an incident needs a resolution note")
-    _change_status(
-        session,
-        incident,
-        to=IncidentStatus.resolved,
-        kind="resolved",
-        actor=actor,
-        note=note,
-        allowed_from=OPEN_STATUSES,
-        policies=policies,
-    )
-    incident.resolved_at = clock.now()
-    assert incident.id is not None
-    resolutions = sum(1 for e in status_events(session, incident.id) if e.kind == "resolved")
-    # One survey per resolution: a reopened and re-resolved incident asks again.
-    add_trigger(
-        session=session,
-        incident_id=incident.id,
-        kind="resolved",
-        key=f"resolved:{resolutions}",
-        due_at=clock.now(),
-    )
-    return incident
-
-
-def reopen(
-    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
-) -> Incident:
-    if not note.strip():
-        raise ActionError("reopening an incident needs a note saying why")
-    responded = any(e.kind == "acknowledged" for e in status_events(session, incident.id or 0))
-    incident.resolved_at = None
-    return _change_status(
-        session,
-        incident,
-        to=IncidentStatus.acknowledged if responded else IncidentStatus.assigned,
-        kind="reopened",
-        actor=actor,
-        note=note,
-        allowed_from=(IncidentStatus.resolved,),
-        policies=policies,
-    )
-
-
-def close(
-    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
-) -> Incident:
-    _change_status(
-        session,
-        incident,
-        to=IncidentStatus.closed,
-        kind="closed",
-        actor=actor,
-        note=note or "closed",
-        allowed_from=(IncidentStatus.resolved,),
-        policies=policies,
-    )
-    incident.closed_at = clock.now()
-    return incident
-
-
-def comment(
-    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
-) -> Incident:
-    if not note.strip():
-        raise ActionError("a comment needs text")
-    if incident.status == IncidentStatus.closed:
-        raise ActionError(f"{incident.number} is closed: reopen is not possible, open a new one")
-    assert incident.id is not None
-    add_timeline(
-        session=session, incident_id=incident.id, kind="commented", actor=actor, message=note
-    )
-    incident.updated_at = clock.now()
-    session.add(incident)
-    return incident
-
-
-ACTIONS = {
-    "acknowledge": acknowledge,
-    "comment": comment,
-    "hold": hold,
-    "resume": resume,
-    "resolve": resolve,
-    "reopen": reopen,
-    "close": close,
-}
 
 
 def apply_action(

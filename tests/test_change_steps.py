@@ -25,9 +25,7 @@ from itilflow.executors import (
     ShellAction,
     aexecute_plan,
     arun_action,
-    execute_plan,
     plan_rollback,
-    run_action,
 )
 from tests.support.change_service import ConfigService
 
@@ -272,7 +270,7 @@ async def test_a_failed_backup_applies_nothing(system: System):
     assert system.config.read_text() == "version=1\nworkers=4\n"
 
 
-def test_execute_plan_runs_without_a_loop_and_a_runner_can_wrap_each_action(system: System):
+async def test_a_runner_can_wrap_each_action(system: System):
     seen: list[tuple[str, str]] = []
 
     async def runner(phase, name, action):
@@ -287,7 +285,7 @@ def test_execute_plan_runs_without_a_loop_and_a_runner_can_wrap_each_action(syst
         if result is None:
             announced.append((phase, name))
 
-    outcome = execute_plan(make_plan(system), runner=runner, on_event=on_event)
+    outcome = await aexecute_plan(make_plan(system), runner=runner, on_event=on_event)
 
     # A crashed runner counts as a failed step, so the change is still rolled back.
     assert outcome.outcome == "rolled_back"
@@ -456,14 +454,6 @@ async def test_timestamps_are_aware_and_ordered():
     assert result.started_at.tzinfo is not None
     assert result.finished_at >= result.started_at
     assert 0.1 <= result.duration_seconds < 2
-
-
-def test_run_action_refuses_a_running_loop():
-    async def inside() -> None:
-        with pytest.raises(RuntimeError, match="await arun_action"):
-            run_action(ShellAction(command="true"))
-
-    asyncio.run(inside())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,10 +94,9 @@ def stack(tmp_path: Path):
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     yield stack
     stack.stop()
-    # stop() ignores both signals for good (up exits after it); pytest and the children of
-    # the next test must not inherit that.
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
+    # stop() ignores both signals while it stops the children, then gives them back: pytest
+    # and the children of the next test must not inherit them ignored.
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers
 
 
 def test_a_child_that_dies_is_named_with_its_exception_and_its_log(stack: Stack):

@@ -148,16 +148,18 @@ def test_a_demo_on_other_ports_without_node_exporter(
         ITILFLOW_NODE_EXPORTER_COMMAND="no-such-node-exporter",
     )
     process, output = start_up(data, env)
+    # The Prefect server on SQLite answers slowly on a loaded 2-core machine: not httpx's 5 s.
+    prefect = httpx.Client(timeout=60)
     try:
         said = "".join(output)
         assert "hosts inspection: off (no-such-node-exporter is not installed" in said
         assert not (data / "logs" / "node-exporter.log").exists()
 
         # The hosts inspection's schedule is paused on the server, so it opens nothing.
-        hosts = httpx.get(f"{prefect_api}/deployments/name/patrol-inspection/inspection-hosts")
+        hosts = prefect.get(f"{prefect_api}/deployments/name/patrol-inspection/inspection-hosts")
         assert hosts.status_code == 200
         assert [s["active"] for s in hosts.json()["schedules"]] == [False]
-        platform = httpx.get(
+        platform = prefect.get(
             f"{prefect_api}/deployments/name/patrol-inspection/inspection-platform"
         ).json()
         assert [s["active"] for s in platform["schedules"]] == [True]
@@ -182,14 +184,14 @@ def test_a_demo_on_other_ports_without_node_exporter(
 
         # The platform inspection, run now, finds its own gateway and Prefect server healthy
         # on these ports (inspection.yaml names them {gateway_url} and {prefect_api_url}).
-        run = httpx.post(
+        run = prefect.post(
             f"{prefect_api}/deployments/{platform['id']}/create_flow_run",
             json={"parameters": {"group": "platform"}},
         )
         assert run.status_code == 201, run.text
 
         def finished() -> dict | None:
-            state = httpx.get(f"{prefect_api}/flow_runs/{run.json()['id']}").json()["state"]
+            state = prefect.get(f"{prefect_api}/flow_runs/{run.json()['id']}").json()["state"]
             return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED") else None
 
         state = wait_until(finished, timeout=180, what="the platform inspection run")

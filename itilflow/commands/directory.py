@@ -74,7 +74,8 @@ def _schema_refused(command: str, exc: Exception) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from itilflow.models.migrations import SchemaVersionError
-    from itilflow.services.directory import DirectoryError, describe
+    from itilflow.services.directory import describe
+    from itilflow.services.directory_checks import DirectoryError
     from itilflow.services.directory_files import Source, import_sources
 
     try:

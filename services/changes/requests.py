@@ -160,6 +160,16 @@ def cancel_change(*, session: Session, change: Change, actor: str, note: str) ->
     return change.flow_run_id
 
 
+def expire_change(*, session: Session, change: Change, actor: str, note: str) -> None:
+    """The change ran out of time (for its approvals or its window): expired, on the record."""
+    assert change.id is not None
+    change.status = ChangeStatus.expired
+    session.add(change)
+    add_change_entry(
+        session=session, change_id=change.id, kind="expired", actor=actor, message=note
+    )
+
+
 def void_requests(session: Session, change_id: int) -> int:
     """Void every undecided link of the change, and the codes mailed for them (edits,
     cancellation, expiry)."""

@@ -42,9 +42,9 @@ from itilflow.services.problems.lifecycle import (
     mark_known_error,
     reopen,
     resolve,
-    review_fixes,
     set_workaround,
 )
+from itilflow.services.problems.review import review_fixes
 
 __all__ = [
     "ACTIONS",

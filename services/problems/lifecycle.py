@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.models import (
@@ -34,55 +34,10 @@ from itilflow.policies import (
 )
 from itilflow.services.problems.common import ActionInput, NotFound, ProblemError
 from itilflow.services.problems.detection import (
-    REVIEW_ACTOR,
-    ProblemEvent,
-    link_incidents,
     problem_entry,
     recurrences,
-    reopen_on_recurrence,
 )
 from itilflow.services.problems.knowledge import write_article
-
-
-def review_fixes(
-    session: Session, *, policies: Policies, now: datetime, actor: str = REVIEW_ACTOR
-) -> list[ProblemEvent]:
-    """Resolve problems whose fix succeeded, reopen fixed ones that recurred, and close the ones
-    that stayed quiet for the quiet period."""
-    policy = policies.problem
-    events: list[ProblemEvent] = []
-    fixing = session.exec(
-        select(Problem)
-        .join(Change, col(Change.id) == col(Problem.fix_change_id))
-        .where(
-            Problem.status == ProblemStatus.fix_in_progress,
-            Change.status == ChangeStatus.successful,
-        )
-        .order_by(col(Problem.id))
-    ).all()
-    for problem in fixing:
-        assert problem.id is not None
-        entry_id = _resolve(session, problem, actor=actor, note="")
-        events.append(ProblemEvent(problem_id=problem.id, event="resolved", entry_id=entry_id))
-    resolved = session.exec(
-        select(Problem).where(Problem.status == ProblemStatus.resolved).order_by(col(Problem.id))
-    ).all()
-    for problem in resolved:
-        assert problem.id is not None and problem.resolved_at is not None
-        recurred = recurrences(session, problem, policy)
-        if recurred:
-            new = link_incidents(session, problem, recurred, actor=actor)
-            entry_id = reopen_on_recurrence(session, problem, recurred, actor=actor)
-            events.append(
-                ProblemEvent(
-                    problem_id=problem.id, event="reopened", entry_id=entry_id, new_incidents=new
-                )
-            )
-        elif now >= quiet_until(policy, problem.resolved_at):
-            entry_id = _close(session, problem, actor=actor, note="", now=now)
-            events.append(ProblemEvent(problem_id=problem.id, event="closed", entry_id=entry_id))
-    return events
-
 
 WORKING = (
     ProblemStatus.open,
@@ -279,10 +234,10 @@ def resolve(
         raise ProblemError(
             f"{problem.number} is not fixed yet: {state}; 'resolve' needs a successful change"
         )
-    _resolve(session, problem, actor=actor, note=data.note)
+    mark_resolved(session, problem, actor=actor, note=data.note)
 
 
-def _resolve(session: Session, problem: Problem, *, actor: str, note: str) -> int:
+def mark_resolved(session: Session, problem: Problem, *, actor: str, note: str) -> int:
     change = session.get(Change, problem.fix_change_id) if problem.fix_change_id else None
     problem.resolved_at = clock.now()
     return _set_status(
@@ -312,10 +267,10 @@ def close(
             f"{problem.number} is in its quiet period until {until:%Y-%m-%d %H:%M} UTC "
             f"({format_duration(policies.problem.quiet_period)} after the fix)"
         )
-    _close(session, problem, actor=actor, note=data.note, now=now)
+    mark_closed(session, problem, actor=actor, note=data.note, now=now)
 
 
-def _close(session: Session, problem: Problem, *, actor: str, note: str, now: datetime) -> int:
+def mark_closed(session: Session, problem: Problem, *, actor: str, note: str, now: datetime) -> int:
     problem.closed_at = now
     return _set_status(
         session,

@@ -1,22 +1,31 @@
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
+from pydantic import BaseModel
 
 from itilflow.models import ChangeStatus, add_change_entry, session_scope
+from itilflow.policies.change import RiskLevel
 from itilflow.runtime import runtime
 from itilflow.services import changes
 
 
+class RiskVerdict(BaseModel):
+    """What the change process goes on with: a newer version made this one stale, or the policy
+    refused the change (why), or it goes to approval at `level`."""
+
+    stale: bool = False
+    refused: str | None = None
+    level: RiskLevel | None = None
+
+
 @task(name="assess-change-risk", retries=2, retry_delay_seconds=1)
-def assess_change_risk(change_id: int, version: int) -> dict[str, Any]:
+def assess_change_risk(change_id: int, version: int) -> RiskVerdict:
     """Score the change, record the reasons, and refuse it when policy says so."""
     rt = runtime()
     with session_scope(rt.engine) as session:
         change = changes.load_change(session, change_id)
         if change.version != version:
-            return {"stale": True, "refused": None}
+            return RiskVerdict(stale=True)
         risk = changes.assess(session, change, rt.policies)
         change.risk_score, change.risk_level, change.risk_reasons = (
             risk.score,
@@ -44,4 +53,4 @@ def assess_change_risk(change_id: int, version: int) -> dict[str, Any]:
                 actor="flow:change",
                 message=risk.refused,
             )
-        return {"stale": False, "refused": risk.refused, "level": risk.level}
+        return RiskVerdict(refused=risk.refused, level=risk.level)

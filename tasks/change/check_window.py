@@ -2,38 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from prefect import task
+from pydantic import BaseModel
 
 from itilflow import clock
-from itilflow.models import (
-    ChangeStatus,
-    add_change_entry,
-    session_scope,
-)
+from itilflow.models import session_scope
 from itilflow.runtime import runtime
 from itilflow.services import changes
 
 
+class Window(BaseModel):
+    """now: implement at once; later: at `at` (the planned start, ISO 8601); missed: the window
+    has passed."""
+
+    when: Literal["now", "later", "missed"]
+    at: str | None = None
+
+
 @task(name="check-window")
-def check_window(change_id: int, version: int) -> dict[str, Any]:
+def check_window(change_id: int, version: int) -> Window:
     """now: implement at once; later: at planned_start; missed: the window has passed."""
     rt = runtime()
     with session_scope(rt.engine) as session:
         change = changes.load_change(session, change_id)
         now = clock.now()
         if change.planned_end and change.planned_end <= now:
-            change.status = ChangeStatus.expired
-            session.add(change)
-            add_change_entry(
+            changes.expire_change(
                 session=session,
-                change_id=change_id,
-                kind="expired",
+                change=change,
                 actor="flow:change",
-                message="approved after its window closed; plan a new window",
+                note="approved after its window closed; plan a new window",
             )
-            return {"when": "missed"}
+            return Window(when="missed")
         if change.planned_start and change.planned_start > now:
-            return {"when": "later", "at": change.planned_start.isoformat()}
-        return {"when": "now"}
+            return Window(when="later", at=change.planned_start.isoformat())
+        return Window(when="now")

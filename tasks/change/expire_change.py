@@ -5,11 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.runtime import flow_run
 
-from itilflow.models import (
-    ChangeStatus,
-    add_change_entry,
-    session_scope,
-)
+from itilflow.models import ChangeStatus, session_scope
 from itilflow.runtime import runtime
 from itilflow.services import changes
 
@@ -26,12 +22,9 @@ def expire_change(change_id: int, version: int) -> None:
         if this_run and change.flow_run_id not in (None, str(this_run)):
             return  # a recovery restarted the process: the new run owns the wait now
         changes.void_requests(session, change_id)
-        change.status = ChangeStatus.expired
-        session.add(change)
-        add_change_entry(
+        changes.expire_change(
             session=session,
-            change_id=change_id,
-            kind="expired",
+            change=change,
             actor="flow:change",
-            message="no decision within the approval time; the links are void",
+            note="no decision within the approval time; the links are void",
         )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import task
 from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from itilflow.models import (
@@ -18,27 +19,37 @@ from itilflow.runtime import runtime
 from itilflow.services import changes
 
 
-@task(name="take-over-change")
-def take_over_change(lost_run_id: str, reason: str) -> dict[str, Any]:
-    """Decide what the lost run's change needs, and claim it for this run if anything.
+class Takeover(BaseModel):
+    """What the recovery does with the lost run's change: "none" (and `why`), "restart" a change
+    that was waiting for decisions (its process starts again and finds them), or "roll_back"
+    one that was being implemented, with its plan, the steps the lost run had started and the
+    action it was in when lost."""
 
-    Returns `{"action": "none" | "restart" | "roll_back", ...}`: "restart" for a change that was
-    waiting for decisions (its process starts again and finds them), "roll_back" for one that
-    was being implemented, with the plan and the steps the lost run had started.
-    """
+    action: Literal["none", "restart", "roll_back"]
+    why: str = ""
+    change_id: int | None = None
+    plan: dict[str, Any] | None = None
+    started_steps: list[str] = Field(default_factory=list)
+    in_flight: tuple[str, str] | None = None
+    lost_run_id: str | None = None
+
+
+@task(name="take-over-change")
+def take_over_change(lost_run_id: str, reason: str) -> Takeover:
+    """Decide what the lost run's change needs, and claim it for this run if anything."""
     rt = runtime()
     this_run = str(flow_run.get_id() or "") or None
     with session_scope(rt.engine) as session:
         change = session.exec(select(Change).where(Change.flow_run_id == lost_run_id)).first()
         if change is None or change.id is None:
-            return {"action": "none", "why": "no change belongs to this run any more"}
+            return Takeover(action="none", why="no change belongs to this run any more")
         change_id = change.id
         status = change.status
         if status in changes.AWAITING_DECISIONS:
             if not changes.take_over_change(
                 session=session, change_id=change_id, lost_run_id=lost_run_id, new_run_id=None
             ):
-                return {"action": "none", "why": "another run took the change over"}
+                return Takeover(action="none", why="another run took the change over")
             add_change_entry(
                 session=session,
                 change_id=change_id,
@@ -48,13 +59,13 @@ def take_over_change(lost_run_id: str, reason: str) -> dict[str, Any]:
                 "decisions: starting it again; decisions already given count",
                 data={"lost_run_id": lost_run_id},
             )
-            return {"action": "restart", "change_id": change_id}
+            return Takeover(action="restart", change_id=change_id)
         if status not in changes.MID_IMPLEMENTATION:
-            return {"action": "none", "why": f"{change.number} is {status.value}"}
+            return Takeover(action="none", why=f"{change.number} is {status.value}")
         if not changes.take_over_change(
             session=session, change_id=change_id, lost_run_id=lost_run_id, new_run_id=this_run
         ):
-            return {"action": "none", "why": "another run took the change over"}
+            return Takeover(action="none", why="another run took the change over")
         where = changes.read_interruption(get_change_timeline(session=session, change_id=change_id))
         during = f"{where.in_flight[0]} {where.in_flight[1]!r}" if where.in_flight else "a step"
         undo = list(reversed(where.started_steps))
@@ -72,11 +83,11 @@ def take_over_change(lost_run_id: str, reason: str) -> dict[str, Any]:
                 "in_flight": list(where.in_flight) if where.in_flight else None,
             },
         )
-        return {
-            "action": "roll_back",
-            "change_id": change_id,
-            "plan": change.plan,
-            "started_steps": where.started_steps,
-            "in_flight": list(where.in_flight) if where.in_flight else None,
-            "lost_run_id": lost_run_id,
-        }
+        return Takeover(
+            action="roll_back",
+            change_id=change_id,
+            plan=change.plan,
+            started_steps=where.started_steps,
+            in_flight=where.in_flight,
+            lost_run_id=lost_run_id,
+        )

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import httpx
 from prefect import task
 
-from itilflow.services.directory import DirectoryError, Problem
+from itilflow.services.directory_checks import DirectoryError, Problem
 from itilflow.services.directory_files import Source
 
 # What a URL without a .csv/.yaml ending is read as, by its Content-Type.

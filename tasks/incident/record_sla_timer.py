@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
@@ -17,28 +18,38 @@ from itilflow.notifications import incident_context as messages
 from itilflow.runtime import runtime
 from itilflow.services import incidents
 from itilflow.services.sla_timers import sync_triggers
-from itilflow.tasks.notify.notify_incident import request
+from itilflow.tasks.notify.notify_incident import NotificationRequest, request
+
+
+@dataclass(frozen=True)
+class _TimerSpec:
+    """What a timer says (its template), how the timeline calls it, to whom (None: the person
+    the escalation step names) and which SLA target it is about."""
+
+    template: str
+    timeline: str
+    audience: list[str] | None = None
+    target: str | None = None
+
 
 # What each timer says, to whom, and how the timeline calls it.
-_TIMERS: dict[str, dict[str, Any]] = {
-    "escalation": {"template": "escalation", "timeline": "escalated"},
-    "response_due": {
-        "template": "sla_breach",
-        "timeline": "sla_breached",
-        "audience": ["assignee", "group_lead", "on_call"],
-        "target": "response",
-    },
-    "resolution_due": {
-        "template": "sla_breach",
-        "timeline": "sla_breached",
-        "audience": ["assignee", "group_lead", "on_call"],
-        "target": "resolution",
-    },
-    "progress": {
-        "template": "progress_reminder",
-        "timeline": "progress_reminder",
-        "audience": ["assignee"],
-    },
+_TIMERS: dict[str, _TimerSpec] = {
+    "escalation": _TimerSpec(template="escalation", timeline="escalated"),
+    "response_due": _TimerSpec(
+        template="sla_breach",
+        timeline="sla_breached",
+        audience=["assignee", "group_lead", "on_call"],
+        target="response",
+    ),
+    "resolution_due": _TimerSpec(
+        template="sla_breach",
+        timeline="sla_breached",
+        audience=["assignee", "group_lead", "on_call"],
+        target="resolution",
+    ),
+    "progress": _TimerSpec(
+        template="progress_reminder", timeline="progress_reminder", audience=["assignee"]
+    ),
 }
 
 
@@ -49,15 +60,24 @@ def _load(session: Any, trigger_id: int) -> FlowTrigger:
     return trigger
 
 
+@dataclass(frozen=True)
+class TimerCheck:
+    """One timer, checked: why it is skipped (None: it fires) and what it says to whom."""
+
+    trigger_id: int
+    skip: str | None
+    notification: NotificationRequest
+
+
 @task(name="check-sla-timers", retries=2, retry_delay_seconds=1)
-def check_sla_timers(trigger_ids: list[int]) -> list[dict[str, Any]]:
+def check_sla_timers(trigger_ids: list[int]) -> list[TimerCheck]:
     """For each timer: is it still due for action, and what does it say to whom."""
     rt = runtime()
     with session_scope(rt.engine) as session:
         return [_check(session, rt, trigger_id) for trigger_id in trigger_ids]
 
 
-def _check(session: Any, rt: Any, trigger_id: int) -> dict[str, Any]:
+def _check(session: Any, rt: Any, trigger_id: int) -> TimerCheck:
     trigger = _load(session, trigger_id)
     incident = incidents.load_incident(session, trigger.incident_id)
     spec = _TIMERS[trigger.kind]
@@ -72,7 +92,7 @@ def _check(session: Any, rt: Any, trigger_id: int) -> dict[str, Any]:
         skip = "not due yet"  # the deadline moved after the claim
     elif trigger.kind != "escalation" and incident.status == IncidentStatus.on_hold:
         skip = "on hold"
-    audience = spec.get("audience") or [trigger.data.get("notify", "assignee")]
+    audience = spec.audience or [trigger.data.get("notify", "assignee")]
     due = messages.when(trigger.due_at, rt.policies, incident.priority)
     extra: dict[str, Any] = {
         "escalation": {
@@ -80,21 +100,21 @@ def _check(session: Any, rt: Any, trigger_id: int) -> dict[str, Any]:
             "target": trigger.data.get("notify", "assignee"),
             "overdue_since": due,
         },
-        "sla_breach": {"sla": spec.get("target"), "due_at": due},
+        "sla_breach": {"sla": spec.target, "due_at": due},
         "progress_reminder": {"last_update": _last_update(session, incident.id, rt)},
-    }[spec["template"]]
-    return {
-        "trigger_id": trigger_id,
-        "skip": skip,
-        "notification": request(
+    }[spec.template]
+    return TimerCheck(
+        trigger_id=trigger_id,
+        skip=skip,
+        notification=request(
             trigger.incident_id,
-            spec["template"],
+            spec.template,
             audience=audience,
             key=f"timer:{trigger.key}",
             actor="flow:sla-timer",
             extra=extra,
         ),
-    }
+    )
 
 
 @task(name="record-sla-timers", retries=2, retry_delay_seconds=1)
@@ -116,7 +136,7 @@ def _record(session: Any, rt: Any, trigger_id: int) -> None:
     add_timeline(
         session=session,
         incident_id=trigger.incident_id,
-        kind=spec["timeline"],
+        kind=spec.timeline,
         actor="flow:sla-timer",
         message=f"{trigger.key} due {trigger.due_at.isoformat()}",
         data={

@@ -6,6 +6,8 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import acreate_table_artifact
 
+from itilflow.tasks.inspection.raise_inspection_incidents import InspectionAction
+
 
 def artifact_key(group: str) -> str:
     """Artifact keys take lower-case letters, digits and dashes only."""
@@ -14,10 +16,10 @@ def artifact_key(group: str) -> str:
 
 @task(name="publish-inspection-artifact")
 async def publish_inspection_artifact(
-    group: str, run_id: int, results: list[dict[str, Any]], actions: list[dict[str, Any]]
+    group: str, run_id: int, results: list[dict[str, Any]], actions: list[InspectionAction]
 ) -> str:
     """A table in the Prefect UI: every target and check, its status, value and incident."""
-    incident_of = {(a["target"], a["check"]): f"{a['incident']} ({a['action']})" for a in actions}
+    incident_of = {(a.target, a.check): f"{a.incident} ({a.action})" for a in actions}
     order = {"error": 0, "critical": 1, "warning": 2, "ok": 3}
     rows = [
         {

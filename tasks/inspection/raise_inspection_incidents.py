@@ -10,7 +10,8 @@ incident flow, as the gateway does.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from prefect import task
 from sqlalchemy import func
@@ -25,19 +26,37 @@ from itilflow.models import (
     session_scope,
 )
 from itilflow.policies import Policies
-from itilflow.policies.inspection import NODE_METRICS, Check, TargetGroup, check_name
+from itilflow.policies.inspection import (
+    NODE_METRICS,
+    Check,
+    IncidentMapping,
+    TargetGroup,
+    check_name,
+)
 from itilflow.runtime import runtime
-from itilflow.services import incidents
+from itilflow.services import incident_actions, incidents
 
 ACTOR = "flow:patrol-inspection"
 
+ActionName = Literal["opened", "updated", "kept", "resolved", "noted"]
+
+
+@dataclass(frozen=True)
+class InspectionAction:
+    """What a check's result did to its incident (`incident`: its number)."""
+
+    target: str
+    check: str
+    incident: str
+    action: ActionName
+
 
 @task(name="raise-inspection-incidents", retries=2, retry_delay_seconds=1)
-def raise_inspection_incidents(run_id: int) -> list[dict[str, Any]]:
+def raise_inspection_incidents(run_id: int) -> list[InspectionAction]:
     """What happened to each check's incident: opened, updated, kept, resolved or noted."""
     rt = runtime()
     policy = rt.policies.inspection
-    actions: list[dict[str, Any]] = []
+    actions: list[InspectionAction] = []
     with session_scope(rt.engine) as session:
         run = session.get(InspectionRun, run_id)
         if run is None:
@@ -86,7 +105,7 @@ def _apply(
     result: CheckResult,
     ci: str,
     check: Check,
-) -> dict[str, Any] | None:
+) -> InspectionAction | None:
     mapping = policies.inspection.incident_for(check)
     fingerprint = fingerprint_of(result.target, result.check_name)
     incident = find_open_incident(session, fingerprint)
@@ -98,92 +117,130 @@ def _apply(
         "value": result.value,
         "run_id": run.id,
     }
-    action = None
-    if result.status in mapping.open_on:
-        if incident is None:
-            occurrence = (
-                1
-                + session.exec(
-                    select(func.count())
-                    .select_from(Incident)
-                    .where(Incident.fingerprint == fingerprint)
-                ).one()
-            )
-            incident, _ = incidents.open_incident(
-                session=session,
-                new=incidents.NewIncident(
-                    title=f"{result.target}: {result.check_name} {result.status}: {result.message}"[
-                        :300
-                    ],
-                    description=_describe(run, result),
-                    category=mapping.category,
-                    ci_name=ci,
-                    impact=mapping.impact,
-                    urgency=mapping.urgency,
-                    source="inspection",
-                    fingerprint=fingerprint,
-                    labels={"inspection": state},
-                ),
-                policies=policies,
-                actor=ACTOR,
-                dedup_key=f"{fingerprint}#{occurrence}",
-            )
-            action = "opened"
+    action: ActionName | None = None
+    if incident is None:
+        if result.status not in mapping.open_on:
+            return None
+        incident = _open(session, policies, run, result, ci, mapping, fingerprint, state)
+        action = "opened"
+    else:
+        seen = _Seen(session, policies, run, result, incident, state)
+        if result.status in mapping.open_on:
+            action = _status_changed(seen, failing=True)
+        elif result.status == "ok":
+            action = _recovered(seen, resolve=mapping.resolve_on_recovery)
         else:
-            before = (incident.labels or {}).get("inspection", {})
-            if before.get("status") != result.status or before.get("recovered"):
-                incidents.comment(
-                    session,
-                    incident,
-                    actor=ACTOR,
-                    note=f"inspection run {run.id}: {result.check_name} is {result.status}: "
-                    f"{result.message}",
-                    policies=policies,
-                )
-                action = "updated"
-            else:
-                action = "kept"
-            incident.labels = {**(incident.labels or {}), "inspection": state}
-            session.add(incident)
-    elif incident is not None and result.status == "ok":
-        note = f"inspection run {run.id}: {result.check_name} recovered: {result.message}"
-        if mapping.resolve_on_recovery:
-            incidents.resolve(session, incident, actor=ACTOR, note=note, policies=policies)
-            action = "resolved"
-        elif not (incident.labels or {}).get("inspection", {}).get("recovered"):
-            incidents.comment(session, incident, actor=ACTOR, note=note, policies=policies)
-            incident.labels = {
-                **(incident.labels or {}),
-                "inspection": {**state, "recovered": True},
-            }
-            session.add(incident)
-            action = "noted"
-    elif incident is not None:
-        # Better but not ok (critical -> warning): the incident stays open; say so once.
-        before = (incident.labels or {}).get("inspection", {})
-        if before.get("status") != result.status:
-            incidents.comment(
-                session,
-                incident,
-                actor=ACTOR,
-                note=f"inspection run {run.id}: {result.check_name} is {result.status}: "
-                f"{result.message}",
-                policies=policies,
-            )
-            incident.labels = {**(incident.labels or {}), "inspection": state}
-            session.add(incident)
-            action = "updated"
-    if incident is None or action is None:
+            action = _status_changed(seen, failing=False)
+    if action is None:
         return None
     result.incident_id = incident.id
     session.add(result)
     session.flush()
-    return {
-        "target": result.target,
-        "check": result.check_name,
-        "incident": incident.number,
-        "action": action,
-    }
+    return InspectionAction(
+        target=result.target,
+        check=result.check_name,
+        incident=incident.number,
+        action=action,
+    )
+
+
+def _open(
+    session: Session,
+    policies: Policies,
+    run: InspectionRun,
+    result: CheckResult,
+    ci: str,
+    mapping: IncidentMapping,
+    fingerprint: str,
+    state: dict[str, Any],
+) -> Incident:
+    """A new occurrence: its own incident, deduplicated by the occurrence number."""
+    occurrence = (
+        1
+        + session.exec(
+            select(func.count()).select_from(Incident).where(Incident.fingerprint == fingerprint)
+        ).one()
+    )
+    incident, _ = incidents.open_incident(
+        session=session,
+        new=incidents.NewIncident(
+            title=f"{result.target}: {result.check_name} {result.status}: {result.message}"[:300],
+            description=_describe(run, result),
+            category=mapping.category,
+            ci_name=ci,
+            impact=mapping.impact,
+            urgency=mapping.urgency,
+            source="inspection",
+            fingerprint=fingerprint,
+            labels={"inspection": state},
+        ),
+        policies=policies,
+        actor=ACTOR,
+        dedup_key=f"{fingerprint}#{occurrence}",
+    )
+    return incident
+
+
+@dataclass
+class _Seen:
+    """A check's result next to its open incident, and the state to keep on the incident."""
+
+    session: Session
+    policies: Policies
+    run: InspectionRun
+    result: CheckResult
+    incident: Incident
+    state: dict[str, Any]
+
+    @property
+    def before(self) -> dict[str, Any]:
+        return (self.incident.labels or {}).get("inspection", {})
+
+    def comment(self, note: str) -> None:
+        incident_actions.comment(
+            self.session, self.incident, actor=ACTOR, note=note, policies=self.policies
+        )
+
+    def keep_state(self, **more: Any) -> None:
+        labels = self.incident.labels or {}
+        self.incident.labels = {**labels, "inspection": {**self.state, **more}}
+        self.session.add(self.incident)
+
+
+def _status_changed(seen: _Seen, *, failing: bool) -> ActionName | None:
+    """Still failing, or better but not ok (critical -> warning): the incident stays open. A
+    comment when the status changed (or, failing again, after a noted recovery), said once; a
+    failing check's state is kept on the incident every run."""
+    result = seen.result
+    changed = seen.before.get("status") != result.status or (
+        failing and bool(seen.before.get("recovered"))
+    )
+    if changed:
+        seen.comment(
+            f"inspection run {seen.run.id}: {result.check_name} is {result.status}: "
+            f"{result.message}"
+        )
+    if changed or failing:
+        seen.keep_state()
+    if changed:
+        return "updated"
+    return "kept" if failing else None
+
+
+def _recovered(seen: _Seen, *, resolve: bool) -> ActionName | None:
+    """Back to ok: resolve the incident, or (as the policy says) note the recovery once."""
+    result = seen.result
+    note = f"inspection run {seen.run.id}: {result.check_name} recovered: {result.message}"
+    if resolve:
+        incident_actions.resolve(
+            seen.session, seen.incident, actor=ACTOR, note=note, policies=seen.policies
+        )
+        return "resolved"
+    if seen.before.get("recovered"):
+        return None
+    seen.comment(note)
+    seen.keep_state(recovered=True)
+    return "noted"
 
 
 def _describe(run: InspectionRun, result: CheckResult) -> str:

@@ -14,19 +14,15 @@ import ssl
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any
 
 import httpx
 from cryptography import x509
 from prefect import task
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.models import get_results_since
-from itilflow.policies.durations import format_duration
 from itilflow.policies.inspection import (
     Check,
     HttpCheck,
@@ -41,28 +37,18 @@ from itilflow.policies.inspection import (
     check_name,
     judge,
     judge_low,
-    seconds_until_full,
     worst,
 )
 from itilflow.runtime import runtime
-
-Result = dict[str, Any]
-# (target, filesystem check name) -> [(at, {mountpoint: used percent})], oldest first
-FillHistory = dict[tuple[str, str], list[tuple[datetime, dict[str, float]]]]
-
-NODE_SAMPLES = (
-    "node_cpu_seconds_total",
-    "node_memory_MemAvailable_bytes",
-    "node_memory_MemTotal_bytes",
-    "node_filesystem_avail_bytes",
-    "node_filesystem_size_bytes",
-    "node_load5",
-    "node_systemd_unit_state",
+from itilflow.tasks.inspection.check_results import (
+    Clients,
+    FillHistory,
+    NoAnswer,
+    Result,
+    check_result,
+    describe_failure,
 )
-
-
-class NoAnswer(Exception):
-    """The target did not answer usefully: tried again, then an `error` result."""
+from itilflow.tasks.inspection.node_exporter import probe_node
 
 
 @task(name="run-inspection-checks")
@@ -85,7 +71,7 @@ async def inspect_group(
 ) -> list[Result]:
     """The checks themselves, without the engine (the bench runs them with concurrency=1)."""
     limit = asyncio.Semaphore(concurrency or group.concurrency)
-    clients = _Clients(concurrency or group.concurrency)
+    clients = Clients(concurrency or group.concurrency)
     try:
 
         async def one(target: str, check: Check) -> list[Result]:
@@ -105,7 +91,7 @@ async def run_check(
     policy: InspectionPolicy,
     target: str,
     check: Check,
-    clients: _Clients,
+    clients: Clients,
     history: FillHistory,
 ) -> list[Result]:
     """One check with its retries; never raises."""
@@ -114,7 +100,7 @@ async def run_check(
     probe: Callable[[], Awaitable[list[Result]]]
     if isinstance(check, NodeExporterCheck):
         timeout += check.sample_interval.total_seconds()
-        probe = lambda: _node(policy, target, check, clients, history)  # noqa: E731
+        probe = lambda: probe_node(target, check, policy.thresholds_for(check), clients, history)  # noqa: E731
     elif isinstance(check, PromqlCheck):
         probe = lambda: _promql(target, check, clients)  # noqa: E731
     elif isinstance(check, HttpCheck):
@@ -135,12 +121,14 @@ async def run_check(
         except TimeoutError:
             problem = f"no answer within {timeout:g}s"
         except (NoAnswer, OSError, httpx.TransportError) as exc:
-            problem = _describe(exc)
+            problem = describe_failure(exc)
         except Exception as exc:  # noqa: BLE001 (a bad answer or a bug: recorded, not raised)
-            return [_result(target, name, check.type, "error", message=f"check failed: {exc!r}")]
+            return [
+                check_result(target, name, check.type, "error", message=f"check failed: {exc!r}")
+            ]
         if attempt <= retries:
             await asyncio.sleep(policy.retry_delay.total_seconds())
-    result = _result(target, name, check.type, "error", message=problem)
+    result = check_result(target, name, check.type, "error", message=problem)
     result["attempts"] = retries + 1
     return [result]
 
@@ -174,31 +162,7 @@ def load_fill_history(engine: Engine, policy: InspectionPolicy, group: TargetGro
 # --- probes --------------------------------------------------------------------------------------
 
 
-class _Clients:
-    """One pooled HTTP client per TLS setting for the whole run."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._clients: dict[tuple[bool, str | None], httpx.AsyncClient] = {}
-
-    def get(self, verify: bool = True, ca_file: str | None = None) -> httpx.AsyncClient:
-        key = (verify, ca_file)
-        if key not in self._clients:
-            tls: ssl.SSLContext | bool = (
-                ssl.create_default_context(cafile=ca_file) if verify and ca_file else verify
-            )
-            self._clients[key] = httpx.AsyncClient(
-                verify=tls,
-                limits=httpx.Limits(max_connections=self._size, max_keepalive_connections=20),
-                headers={"User-Agent": "itilflow-inspection"},
-            )
-        return self._clients[key]
-
-    async def close(self) -> None:
-        await asyncio.gather(*(client.aclose() for client in self._clients.values()))
-
-
-async def _http(target: str, check: HttpCheck, clients: _Clients) -> list[Result]:
+async def _http(target: str, check: HttpCheck, clients: Clients) -> list[Result]:
     started = time.perf_counter()
     response = await clients.get(check.verify, check.ca_file).get(check.url)
     body = response.text
@@ -212,7 +176,9 @@ async def _http(target: str, check: HttpCheck, clients: _Clients) -> list[Result
         status = "warning"
         message += f", over {check.max_latency.total_seconds():g}s"
     return [
-        _result(target, check_name(check), "http", status, round(latency, 4), "s", message=message)
+        check_result(
+            target, check_name(check), "http", status, round(latency, 4), "s", message=message
+        )
     ]
 
 
@@ -223,7 +189,7 @@ async def _tcp(target: str, check: TcpCheck) -> list[Result]:
     writer.close()
     await writer.wait_closed()
     message = f"{check.host}:{check.port} open ({elapsed * 1000:.0f} ms)"
-    return [_result(target, check_name(check), "tcp", "ok", round(elapsed, 4), "s", message)]
+    return [check_result(target, check_name(check), "tcp", "ok", round(elapsed, 4), "s", message)]
 
 
 async def _tls(target: str, check: TlsCheck) -> list[Result]:
@@ -243,7 +209,7 @@ async def _tls(target: str, check: TlsCheck) -> list[Result]:
         status, message = "critical", f"certificate expired {expires:%Y-%m-%d %H:%M} UTC"
     if untrusted:
         status, message = "critical", f"certificate not trusted ({untrusted}); {message}"
-    return [_result(target, name, "tls", status, round(days, 3), "d", message)]
+    return [check_result(target, name, "tls", status, round(days, 3), "d", message)]
 
 
 async def _peer_certificate(check: TlsCheck, *, verify: bool) -> bytes:
@@ -269,7 +235,7 @@ async def _peer_certificate(check: TlsCheck, *, verify: bool) -> bytes:
     return bytes(der)
 
 
-async def _promql(target: str, check: PromqlCheck, clients: _Clients) -> list[Result]:
+async def _promql(target: str, check: PromqlCheck, clients: Clients) -> list[Result]:
     name = check_name(check)
     response = await clients.get().get(
         f"{check.url.rstrip('/')}/api/v1/query", params={"query": check.query}
@@ -279,7 +245,7 @@ async def _promql(target: str, check: PromqlCheck, clients: _Clients) -> list[Re
     payload = response.json()
     if payload.get("status") != "success":
         error = payload.get("error") or f"HTTP {response.status_code}"
-        return [_result(target, name, "promql", "error", message=f"query refused: {error}")]
+        return [check_result(target, name, "promql", "error", message=f"query refused: {error}")]
     data = payload["data"]
     if data["resultType"] == "scalar":
         series = [({}, float(data["result"][1]))]
@@ -287,7 +253,7 @@ async def _promql(target: str, check: PromqlCheck, clients: _Clients) -> list[Re
         series = [(item["metric"], float(item["value"][1])) for item in data["result"]]
     else:
         return [
-            _result(
+            check_result(
                 target,
                 name,
                 "promql",
@@ -296,7 +262,7 @@ async def _promql(target: str, check: PromqlCheck, clients: _Clients) -> list[Re
             )
         ]
     if not series:
-        return [_result(target, name, "promql", check.on_empty, message="no series")]
+        return [check_result(target, name, "promql", check.on_empty, message="no series")]
 
     def status_of(value: float) -> str:
         if check.direction == "above":
@@ -314,211 +280,7 @@ async def _promql(target: str, check: PromqlCheck, clients: _Clients) -> list[Re
     details = {
         (",".join(f"{k}={v}" for k, v in lb.items()) or "value"): v for _, v, lb in judged[:50]
     }
-    return [_result(target, name, "promql", status, value, check.unit, message, details)]
+    return [check_result(target, name, "promql", status, value, check.unit, message, details)]
 
 
-async def _node(
-    policy: InspectionPolicy,
-    target: str,
-    check: NodeExporterCheck,
-    clients: _Clients,
-    history: FillHistory,
-) -> list[Result]:
-    name = check_name(check)
-    client = clients.get()
-    started = time.perf_counter()
-    first = await _scrape(client, check.url)
-    elapsed = time.perf_counter() - started
-    second = None
-    if "cpu" in check.metrics:
-        await asyncio.sleep(check.sample_interval.total_seconds())
-        second = await _scrape(client, check.url)
-    levels = policy.thresholds_for(check)
-    current = second or first
-    results = [
-        _result(target, name, "node_exporter", "ok", round(elapsed, 4), "s", "metrics scraped")
-    ]
-
-    def add(metric: str, status: str, value: float | None, unit: str, message: str, **kw: Any):
-        results.append(
-            _result(target, f"{name}.{metric}", "node_exporter", status, value, unit, message, **kw)
-        )
-
-    cores = len({labels.get("cpu") for labels, _ in current.get("node_cpu_seconds_total", [])})
-    if "cpu" in check.metrics and second is not None and cores:
-        busy = _cpu_percent(first, second)
-        if busy is not None:
-            add("cpu", judge(busy, levels.cpu_percent), round(busy, 2), "%", f"{busy:.1f}% busy")
-    if "memory" in check.metrics:
-        total = _one(current, "node_memory_MemTotal_bytes")
-        available = _one(current, "node_memory_MemAvailable_bytes")
-        if total and available is not None:
-            used = 100 * (1 - available / total)
-            add("memory", judge(used, levels.memory_percent), round(used, 2), "%", f"{used:.1f}%")
-    filled = _filesystems(current, check.ignore_fstypes)
-    if "filesystem" in check.metrics and filled:
-        mountpoint, used = max(filled.items(), key=lambda item: item[1])
-        add(
-            "filesystem",
-            judge(used, levels.filesystem_percent),
-            round(used, 2),
-            "%",
-            f"{mountpoint} {used:.1f}% full"
-            + (f" (fullest of {len(filled)})" if len(filled) > 1 else ""),
-            details={mp: round(value, 3) for mp, value in filled.items()},
-        )
-    if "filesystem_fill" in check.metrics and filled:
-        now = clock.now()
-        earlier = history.get((target, f"{name}.filesystem"), [])
-        predictions = {}
-        span = levels.fill_min_span
-        for mountpoint, used in filled.items():
-            points = [(at, d[mountpoint]) for at, d in earlier if mountpoint in d]
-            if not points or now - points[0][0] < span:
-                continue
-            seconds = seconds_until_full([*points, (now, used)])
-            if seconds is not None:
-                predictions[mountpoint] = seconds
-        if predictions:
-            mountpoint, seconds = min(predictions.items(), key=lambda item: item[1])
-            add(
-                "filesystem_fill",
-                judge_low(seconds, levels.filesystem_full_in),
-                round(seconds / 3600, 2),
-                "h",
-                f"{mountpoint} full in {seconds / 3600:.1f} h at the rate of the last "
-                f"{format_duration(levels.fill_window)}",
-                details={mp: round(s / 3600, 2) for mp, s in predictions.items()},
-            )
-        else:
-            add(
-                "filesystem_fill",
-                "ok",
-                None,
-                "h",
-                "no filesystem is filling up"
-                if any(now - at >= span for at, _ in earlier)
-                else f"no prediction before results span {format_duration(span)}",
-            )
-    if "load" in check.metrics and cores:
-        load = _one(current, "node_load5")
-        if load is not None:
-            per_core = load / cores
-            add(
-                "load",
-                judge(per_core, levels.load_per_core),
-                round(per_core, 3),
-                "",
-                f"load5 {load:g} on {cores} cores",
-            )
-    if "systemd" in check.metrics and "node_systemd_unit_state" in current:
-        failed = sorted(
-            labels.get("name", "?")
-            for labels, value in current["node_systemd_unit_state"]
-            if labels.get("state") == "failed" and value == 1
-        )
-        add(
-            "systemd",
-            judge(len(failed), levels.failed_units),
-            len(failed),
-            "",
-            ("failed: " + ", ".join(failed[:10])) if failed else "no failed units",
-        )
-    return results
-
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-
-async def _scrape(client: httpx.AsyncClient, url: str) -> Samples:
-    response = await client.get(url)
-    if response.status_code != 200:
-        raise NoAnswer(f"{url} answered HTTP {response.status_code}")
-    return parse_node_metrics(response.text)
-
-
-def parse_node_metrics(text: str) -> Samples:
-    """The samples the node checks read, from Prometheus' text exposition format."""
-    wanted = [line for line in text.splitlines() if line.startswith(NODE_SAMPLES)]
-    samples: Samples = defaultdict(list)
-    for family in text_string_to_metric_families("\n".join(wanted) + "\n"):
-        for sample in family.samples:
-            if sample.name in NODE_SAMPLES:
-                samples[sample.name].append((dict(sample.labels), float(sample.value)))
-    return dict(samples)
-
-
-def _one(samples: Samples, name: str) -> float | None:
-    values = samples.get(name)
-    return values[0][1] if values else None
-
-
-def _cpu_percent(first: Samples, second: Samples) -> float | None:
-    def totals(samples: Samples) -> tuple[float, float]:
-        rows = samples.get("node_cpu_seconds_total", [])
-        idle = sum(v for labels, v in rows if labels.get("mode") == "idle")
-        return idle, sum(v for _, v in rows)
-
-    idle1, total1 = totals(first)
-    idle2, total2 = totals(second)
-    if total2 - total1 <= 0:
-        return None
-    return max(0.0, min(100.0, 100 * (1 - (idle2 - idle1) / (total2 - total1))))
-
-
-def _filesystems(samples: Samples, ignore: list[str]) -> dict[str, float]:
-    sizes = {
-        labels.get("mountpoint", "?"): value
-        for labels, value in samples.get("node_filesystem_size_bytes", [])
-        if labels.get("fstype") not in ignore and value > 0
-    }
-    return {
-        labels.get("mountpoint", "?"): 100 * (1 - value / sizes[labels.get("mountpoint", "?")])
-        for labels, value in samples.get("node_filesystem_avail_bytes", [])
-        if labels.get("mountpoint", "?") in sizes
-    }
-
-
-# --- results -------------------------------------------------------------------------------------
-
-
-def _result(
-    target: str,
-    check: str,
-    check_type: str,
-    status: str,
-    value: float | None = None,
-    unit: str = "",
-    message: str = "",
-    details: dict[str, Any] | None = None,
-) -> Result:
-    return {
-        "target": target,
-        "check_name": check,
-        "check_type": check_type,
-        "status": status,
-        "value": value,
-        "unit": unit,
-        "message": message[:2000],
-        "details": details or {},
-        "attempts": 1,
-        "at": clock.now(),
-    }
-
-
-def _describe(exc: BaseException) -> str:
-    """The root cause in a few words: httpx hides a refused connection three causes deep."""
-    text = str(exc) or type(exc).__name__
-    cause: BaseException | None = exc
-    for _ in range(5):
-        if cause is None:
-            break
-        if isinstance(cause, ConnectionRefusedError):
-            return f"connection refused: {cause}"[:500]
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, httpx.ConnectError):
-        text = f"cannot connect: {text}"
-    return text[:500]
-
-
-__all__ = ["inspect_group", "parse_node_metrics", "run_inspection_checks"]
+__all__ = ["inspect_group", "run_inspection_checks"]

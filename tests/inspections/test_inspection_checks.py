@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from itilflow.policies.inspection import InspectionPolicy
-from itilflow.tasks.inspection.run_inspection_checks import inspect_group, parse_node_metrics
+from itilflow.tasks.inspection.node_exporter import parse_node_metrics
+from itilflow.tasks.inspection.run_inspection_checks import inspect_group
 from tests.inspections.servers import WebServer, closed_port, tls_server
 
 EXPOSITION = """\

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from itilflow.notifications import NotificationError, asend_chat, render_message, send_chat
+from itilflow.notifications import NotificationError, asend_chat, render_message
 from tests.support.http_sink import HttpSink
 from tests.support.notifications import make_context, make_incident
 
@@ -159,16 +159,3 @@ async def test_nothing_to_notify_is_a_value_error() -> None:
 async def test_tags_with_apprise_syntax_are_refused(tag: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="chat tags"):
         await asend_chat(title="t", body="b", tags=[tag], config=tmp_path / "apprise.yml")
-
-
-def test_sync_twin_sends(http_sink: HttpSink, tmp_path: Path) -> None:
-    config = write_config(tmp_path, http_sink)
-
-    send_chat(title="t", body="b", tags=["ops"], config=config)
-
-    assert [r.path for r in http_sink.wait_for(1)] == ["/ops"]
-
-
-async def test_sync_twin_refuses_a_running_loop(http_sink: HttpSink) -> None:
-    with pytest.raises(RuntimeError, match="await asend_chat"):
-        send_chat(title="t", body="b", tags=(), config=None, urls=[http_sink.apprise_url()])

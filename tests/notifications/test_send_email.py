@@ -9,7 +9,6 @@ from itilflow.notifications import (
     RenderedMessage,
     asend_email,
     render_message,
-    send_email,
 )
 from tests.support.notifications import make_context, make_incident
 from tests.support.smtp import SmtpCapture, silent_port
@@ -164,17 +163,6 @@ async def test_a_single_address_string_is_one_recipient(smtp_server: SmtpCapture
     await asend_email(opened(), to="alice@example.org", settings=smtp_server.mail_settings())
 
     assert smtp_server.wait_for(1)[0].rcpt_tos == ("alice@example.org",)
-
-
-def test_sync_twin_sends(smtp_server: SmtpCapture) -> None:
-    send_email(opened(), to=["alice@example.org"], settings=smtp_server.mail_settings())
-
-    assert smtp_server.wait_for(1)[0].rcpt_tos == ("alice@example.org",)
-
-
-async def test_sync_twin_refuses_a_running_loop(smtp_server: SmtpCapture) -> None:
-    with pytest.raises(RuntimeError, match="await asend_email"):
-        send_email(opened(), to=["alice@example.org"], settings=smtp_server.mail_settings())
 
 
 def test_settings_refuse_two_tls_modes() -> None:

@@ -132,6 +132,10 @@ def test_two_checks_of_a_target_need_their_own_names(policy_dir: Path) -> None:
     )
 
 
+# Longer than a file name may be: ZoneInfo raises OSError for it, not ZoneInfoNotFoundError.
+LONG_ZONE = "Europe/" + "x" * 300
+
+
 def test_schedule_timezone_and_target_names(policy_dir: Path) -> None:
     write(
         policy_dir,
@@ -142,21 +146,28 @@ groups:
     timezone: Mars/Olympus
     targets:
       web: {checks: [{type: tcp, host: a, port: 1}]}
+  c:
+    schedule: "0 * * * *"
+    timezone: Europe/LONG
+    targets:
+      api: {checks: [{type: tcp, host: a, port: 1}]}
   b:
     schedule: "0 * * * *"
     targets:
       web: {checks: [{type: tcp, host: a, port: 1}]}
-""",
+""".replace("Europe/LONG", LONG_ZONE),
     )
     found = problems(policy_dir)
     assert found[0].startswith("inspection.yaml: groups.a.schedule: expected a cron line")
     assert found[1].startswith("inspection.yaml: groups.a.timezone: expected an IANA time zone")
+    assert found[2].startswith("inspection.yaml: groups.c.timezone: expected an IANA time zone")
     write(
         policy_dir,
         (policy_dir / "inspection.yaml")
         .read_text()
         .replace("every 5 minutes", "*/5 * * * *")
-        .replace("Mars/Olympus", "UTC"),
+        .replace("Mars/Olympus", "UTC")
+        .replace(LONG_ZONE, "UTC"),
     )
     [problem] = problems(policy_dir)
     assert problem.startswith("inspection.yaml: groups.b.targets.web: target 'web' is also in")

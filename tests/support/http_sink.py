@@ -1,7 +1,7 @@
 """A real local HTTP server (stdlib, in a thread) that records what is POSTed to it.
 
     with HttpSink() as sink:
-        send_chat(title="t", body="b", tags=(), config=None, urls=[sink.apprise_url("/hook")])
+        await asend_chat(title="t", body="b", tags=(), config=None, urls=[sink.apprise_url("/h")])
         [request] = sink.wait_for(1)
         assert request.json["title"] == "t"
 

@@ -1,7 +1,7 @@
 """A real SMTP server (aiosmtpd, in its own thread) that captures what it is sent.
 
     with SmtpCapture() as smtp:
-        send_email(message, to=["a@example.org"], settings=smtp.mail_settings())
+        await asend_email(message, to=["a@example.org"], settings=smtp.mail_settings())
         [mail] = smtp.wait_for(1)
 
 It can also answer with an SMTP error (`fail_with("451 4.3.0 try later", at="data")`), offer

@@ -46,11 +46,7 @@ class NotFound(LookupError):
     pass
 
 
-# The one incident shape (models/incident.py); the name the services and tasks use.
-NewIncident = IncidentCreate
-
-
-def validate_new_incident(new: NewIncident, policies: Policies) -> None:
+def validate_new_incident(new: IncidentCreate, policies: Policies) -> None:
     """Refuse values the policies do not know before anything is stored."""
     if new.priority is not None and new.priority not in ("P1", "P2", "P3", "P4"):
         raise InvalidIncident(f"unknown priority {new.priority!r}: expected one of P1, P2, P3, P4")
@@ -69,7 +65,7 @@ def validate_new_incident(new: NewIncident, policies: Policies) -> None:
 def open_incident(
     *,
     session: Session,
-    new: NewIncident,
+    new: IncidentCreate,
     policies: Policies,
     actor: str,
     dedup_key: str | None = None,
@@ -102,7 +98,7 @@ def open_incident(
 def open_incidents(
     *,
     session: Session,
-    new: Sequence[NewIncident],
+    new: Sequence[IncidentCreate],
     dedup_keys: Sequence[str | None],
     policies: Policies,
     actor: str,
@@ -163,7 +159,7 @@ def open_incidents(
 class OpenRequest:
     """One request to open an incident, as the JSON API receives it."""
 
-    new: NewIncident
+    new: IncidentCreate
     actor: str
     dedup_key: str | None = None
 

@@ -55,8 +55,9 @@ class IncidentCreate(IncidentBase):
     """A new incident, as services.incidents.open_incident(s) stores it. The API's body
     (gateway/incidents.py) is this with the API's names and checks."""
 
-    # None: derived from impact x urgency when the incident is opened.
-    priority: str | None = Field(default=None, max_length=2)
+    # None: derived from impact x urgency when the incident is opened. Any other value than
+    # P1..P4 is refused by services.incidents.validate_new_incident, with that message.
+    priority: str | None = None
     fingerprint: str | None = None
     labels: dict[str, Any] = Field(default_factory=dict)
     parent_id: int | None = None

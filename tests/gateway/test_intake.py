@@ -73,6 +73,12 @@ def test_idempotency_key_returns_the_same_incident(client, rt):
             "JSON",
         ),
         (lambda c: c.post("/api/incidents", json={"title": "x", "priority": "P9"}), 422, "P9"),
+        # Longer than the column: refused by the same rule, not a 500 (fuzzing).
+        (
+            lambda c: c.post("/api/incidents", json={"title": "x", "priority": "PriorityPolicy"}),
+            422,
+            "unknown priority",
+        ),
         (lambda c: c.post("/api/incidents", json={"title": "x", "impact": "huge"}), 422, "huge"),
         (lambda c: c.post("/api/incidents", json={"title": ""}), 422, "title"),
         (lambda c: c.post("/api/incidents", json={"title": "x", "colour": "red"}), 422, "colour"),
@@ -108,6 +114,7 @@ def test_idempotency_key_returns_the_same_incident(client, rt):
     ids=[
         "malformed-json",
         "unknown-priority",
+        "priority-longer-than-the-column",
         "unknown-impact",
         "blank-title",
         "unknown-field",

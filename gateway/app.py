@@ -131,8 +131,6 @@ def create_app(
         ),
     )
     app.state.gateway = gateway
-    app.state.settings = gateway.settings
-    app.state.policies = gateway.policies
     for router in ROUTERS:
         _add_routes(app, router)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)

@@ -60,18 +60,6 @@ async def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-async def get_policies(gateway: GatewayDep) -> Policies:
-    return gateway.policies
-
-
-async def get_settings(gateway: GatewayDep) -> Settings:
-    return gateway.settings
-
-
-async def get_engine(gateway: GatewayDep) -> Engine:
-    return gateway.engine
-
-
 async def get_change_engine(gateway: GatewayDep) -> ChangeEngine:
     return gateway.change_engine
 
@@ -94,9 +82,6 @@ async def authorize(request: Request, authorization: Annotated[str | None, Heade
     return "api"
 
 
-PoliciesDep = Annotated[Policies, Depends(get_policies)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
 ChangeEngineDep = Annotated[ChangeEngine, Depends(get_change_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 Client = Annotated[str, Depends(authorize)]

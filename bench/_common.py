@@ -259,6 +259,19 @@ def settings_from_env(env: dict[str, str]) -> Any:
     )
 
 
+def prepare_database(url: str) -> None:
+    """Bring the database to the code's revision, as `itilflow db upgrade` does before a gateway
+    starts: the gateway refuses an empty one (DatabaseBehindError). Safe to repeat."""
+    from itilflow.models import get_engine
+    from itilflow.models.migrations import upgrade_database
+
+    engine = get_engine(url)
+    try:
+        upgrade_database(engine)
+    finally:
+        engine.dispose()
+
+
 def gateway_app() -> Any:
     """uvicorn factory (`_common:gateway_app --factory`): the gateway from ITILFLOW_* env."""
     from itilflow.gateway.app import create_app
@@ -302,6 +315,7 @@ class Gateway:
         self.token = env["ITILFLOW_API_TOKEN"]
 
     def start(self, timeout: float = 60) -> Gateway:
+        prepare_database(self.env["ITILFLOW_DATABASE_URL"])
         args = [
             PYTHON,
             "-m",

@@ -322,7 +322,7 @@ def raw_rates(alerts: int, batch: int = 100) -> dict[str, float]:
     """The same rows stored in this process without HTTP, on a fresh DB each."""
     from sqlmodel import Session
 
-    from itilflow.models import create_db, get_engine
+    from itilflow.models import IncidentCreate, create_db, get_engine
     from itilflow.policies import alert_impact_urgency, load_policies
     from itilflow.services import incidents
     from itilflow.services.alerts import (
@@ -344,10 +344,10 @@ def raw_rates(alerts: int, batch: int = 100) -> dict[str, float]:
         create_db(engine)
         return engine
 
-    def new_for(raw: dict[str, Any]) -> tuple[incidents.NewIncident, str]:
+    def new_for(raw: dict[str, Any]) -> tuple[IncidentCreate, str]:
         alert = AlertIn.model_validate(raw)
         impact, urgency, category = alert_impact_urgency(policies.routing, alert.labels)
-        new = incidents.NewIncident(
+        new = IncidentCreate(
             title=alert_title(alert),
             description=alert.annotations.get("description", ""),
             category=category,

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from itilflow.models import IncidentAction, IncidentCreate
 from itilflow.notifications.markdown import markdown_text
-from itilflow.services import incidents
 from itilflow.tasks.incident.apply_incident_action import apply_incident_action
 from itilflow.tasks.incident.record_new_incident import record_new_incident
-
-Action = Literal["acknowledge", "comment", "hold", "resume", "resolve", "reopen", "close"]
 
 
 @flow(name="update-incident", flow_run_name="{action} {incident}")
 def update_incident(
-    incident: str, action: Action, note: str = "", actor: str = "prefect-ui"
+    incident: str, action: IncidentAction, note: str = "", actor: str = "prefect-ui"
 ) -> str:
     """Acknowledge, comment, put on hold, resume, resolve, reopen or close an incident.
 
@@ -52,7 +48,7 @@ def report_incident(
         reporter_email: who hears about progress and gets the survey
     """
     number = record_new_incident(
-        incidents.NewIncident(
+        IncidentCreate(
             title=title,
             description=description,
             impact=impact,

@@ -9,10 +9,10 @@ records, so a record leaves the team by deactivation. The rules live in
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
-from sqlalchemy.engine import Engine
+from fastapi import APIRouter, HTTPException, Query, status
 from sqlmodel import Session, SQLModel, select
 
+from itilflow.gateway.deps import Client, Gateway, GatewayDep
 from itilflow.models.people import (
     ConfigurationItemCreate,
     ConfigurationItemPublic,
@@ -60,107 +60,122 @@ def _matches(kind: Kind, row: Any, *, group: str | None, q: str | None) -> bool:
     return True
 
 
-def add_routes(app: FastAPI, *, engine: Engine, authorize: Callable[..., str]) -> None:
-    router = APIRouter(prefix=PREFIX)
-    Client = Annotated[str, Depends(authorize)]
+router = APIRouter(prefix=PREFIX)
 
-    def write(action: Callable[[Session], Any], kind: Kind) -> Any:
-        with Session(engine, expire_on_commit=False) as session:
-            try:
-                row = action(session)
-                session.commit()
-            except directory.NotFound as exc:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-            except directory.AlreadyExists as exc:
-                raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-            except directory.DirectoryError as exc:
-                detail = [
-                    {"loc": ["body", p.column] if p.column else ["body"], "msg": p.message}
-                    for p in exc.problems
-                ]
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
+
+def _write(gateway: Gateway, action: Callable[[Session], Any], kind: Kind) -> Any:
+    """Run `action` in a transaction; the directory's refusals become 404, 409 and 422."""
+    with Session(gateway.engine, expire_on_commit=False) as session:
+        try:
+            row = action(session)
+            session.commit()
+        except directory.NotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        except directory.AlreadyExists as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        except directory.DirectoryError as exc:
+            detail = [
+                {"loc": ["body", p.column] if p.column else ["body"], "msg": p.message}
+                for p in exc.problems
+            ]
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
+        return _public(kind, row)
+
+
+def _add_read_routes(kind: Kind, path: str, public: type[SQLModel]) -> None:
+    tags: list[str | Any] = [path]
+    key = KEY_OF[kind]
+    what = SINGULAR[kind]
+
+    @router.get(f"/{path}", response_model=list[public], tags=tags, name=f"list_{path}")
+    def list_records(
+        _: Client,
+        gateway: GatewayDep,
+        group: Annotated[str | None, Query(max_length=64)] = None,
+        active: bool | None = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[Any]:
+        """`group`: its members (people), the CIs it owns (cis); `active`: only active or
+        only deactivated records (default both); `q`: a piece of the name, email or kind."""
+        table = TABLE[kind]
+        statement = select(table).order_by(getattr(table, key))
+        if active is not None:
+            statement = statement.where(table.active == active)  # type: ignore[attr-defined]
+        with Session(gateway.engine) as session:
+            rows = [row for row in session.exec(statement) if _matches(kind, row, group=group, q=q)]
+        return [_public(kind, row) for row in rows[offset : offset + limit]]
+
+    @router.get(f"/{path}/{{key}}", response_model=public, tags=tags, name=f"get_{what}")
+    def get_record(key: str, _: Client, gateway: GatewayDep) -> Any:
+        with Session(gateway.engine) as session:
+            row = session.get(table_of, key)
+            if row is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} {key!r}")
             return _public(kind, row)
 
-    def routes(
-        kind: Kind,
-        path: str,
-        create_schema: type[SQLModel],
-        update_schema: type[SQLModel],
-        public: type[SQLModel],
-    ) -> None:
-        tags: list[str | Any] = [path]
-        key = KEY_OF[kind]
-        what = SINGULAR[kind]
+    table_of = TABLE[kind]
 
-        @router.get(f"/{path}", response_model=list[public], tags=tags, name=f"list_{path}")
-        def list_records(
-            _: Client,
-            group: Annotated[str | None, Query(max_length=64)] = None,
-            active: bool | None = None,
-            q: Annotated[str | None, Query(max_length=200)] = None,
-            limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-            offset: Annotated[int, Query(ge=0)] = 0,
-        ) -> list[Any]:
-            """`group`: its members (people), the CIs it owns (cis); `active`: only active or
-            only deactivated records (default both); `q`: a piece of the name, email or kind."""
-            table = TABLE[kind]
-            statement = select(table).order_by(getattr(table, key))
-            if active is not None:
-                statement = statement.where(table.active == active)  # type: ignore[attr-defined]
-            with Session(engine) as session:
-                rows = [
-                    row for row in session.exec(statement) if _matches(kind, row, group=group, q=q)
-                ]
-            return [_public(kind, row) for row in rows[offset : offset + limit]]
 
-        @router.get(f"/{path}/{{key}}", response_model=public, tags=tags, name=f"get_{what}")
-        def get_record(key: str, _: Client) -> Any:
-            with Session(engine) as session:
-                row = session.get(table_of, key)
-                if row is None:
-                    raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} {key!r}")
-                return _public(kind, row)
+def _add_write_routes(
+    kind: Kind,
+    path: str,
+    create_schema: type[SQLModel],
+    update_schema: type[SQLModel],
+    public: type[SQLModel],
+) -> None:
+    tags: list[str | Any] = [path]
+    what = SINGULAR[kind]
 
-        table_of = TABLE[kind]
+    @router.post(
+        f"/{path}",
+        response_model=public,
+        status_code=status.HTTP_201_CREATED,
+        tags=tags,
+        name=f"create_{what}",
+        responses={409: {"description": f"the {what} exists already"}},
+    )
+    def create_record(body: create_schema, _: Client, gateway: GatewayDep) -> Any:  # type: ignore[valid-type]
+        values = body.model_dump()  # type: ignore[attr-defined]
+        return _write(gateway, lambda s: directory.save_one(s, kind, values, create=True), kind)
 
-        @router.post(
-            f"/{path}",
-            response_model=public,
-            status_code=status.HTTP_201_CREATED,
-            tags=tags,
-            name=f"create_{what}",
-            responses={409: {"description": f"the {what} exists already"}},
-        )
-        def create_record(body: create_schema, _: Client) -> Any:  # type: ignore[valid-type]
-            values = body.model_dump()  # type: ignore[attr-defined]
-            return write(lambda s: directory.save_one(s, kind, values, create=True), kind)
+    @router.patch(f"/{path}/{{key}}", response_model=public, tags=tags, name=f"update_{what}")
+    def update_record(key: str, body: update_schema, _: Client, gateway: GatewayDep) -> Any:  # type: ignore[valid-type]
+        """Only the fields sent change."""
+        values = {**body.model_dump(exclude_unset=True), KEY_OF[kind]: key}  # type: ignore[attr-defined]
+        return _write(gateway, lambda s: directory.save_one(s, kind, values, create=False), kind)
 
-        @router.patch(f"/{path}/{{key}}", response_model=public, tags=tags, name=f"update_{what}")
-        def update_record(key: str, body: update_schema, _: Client) -> Any:  # type: ignore[valid-type]
-            """Only the fields sent change."""
-            values = {**body.model_dump(exclude_unset=True), KEY_OF[kind]: key}  # type: ignore[attr-defined]
-            return write(lambda s: directory.save_one(s, kind, values, create=False), kind)
+    @router.post(
+        f"/{path}/{{key}}/deactivate",
+        response_model=public,
+        tags=tags,
+        name=f"deactivate_{what}",
+    )
+    def deactivate_record(key: str, _: Client, gateway: GatewayDep) -> Any:
+        """Nothing is deleted: the record stays for the incidents that name it."""
+        return _write(gateway, lambda s: directory.set_active(s, kind, key, False), kind)
 
-        @router.post(
-            f"/{path}/{{key}}/deactivate",
-            response_model=public,
-            tags=tags,
-            name=f"deactivate_{what}",
-        )
-        def deactivate_record(key: str, _: Client) -> Any:
-            """Nothing is deleted: the record stays for the incidents that name it."""
-            return write(lambda s: directory.set_active(s, kind, key, False), kind)
+    @router.post(
+        f"/{path}/{{key}}/reactivate",
+        response_model=public,
+        tags=tags,
+        name=f"reactivate_{what}",
+    )
+    def reactivate_record(key: str, _: Client, gateway: GatewayDep) -> Any:
+        return _write(gateway, lambda s: directory.set_active(s, kind, key, True), kind)
 
-        @router.post(
-            f"/{path}/{{key}}/reactivate",
-            response_model=public,
-            tags=tags,
-            name=f"reactivate_{what}",
-        )
-        def reactivate_record(key: str, _: Client) -> Any:
-            return write(lambda s: directory.set_active(s, kind, key, True), kind)
 
-    routes("groups", "groups", GroupCreate, GroupUpdate, GroupPublic)
-    routes("people", "people", EngineerCreate, EngineerUpdate, EngineerPublic)
-    routes("cis", "cis", ConfigurationItemCreate, ConfigurationItemUpdate, ConfigurationItemPublic)
-    app.include_router(router)
+def _add_routes() -> None:
+    kinds: tuple[tuple[Kind, type[SQLModel], type[SQLModel], type[SQLModel]], ...] = (
+        ("groups", GroupCreate, GroupUpdate, GroupPublic),
+        ("people", EngineerCreate, EngineerUpdate, EngineerPublic),
+        ("cis", ConfigurationItemCreate, ConfigurationItemUpdate, ConfigurationItemPublic),
+    )
+    for kind, create_schema, update_schema, public in kinds:
+        # Reads first, then writes, per kind: the order of the routes and of the OpenAPI document.
+        _add_read_routes(kind, kind, public)
+        _add_write_routes(kind, kind, create_schema, update_schema, public)
+
+
+_add_routes()

@@ -1,15 +1,16 @@
 """Patrol inspection history: a target's trend, read back from the stored check results."""
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from itilflow.gateway.deps import Client, GatewayDep
 from itilflow.models import get_target_history
+
+router = APIRouter(prefix="/api/inspections", tags=["inspections"])
 
 
 class TrendPoint(BaseModel):
@@ -23,36 +24,31 @@ class TrendPoint(BaseModel):
     incident_id: int | None
 
 
-def add_routes(app: FastAPI, *, engine: Engine, authorize: Callable[..., str]) -> None:
-    router = APIRouter(prefix="/api/inspections", tags=["inspections"])
-    Client = Annotated[str, Depends(authorize)]
-
-    @router.get("/targets/{target}/history", response_model=list[TrendPoint])
-    def get_target_trend(
-        target: str,
-        _: Client,
-        check: Annotated[str | None, Query(max_length=100)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> list[TrendPoint]:
-        """The latest `limit` results of `target` (one `check`, e.g. `node.filesystem`, or all),
-        oldest first."""
-        with Session(engine) as session:
-            rows = get_target_history(session=session, target=target, check=check, limit=limit)
-        if not rows:
-            what = f"{target} / {check}" if check else target
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no inspection results for {what}")
-        return [
-            TrendPoint(
-                at=row.at,
-                check=row.check_name,
-                status=row.status,
-                value=row.value,
-                unit=row.unit,
-                message=row.message,
-                run_id=row.run_id,
-                incident_id=row.incident_id,
-            )
-            for row in rows
-        ]
-
-    app.include_router(router)
+@router.get("/targets/{target}/history", response_model=list[TrendPoint])
+def get_target_trend(
+    target: str,
+    _: Client,
+    gateway: GatewayDep,
+    check: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[TrendPoint]:
+    """The latest `limit` results of `target` (one `check`, e.g. `node.filesystem`, or all),
+    oldest first."""
+    with Session(gateway.engine) as session:
+        rows = get_target_history(session=session, target=target, check=check, limit=limit)
+    if not rows:
+        what = f"{target} / {check}" if check else target
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no inspection results for {what}")
+    return [
+        TrendPoint(
+            at=row.at,
+            check=row.check_name,
+            status=row.status,
+            value=row.value,
+            unit=row.unit,
+            message=row.message,
+            run_id=row.run_id,
+            incident_id=row.incident_id,
+        )
+        for row in rows
+    ]

@@ -1,20 +1,18 @@
 """Problems and the knowledge base over HTTP: list and read problems with their incidents and
 timeline, work them through their lifecycle, and search the known errors' articles.
 
-No `from __future__ import annotations` here: FastAPI reads the routes' annotations, which name
-the `Client` dependency defined inside add_routes, at run time.
+The knowledge base's search is gateway/knowledge.py.
 """
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from itilflow.gateway.deps import Client, GatewayDep
 from itilflow.gateway.schemas import MAX_OFFSET
 from itilflow.models import (
     Incident,
@@ -25,14 +23,11 @@ from itilflow.models import (
     get_article_of,
     get_problem_timeline,
     list_problems,
-    parse_article_ref,
     parse_problem_ref,
     problem_number,
 )
 from itilflow.notifications.problem_context import problem_url
-from itilflow.policies import Policies
 from itilflow.services import problems
-from itilflow.settings import Settings
 
 ProblemAction = Literal[
     "investigate",
@@ -141,193 +136,173 @@ class ProblemDetailOut(ProblemOut):
     article: ArticleOut | None
 
 
-def add_routes(app: FastAPI, *, engine: Engine, authorize: Callable[..., str]) -> None:
-    """The routes, on the app's settings and policies (`app.state`, set by create_app)."""
-    settings: Settings = app.state.settings
-    policies: Policies = app.state.policies
-    router = APIRouter(tags=["problems"])
-    Client = Annotated[str, Depends(authorize)]
-    public_url = settings.public_url or ""
+router = APIRouter(prefix="/api/problems", tags=["problems"])
 
-    def counts(session: Session, ids: list[int]) -> dict[int, int]:
-        rows = session.exec(
-            select(ProblemIncident.problem_id, func.count())
-            .where(col(ProblemIncident.problem_id).in_(ids))
-            .group_by(ProblemIncident.problem_id)
-        )
-        return dict(rows.all())
 
-    def out(problem: Problem, incident_count: int) -> dict[str, Any]:
-        assert problem.id is not None
-        return {
-            "id": problem.id,
-            "number": problem.number,
-            "url": problem_url(public_url, problem.id),
-            "title": problem.title,
-            "description": problem.description,
-            "status": problem.status.value,
-            "match_kind": problem.match_kind,
-            "match_value": problem.match_value,
-            "category": problem.category,
-            "owner": problem.owner,
-            "owner_group": problem.owner_group,
-            "whys": problem.whys,
-            "root_cause": problem.root_cause,
-            "root_cause_category": problem.root_cause_category,
-            "workaround": problem.workaround,
-            "known_error": problem.known_error,
-            "fix_change": change_number(problem.fix_change_id) if problem.fix_change_id else None,
-            "incident_count": incident_count,
-            "last_incident_at": problem.last_incident_at,
-            "created_at": problem.created_at,
-            "updated_at": problem.updated_at,
-            "resolved_at": problem.resolved_at,
-            "closed_at": problem.closed_at,
-        }
-
-    def article_out(article: KnowledgeArticle, score: int | None = None) -> ArticleOut:
-        assert article.id is not None
-        return ArticleOut(
-            id=article.id,
-            number=article.number,
-            problem=problem_number(article.problem_id),
-            title=article.title,
-            symptoms=article.symptoms,
-            workaround=article.workaround,
-            root_cause=article.root_cause,
-            keywords=article.keyword_list,
-            ci=article.ci_name,
-            category=article.category,
-            fingerprint=article.fingerprint,
-            updated_at=article.updated_at,
-            score=score,
-        )
-
-    def load(session: Session, ref: str) -> Problem:
-        try:
-            return problems.load_problem(session, parse_problem_ref(ref))
-        except (ValueError, problems.NotFound) as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{ref} not found") from exc
-
-    def detail(session: Session, problem: Problem) -> ProblemDetailOut:
-        assert problem.id is not None
-        linked = session.exec(
-            select(Incident)
-            .join(ProblemIncident, col(ProblemIncident.incident_id) == col(Incident.id))
-            .where(ProblemIncident.problem_id == problem.id)
-            .order_by(col(Incident.opened_at), col(Incident.id))
-        ).all()
-        article = get_article_of(session=session, problem_id=problem.id)
-        return ProblemDetailOut(
-            **out(problem, len(linked)),
-            incidents=[
-                LinkedIncidentOut(
-                    id=i.id or 0,
-                    number=i.number,
-                    title=i.title,
-                    status=i.status.value,
-                    priority=i.priority,
-                    category=i.category,
-                    ci=i.ci_name,
-                    opened_at=i.opened_at,
-                )
-                for i in linked
-            ],
-            timeline=timeline(session, problem.id),
-            article=article_out(article) if article else None,
-        )
-
-    def timeline(session: Session, problem_id: int) -> list[EntryOut]:
-        return [
-            EntryOut(at=e.at, actor=e.actor, kind=e.kind, message=e.message, data=e.data)
-            for e in get_problem_timeline(session=session, problem_id=problem_id)
-        ]
-
-    @router.get("/api/problems", response_model=list[ProblemOut])
-    def get_problems(
-        _: Client,
-        status_filter: Annotated[str | None, Query(alias="status")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    ) -> list[ProblemOut]:
-        with Session(engine) as session:
-            rows = list_problems(session=session, status=status_filter, limit=limit, offset=offset)
-            linked = counts(session, [p.id for p in rows if p.id is not None])
-            return [ProblemOut(**out(p, linked.get(p.id or 0, 0))) for p in rows]
-
-    @router.get("/api/problems/{ref}", response_model=ProblemDetailOut)
-    def get_problem(ref: str, _: Client) -> ProblemDetailOut:
-        """The problem with its linked incidents, timeline and knowledge article."""
-        with Session(engine) as session:
-            return detail(session, load(session, ref))
-
-    @router.get("/api/problems/{ref}/timeline", response_model=list[EntryOut])
-    def get_problem_entries(ref: str, _: Client) -> list[EntryOut]:
-        with Session(engine) as session:
-            problem = load(session, ref)
-            assert problem.id is not None
-            return timeline(session, problem.id)
-
-    @router.post(
-        "/api/problems/{ref}/{action}",
-        response_model=ProblemDetailOut,
-        responses={409: {"description": "the problem's state or the input does not allow it"}},
+def counts(session: Session, ids: list[int]) -> dict[int, int]:
+    rows = session.exec(
+        select(ProblemIncident.problem_id, func.count())
+        .where(col(ProblemIncident.problem_id).in_(ids))
+        .group_by(ProblemIncident.problem_id)
     )
-    def act_on_problem(
-        ref: str, action: ProblemAction, body: ProblemActionIn, client: Client
-    ) -> ProblemDetailOut:
-        data = problems.ActionInput(
-            note=body.note,
-            whys=[why.model_dump() for why in body.whys],
-            root_cause=body.root_cause,
-            root_cause_category=body.root_cause_category,
-            workaround=body.workaround,
-            symptoms=body.symptoms,
-            keywords=body.keywords,
-            change=body.change,
-            engineer=body.engineer,
-            group=body.group,
-        )
-        with Session(engine, expire_on_commit=False) as session:
-            problem = load(session, ref)
-            assert problem.id is not None
-            try:
-                problems.apply_action(
-                    session,
-                    problem.id,
-                    action,
-                    actor=body.actor or client,
-                    data=data,
-                    policies=policies,
-                )
-                session.commit()
-            except problems.ProblemError as exc:
-                session.rollback()
-                raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-            return detail(session, problem)
+    return dict(rows.all())
 
-    @router.get("/api/knowledge", response_model=list[ArticleOut], tags=["knowledge"])
-    def search_knowledge(
-        _: Client,
-        q: Annotated[str, Query(max_length=200)] = "",
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    ) -> list[ArticleOut]:
-        """Known errors' articles with any of the words in `q` (case-insensitive), best first."""
-        with Session(engine) as session:
-            return [
-                article_out(article, score)
-                for article, score in problems.search_articles(session, q, limit=limit)
-            ]
 
-    @router.get("/api/knowledge/{ref}", response_model=ArticleOut, tags=["knowledge"])
-    def get_article(ref: str, _: Client) -> ArticleOut:
-        with Session(engine) as session:
-            try:
-                article = session.get(KnowledgeArticle, parse_article_ref(ref))
-            except ValueError as exc:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"{ref} not found") from exc
-            if article is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"{ref} not found")
-            return article_out(article)
+def out(problem: Problem, incident_count: int, public_url: str) -> dict[str, Any]:
+    assert problem.id is not None
+    return {
+        "id": problem.id,
+        "number": problem.number,
+        "url": problem_url(public_url, problem.id),
+        "title": problem.title,
+        "description": problem.description,
+        "status": problem.status.value,
+        "match_kind": problem.match_kind,
+        "match_value": problem.match_value,
+        "category": problem.category,
+        "owner": problem.owner,
+        "owner_group": problem.owner_group,
+        "whys": problem.whys,
+        "root_cause": problem.root_cause,
+        "root_cause_category": problem.root_cause_category,
+        "workaround": problem.workaround,
+        "known_error": problem.known_error,
+        "fix_change": change_number(problem.fix_change_id) if problem.fix_change_id else None,
+        "incident_count": incident_count,
+        "last_incident_at": problem.last_incident_at,
+        "created_at": problem.created_at,
+        "updated_at": problem.updated_at,
+        "resolved_at": problem.resolved_at,
+        "closed_at": problem.closed_at,
+    }
 
-    app.include_router(router)
+
+def article_out(article: KnowledgeArticle, score: int | None = None) -> ArticleOut:
+    assert article.id is not None
+    return ArticleOut(
+        id=article.id,
+        number=article.number,
+        problem=problem_number(article.problem_id),
+        title=article.title,
+        symptoms=article.symptoms,
+        workaround=article.workaround,
+        root_cause=article.root_cause,
+        keywords=article.keyword_list,
+        ci=article.ci_name,
+        category=article.category,
+        fingerprint=article.fingerprint,
+        updated_at=article.updated_at,
+        score=score,
+    )
+
+
+def load(session: Session, ref: str) -> Problem:
+    try:
+        return problems.load_problem(session, parse_problem_ref(ref))
+    except (ValueError, problems.NotFound) as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{ref} not found") from exc
+
+
+def detail(session: Session, problem: Problem, public_url: str) -> ProblemDetailOut:
+    assert problem.id is not None
+    linked = session.exec(
+        select(Incident)
+        .join(ProblemIncident, col(ProblemIncident.incident_id) == col(Incident.id))
+        .where(ProblemIncident.problem_id == problem.id)
+        .order_by(col(Incident.opened_at), col(Incident.id))
+    ).all()
+    article = get_article_of(session=session, problem_id=problem.id)
+    return ProblemDetailOut(
+        **out(problem, len(linked), public_url),
+        incidents=[
+            LinkedIncidentOut(
+                id=i.id or 0,
+                number=i.number,
+                title=i.title,
+                status=i.status.value,
+                priority=i.priority,
+                category=i.category,
+                ci=i.ci_name,
+                opened_at=i.opened_at,
+            )
+            for i in linked
+        ],
+        timeline=timeline(session, problem.id),
+        article=article_out(article) if article else None,
+    )
+
+
+def timeline(session: Session, problem_id: int) -> list[EntryOut]:
+    return [
+        EntryOut(at=e.at, actor=e.actor, kind=e.kind, message=e.message, data=e.data)
+        for e in get_problem_timeline(session=session, problem_id=problem_id)
+    ]
+
+
+@router.get("", response_model=list[ProblemOut])
+def get_problems(
+    _: Client,
+    gateway: GatewayDep,
+    status_filter: Annotated[str | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[ProblemOut]:
+    with Session(gateway.engine) as session:
+        rows = list_problems(session=session, status=status_filter, limit=limit, offset=offset)
+        linked = counts(session, [p.id for p in rows if p.id is not None])
+        url = gateway.settings.public_url or ""
+        return [ProblemOut(**out(p, linked.get(p.id or 0, 0), url)) for p in rows]
+
+
+@router.get("/{ref}", response_model=ProblemDetailOut)
+def get_problem(ref: str, _: Client, gateway: GatewayDep) -> ProblemDetailOut:
+    """The problem with its linked incidents, timeline and knowledge article."""
+    with Session(gateway.engine) as session:
+        return detail(session, load(session, ref), gateway.settings.public_url or "")
+
+
+@router.get("/{ref}/timeline", response_model=list[EntryOut])
+def get_problem_entries(ref: str, _: Client, gateway: GatewayDep) -> list[EntryOut]:
+    with Session(gateway.engine) as session:
+        problem = load(session, ref)
+        assert problem.id is not None
+        return timeline(session, problem.id)
+
+
+@router.post(
+    "/{ref}/{action}",
+    response_model=ProblemDetailOut,
+    responses={409: {"description": "the problem's state or the input does not allow it"}},
+)
+def act_on_problem(
+    ref: str, action: ProblemAction, body: ProblemActionIn, client: Client, gateway: GatewayDep
+) -> ProblemDetailOut:
+    data = problems.ActionInput(
+        note=body.note,
+        whys=[why.model_dump() for why in body.whys],
+        root_cause=body.root_cause,
+        root_cause_category=body.root_cause_category,
+        workaround=body.workaround,
+        symptoms=body.symptoms,
+        keywords=body.keywords,
+        change=body.change,
+        engineer=body.engineer,
+        group=body.group,
+    )
+    with Session(gateway.engine, expire_on_commit=False) as session:
+        problem = load(session, ref)
+        assert problem.id is not None
+        try:
+            problems.apply_action(
+                session,
+                problem.id,
+                action,
+                actor=body.actor or client,
+                data=data,
+                policies=gateway.policies,
+            )
+            session.commit()
+        except problems.ProblemError as exc:
+            session.rollback()
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        return detail(session, problem, gateway.settings.public_url or "")

@@ -8,43 +8,17 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from itilflow import signing
+from itilflow.gateway.deps import Gateway, GatewayDep
+from itilflow.gateway.html import render_page
 from itilflow.models import Incident
-from itilflow.policies import Policies
 from itilflow.services import surveys
-from itilflow.settings import Settings
 
-_pages = SandboxedEnvironment(autoescape=select_autoescape(default=True, default_for_string=True))
-
-_PAGE = _pages.from_string(
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}
-.scores label{display:inline-block;margin-right:1rem}</style></head>
-<body><h1>{{ title }}</h1>
-{% if incident %}<p><strong>{{ incident.number }}</strong>: {{ incident.title }}</p>{% endif %}
-{% if message %}<p>{{ message }}</p>{% endif %}
-{% if form %}
-<form method="post">
-<p>How satisfied are you with how this was handled? / 您对本次处理是否满意？</p>
-<p class="scores">{% for score in range(1, 6) %}
-<label><input type="radio" name="score" value="{{ score }}" required> {{ score }}</label>
-{% endfor %}</p>
-<p><label>Comment / 意见<br><textarea name="comment" rows="4" cols="40" maxlength="2000">
-</textarea></label></p>
-<p><button type="submit">Send / 提交</button></p>
-</form>
-{% endif %}
-</body></html>"""
-)
+router = APIRouter(prefix="/surveys", tags=["surveys"])
 
 
 def page(
@@ -55,63 +29,65 @@ def page(
     form: bool = False,
     status_code: int = 200,
 ) -> HTMLResponse:
-    return HTMLResponse(
-        _PAGE.render(title=title, incident=incident, message=message, form=form),
+    return render_page(
+        "survey.html",
         status_code=status_code,
+        title=title,
+        incident=incident,
+        message=message,
+        form=form,
     )
 
 
-def add_routes(app: FastAPI, *, engine: Engine, settings: Settings, policies: Policies) -> None:
-    assert settings.secret_key is not None
-    secret = settings.secret_key.get_secret_value()
+def _incident_of(token: str, session: Session, gateway: Gateway) -> Incident | HTMLResponse:
+    """The incident the link names, or the page that says why the link is not valid."""
+    try:
+        payload = signing.verify(token, secret=gateway.secret, purpose=surveys.PURPOSE)
+    except signing.BadToken as exc:
+        return page("Survey link not valid", message=f"{exc}.", status_code=400)
+    incident = session.get(Incident, payload.get("incident"))
+    if incident is None:
+        return page(
+            "Survey link not valid", message="The incident no longer exists.", status_code=404
+        )
+    return incident
 
-    def resolve_token(token: str, session: Session) -> Incident | HTMLResponse:
-        try:
-            payload = signing.verify(token, secret=secret, purpose=surveys.PURPOSE)
-        except signing.BadToken as exc:
-            return page("Survey link not valid", message=f"{exc}.", status_code=400)
-        incident = session.get(Incident, payload.get("incident"))
-        if incident is None:
+
+@router.get("/{token}", response_class=HTMLResponse)
+def show_survey(token: str, gateway: GatewayDep) -> HTMLResponse:
+    with Session(gateway.engine) as session:
+        found = _incident_of(token, session, gateway)
+        if isinstance(found, HTMLResponse):
+            return found
+        if found.survey_score is not None:
             return page(
-                "Survey link not valid", message="The incident no longer exists.", status_code=404
+                "Thank you", incident=found, message="Your answer has already been recorded."
             )
-        return incident
+        return page("Rate our service", incident=found, form=True)
 
-    @app.get("/surveys/{token}", response_class=HTMLResponse, tags=["surveys"])
-    def show_survey(token: str) -> HTMLResponse:
-        with Session(engine) as session:
-            found = resolve_token(token, session)
-            if isinstance(found, HTMLResponse):
-                return found
-            if found.survey_score is not None:
-                return page(
-                    "Thank you", incident=found, message="Your answer has already been recorded."
-                )
-            return page("Rate our service", incident=found, form=True)
 
-    @app.post("/surveys/{token}", response_class=HTMLResponse, tags=["surveys"])
-    async def answer_survey(token: str, request: Request) -> HTMLResponse:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        score_text = (form.get("score") or [""])[0]
-        comment = (form.get("comment") or [""])[0].strip()[:2000]
-        if score_text not in {"1", "2", "3", "4", "5"}:
+@router.post("/{token}", response_class=HTMLResponse)
+async def answer_survey(token: str, request: Request, gateway: GatewayDep) -> HTMLResponse:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    score_text = (form.get("score") or [""])[0]
+    comment = (form.get("comment") or [""])[0].strip()[:2000]
+    if score_text not in {"1", "2", "3", "4", "5"}:
+        return page("Please choose a score", message="Choose a score from 1 to 5.", status_code=422)
+    return _record(token, int(score_text), comment, gateway)
+
+
+def _record(token: str, score: int, comment: str, gateway: Gateway) -> HTMLResponse:
+    with Session(gateway.engine, expire_on_commit=False) as session:
+        found = _incident_of(token, session, gateway)
+        if isinstance(found, HTMLResponse):
+            return found
+        recorded = surveys.record_answer(
+            session, found, score=score, comment=comment, policies=gateway.policies
+        )
+        if not recorded:
+            session.rollback()
             return page(
-                "Please choose a score", message="Choose a score from 1 to 5.", status_code=422
+                "Thank you", incident=found, message="Your answer has already been recorded."
             )
-        return _record(token, int(score_text), comment)
-
-    def _record(token: str, score: int, comment: str) -> HTMLResponse:
-        with Session(engine, expire_on_commit=False) as session:
-            found = resolve_token(token, session)
-            if isinstance(found, HTMLResponse):
-                return found
-            recorded = surveys.record_answer(
-                session, found, score=score, comment=comment, policies=policies
-            )
-            if not recorded:
-                session.rollback()
-                return page(
-                    "Thank you", incident=found, message="Your answer has already been recorded."
-                )
-            session.commit()
-        return page("Thank you", incident=found, message="Your answer has been recorded.")
+        session.commit()
+    return page("Thank you", incident=found, message="Your answer has been recorded.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import JSON, Column, Table, UniqueConstraint, bindparam, insert
 from sqlalchemy import select as core_select
@@ -25,6 +25,9 @@ class IncidentStatus(StrEnum):
     closed = "closed"
 
 
+# What can be done to an incident, from the API and the Prefect UI's update-incident form.
+IncidentAction = Literal["acknowledge", "comment", "hold", "resume", "resolve", "reopen", "close"]
+
 OPEN_STATUSES = (
     IncidentStatus.new,
     IncidentStatus.assigned,
@@ -34,6 +37,9 @@ OPEN_STATUSES = (
 
 
 class IncidentBase(SQLModel):
+    """What an incident is opened with, by any source: the API, the report-incident form, an
+    alert, an inspection, a follow-up. Storage's names (the API calls `ci_name` "ci")."""
+
     title: str = Field(max_length=300)
     description: str = Field(default="", max_length=20_000)
     category: str | None = Field(default=None, max_length=64)
@@ -43,6 +49,24 @@ class IncidentBase(SQLModel):
     reporter_name: str | None = Field(default=None, max_length=200)
     reporter_email: str | None = Field(default=None, max_length=320)
     source: str = Field(default="api", max_length=32)
+
+
+class IncidentCreate(IncidentBase):
+    """A new incident, as services.incidents.open_incident(s) stores it. The API's body
+    (gateway/incidents.py) is this with the API's names and checks."""
+
+    # None: derived from impact x urgency when the incident is opened. Any other value than
+    # P1..P4 is refused by services.incidents.validate_new_incident, with that message.
+    priority: str | None = None
+    fingerprint: str | None = None
+    labels: dict[str, Any] = Field(default_factory=dict)
+    parent_id: int | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The incident table's columns for this new incident (for the bulk INSERT)."""
+        # The fields' values as they are (model_dump() copies them one by one, ~50x slower:
+        # the alert intake builds one row per alert).
+        return dict(self.__dict__)
 
 
 class Incident(IncidentBase, table=True):
@@ -88,6 +112,47 @@ def parse_incident_ref(ref: str | int) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ValueError(f"not an incident number: {ref!r} (expected e.g. INC-000042 or 42)")
     return int(text)
+
+
+class IncidentPublic(SQLModel):
+    """An incident as the API shows it (`GET /api/incidents/...`), in the API's names."""
+
+    id: int
+    number: str
+    url: str
+    title: str
+    description: str
+    status: str
+    priority: str | None
+    category: str | None
+    ci: str | None
+    impact: str | None
+    urgency: str | None
+    group: str | None
+    assignee: str | None
+    source: str
+    reporter_email: str | None
+    fingerprint: str | None
+    parent_id: int | None
+    survey_score: int | None
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, incident: Incident, *, url: str) -> IncidentPublic:
+        assert incident.id is not None
+        return cls.model_validate(
+            {
+                **incident.model_dump(exclude={"labels", "escalation", "dedup_key"}),
+                "number": incident.number,
+                "url": url,
+                "status": incident.status.value,
+                "ci": incident.ci_name,
+                "group": incident.group_name,
+            }
+        )
 
 
 class TimelineEntry(TimelineFields, table=True):

@@ -14,16 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import (
-    FileSystemLoader,
-    StrictUndefined,
-    Template,
-    TemplateError,
-    pass_context,
-    select_autoescape,
-)
+from jinja2 import Template, TemplateError, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from itilflow.notifications.templating import template_environment
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -237,15 +232,7 @@ def _tidy(value: str) -> str:
 @cache
 def _environment() -> ImmutableSandboxedEnvironment:
     """The one environment for every notification template (built on first use, not import)."""
-    environment = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(TEMPLATE_DIR),
-        # Every .html template (and partial) is escaped; text and chat output are plain text.
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        finalize=_finalize,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-    )
+    # Every .html template (and partial) is escaped; text and chat output are plain text.
+    environment = template_environment(TEMPLATE_DIR, finalize=_finalize)
     environment.filters["http_url"] = _http_url
     return environment

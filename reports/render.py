@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2 import pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from itilflow.notifications import RenderedMessage
 from itilflow.notifications.markdown import markdown_text
+from itilflow.notifications.templating import template_environment
 from itilflow.reports import charts
 from itilflow.reports.figures import IncidentSection, Report
 
@@ -212,14 +213,7 @@ def _signed(value: float | None, kind: str = "num") -> str:
 
 @cache
 def _environment() -> ImmutableSandboxedEnvironment:
-    environment = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(TEMPLATE_DIR),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-    )
+    environment = template_environment(TEMPLATE_DIR)
     environment.filters.update(
         pct=_pct, num=_num, duration=_duration, md=_md, defuse=_defuse, signed=_signed
     )

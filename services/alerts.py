@@ -15,7 +15,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session
 
-from itilflow.models import IncidentStatus, add_timeline, get_timeline, incident_number
+from itilflow.models import (
+    IncidentCreate,
+    IncidentStatus,
+    add_timeline,
+    get_timeline,
+    incident_number,
+)
 from itilflow.models.incident import incident_ids_by_dedup_key
 from itilflow.policies import Policies, alert_impact_urgency
 from itilflow.services import incident_actions, incidents
@@ -140,7 +146,7 @@ class _NewIncidents:
     they are stored."""
 
     def __init__(self) -> None:
-        self.new: dict[str, incidents.NewIncident] = {}
+        self.new: dict[str, IncidentCreate] = {}
         # (a webhook's results, index in it, dedup key) of "created" and "duplicate" alike.
         self.waiting: list[tuple[list[AlertResult], int, str]] = []
 
@@ -161,13 +167,13 @@ class _NewIncidents:
         self.waiting.clear()
 
 
-def _new_incident(alert: AlertIn, policies: Policies) -> incidents.NewIncident:
+def _new_incident(alert: AlertIn, policies: Policies) -> IncidentCreate:
     # Unknown impact/severity labels fall back to the routing defaults: a label the policy
     # does not know must not refuse the whole webhook (Alertmanager would resend it forever).
     impact, urgency, category = alert_impact_urgency(
         policies.routing, alert.labels, priority_policy=policies.priority
     )
-    return incidents.NewIncident(
+    return IncidentCreate(
         title=alert_title(alert),
         # Cut to the column sizes (a database that enforces them would refuse the row).
         description=alert.annotations.get("description", "")[:20_000],

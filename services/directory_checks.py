@@ -74,21 +74,24 @@ def reference_problems(
     def column(name: str) -> str:
         return columns.get(name, name)
 
-    def group_problem(name: str) -> str | None:
+    def group_problem(name: str, *, active: bool) -> str | None:
         group = rows["groups"].get(name)
         if group is None:
             known = ", ".join(sorted(rows["groups"])[:10]) or "none yet"
             return f"unknown group {name!r} (known: {known})"
-        if not group.active:
+        if active and not group.active:
             return f"group {name!r} is deactivated"
         return None
 
-    if kind == "people" and row.active:
+    if kind == "people":
+        # A deactivated engineer may stay in a deactivated group, but the group must exist:
+        # the membership row refers to it (a foreign key, else a 500 from the database).
         for name in row.memberships():
-            if (message := group_problem(name)) is not None:
+            if (message := group_problem(name, active=row.active)) is not None:
                 problems.append(Problem(where, column("groups"), message))
     if kind == "cis":
-        if row.active and row.owner_group and (message := group_problem(row.owner_group)):
+        owner = row.owner_group
+        if row.active and owner and (message := group_problem(owner, active=True)):
             problems.append(Problem(where, column("owner_group"), message))
         for name in row.depends_on or []:
             if name == row.name:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import insert
 from sqlmodel import Session
@@ -18,6 +17,7 @@ from itilflow import clock
 from itilflow.models import (
     FlowTrigger,
     Incident,
+    IncidentCreate,
     IncidentStatus,
     add_timeline,
     add_trigger,
@@ -46,24 +46,7 @@ class NotFound(LookupError):
     pass
 
 
-@dataclass(frozen=True)
-class NewIncident:
-    title: str
-    description: str = ""
-    category: str | None = None
-    ci_name: str | None = None
-    impact: str | None = None
-    urgency: str | None = None
-    priority: str | None = None
-    reporter_name: str | None = None
-    reporter_email: str | None = None
-    source: str = "api"
-    fingerprint: str | None = None
-    labels: dict[str, Any] | None = None
-    parent_id: int | None = None
-
-
-def validate_new_incident(new: NewIncident, policies: Policies) -> None:
+def validate_new_incident(new: IncidentCreate, policies: Policies) -> None:
     """Refuse values the policies do not know before anything is stored."""
     if new.priority is not None and new.priority not in ("P1", "P2", "P3", "P4"):
         raise InvalidIncident(f"unknown priority {new.priority!r}: expected one of P1, P2, P3, P4")
@@ -82,7 +65,7 @@ def validate_new_incident(new: NewIncident, policies: Policies) -> None:
 def open_incident(
     *,
     session: Session,
-    new: NewIncident,
+    new: IncidentCreate,
     policies: Policies,
     actor: str,
     dedup_key: str | None = None,
@@ -94,22 +77,7 @@ def open_incident(
         existing = get_incident_by_dedup_key(session=session, dedup_key=dedup_key)
         if existing is not None:
             return existing, False
-    incident = Incident(
-        title=new.title,
-        description=new.description,
-        category=new.category,
-        ci_name=new.ci_name,
-        impact=new.impact,
-        urgency=new.urgency,
-        priority=new.priority,
-        reporter_name=new.reporter_name,
-        reporter_email=new.reporter_email,
-        source=new.source,
-        fingerprint=new.fingerprint,
-        labels=new.labels or {},
-        parent_id=new.parent_id,
-        dedup_key=dedup_key,
-    )
+    incident = Incident(**new.row(), dedup_key=dedup_key)
     session.add(incident)
     session.flush()
     assert incident.id is not None
@@ -130,7 +98,7 @@ def open_incident(
 def open_incidents(
     *,
     session: Session,
-    new: Sequence[NewIncident],
+    new: Sequence[IncidentCreate],
     dedup_keys: Sequence[str | None],
     policies: Policies,
     actor: str,
@@ -145,20 +113,8 @@ def open_incidents(
     now = clock.now()
     incident_rows = [
         {
-            "title": incident.title,
-            "description": incident.description,
-            "category": incident.category,
-            "ci_name": incident.ci_name,
-            "impact": incident.impact,
-            "urgency": incident.urgency,
-            "priority": incident.priority,
-            "reporter_name": incident.reporter_name,
-            "reporter_email": incident.reporter_email,
-            "source": incident.source,
+            **incident.row(),
             "status": IncidentStatus.new,
-            "fingerprint": incident.fingerprint,
-            "labels": incident.labels or {},
-            "parent_id": incident.parent_id,
             "dedup_key": key,
             "opened_at": now,
             "updated_at": now,
@@ -203,7 +159,7 @@ def open_incidents(
 class OpenRequest:
     """One request to open an incident, as the JSON API receives it."""
 
-    new: NewIncident
+    new: IncidentCreate
     actor: str
     dedup_key: str | None = None
 

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from itilflow import signing
-from itilflow.models import Incident, add_timeline
+from itilflow.models import Incident, IncidentCreate, add_timeline
 from itilflow.policies import Policies
 from itilflow.services import incidents
 
@@ -60,7 +60,7 @@ def open_follow_up(
     assert incident.id is not None
     follow_up, _ = incidents.open_incident(
         session=session,
-        new=incidents.NewIncident(
+        new=IncidentCreate(
             title=f"Follow-up: reporter unsatisfied with {incident.number} (score {score})",
             description=comment,
             category=incident.category,

@@ -134,9 +134,9 @@ def test_the_client_commands_know_every_incident_action() -> None:
     from typing import get_args
 
     from itilflow.commands.client import INCIDENT_ACTIONS
-    from itilflow.gateway.schemas import Action
+    from itilflow.models.incident import IncidentAction
 
-    assert set(INCIDENT_ACTIONS) == set(get_args(Action))
+    assert set(INCIDENT_ACTIONS) == set(get_args(IncidentAction))
 
 
 def test_the_stack_starts_as_dev_sh_up_starts_it() -> None:

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from itilflow.settings import DEMO_SECRETS_FILE, Settings, SettingsError
 
-# The incident actions of POST /api/incidents/{ref}/{action} (gateway.schemas.Action; a test
-# keeps the two in step: importing the gateway here would slow every command).
+# The incident actions of POST /api/incidents/{ref}/{action} (models.incident.IncidentAction; a
+# test keeps the two in step: importing the models here would slow every command).
 INCIDENT_ACTIONS = ("acknowledge", "comment", "hold", "resume", "resolve", "reopen", "close")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from itilflow.models import (
+    IncidentCreate,
     add_change_entry,
     session_scope,
 )
@@ -22,7 +23,7 @@ def open_rollback_incident(change_id: int) -> str:
         change = changes.load_change(session, change_id)
         incident, _ = incidents.open_incident(
             session=session,
-            new=incidents.NewIncident(
+            new=IncidentCreate(
                 title=f"Rollback of {change.number} failed: {change.title}"[:300],
                 description=summary_of(change),
                 category=rt.policies.change.rollback_failure_category,

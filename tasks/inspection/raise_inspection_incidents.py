@@ -21,6 +21,7 @@ from itilflow.models import (
     OPEN_STATUSES,
     CheckResult,
     Incident,
+    IncidentCreate,
     InspectionRun,
     list_run_results,
     session_scope,
@@ -163,7 +164,7 @@ def _open(
     )
     incident, _ = incidents.open_incident(
         session=session,
-        new=incidents.NewIncident(
+        new=IncidentCreate(
             title=f"{result.target}: {result.check_name} {result.status}: {result.message}"[:300],
             description=_describe(run, result),
             category=mapping.category,

@@ -81,6 +81,8 @@ def test_groups_and_cis_are_created_and_updated(client: Any) -> None:
     ("change", "column", "message"),
     [
         ({"groups": ["nope"]}, "groups", "unknown group 'nope'"),
+        # Deactivated or not, the membership refers to the group: it was a 500 (fuzzing).
+        ({"groups": ["nope"], "active": False}, "groups", "unknown group 'nope'"),
         ({"language": "fr"}, "language", "'en' or 'zh_CN'"),
         ({"time_zone": "Mars/Olympus"}, "time_zone", "IANA time zone"),
         # Longer than a file name may be: ZoneInfo raises OSError, which was a 500 (fuzzing).

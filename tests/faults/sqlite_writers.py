@@ -25,7 +25,13 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from itilflow.models import claim_due_triggers, finish_trigger, get_engine, session_scope
+from itilflow.models import (
+    IncidentCreate,
+    claim_due_triggers,
+    finish_trigger,
+    get_engine,
+    session_scope,
+)
 from itilflow.policies import load_policies
 from itilflow.services import incidents
 
@@ -85,7 +91,7 @@ def open_incidents(database_url: str, writes: int, tally: Tally, name: str) -> N
     def write(session: Session, n: int) -> int:
         incident, _ = incidents.open_incident(
             session=session,
-            new=incidents.NewIncident(title=f"{name} #{n}", impact="low", urgency="low"),
+            new=IncidentCreate(title=f"{name} #{n}", impact="low", urgency="low"),
             policies=policies,
             actor=name,
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from itilflow.models import FlowTrigger, Incident, TimelineEntry, session_scope
+from itilflow.models import FlowTrigger, Incident, IncidentCreate, TimelineEntry, session_scope
 from itilflow.services import incidents
 
 from .sqlite_writers import SHARED_INCIDENT, Tally, run_role
@@ -33,7 +33,7 @@ def open_shared_incident(rt: Any) -> None:
     with session_scope(rt.engine) as session:
         incident, _ = incidents.open_incident(
             session=session,
-            new=incidents.NewIncident(title="Shared incident"),
+            new=IncidentCreate(title="Shared incident"),
             policies=rt.policies,
             actor="test",
         )

@@ -1,0 +1,231 @@
+"""The pages behind the emailed approval links of a change.
+
+An approval link's GET only shows a confirmation page: mail security scanners fetch every link
+before the person clicks, so a GET never decides and never sends anything. The link alone does not
+prove who clicks (mails get forwarded), so with `approval_links.confirm_by_code` the page's button
+mails a one-time code to the approver's own address from the people data
+(services/changes/approval_codes.py), and only a second POST with that code decides, once,
+atomically; the paused change run is then resumed with the decision.
+"""
+
+import logging
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlmodel import Session
+
+from itilflow.gateway.deps import Gateway, GatewayDep
+from itilflow.gateway.html import render_page
+from itilflow.models import ApprovalRequest, Change
+from itilflow.notifications import NotificationError, asend_email, render_message
+from itilflow.notifications.change_context import change_context
+from itilflow.policies import format_duration
+from itilflow.services import changes
+from itilflow.services.changes import approval_codes
+
+log = logging.getLogger("itilflow.gateway.changes")
+
+router = APIRouter(prefix="/approvals", tags=["approvals"])
+
+NOT_RECORDED = "Your decision was not recorded"
+
+
+def page(title: str, *, status_code: int = 200, **values: Any) -> HTMLResponse:
+    shown = {"change": None, "request": None, "message": "", "form": False, "by_code": None}
+    return render_page(
+        "approval.html",
+        status_code=status_code,
+        title=title,
+        **{"code_form": None, **shown, **values},
+    )
+
+
+@router.get("/{token}", response_class=HTMLResponse)
+def confirm_approval(
+    token: str, gateway: GatewayDep, decision: Annotated[str | None, Query()] = None
+) -> HTMLResponse:
+    with Session(gateway.engine) as session:
+        try:
+            request, change = changes.read_token(session, token, secret=gateway.secret)
+        except changes.DecisionRefused as exc:
+            return page("This link cannot be used", message=f"{exc}.", status_code=400)
+        reason = changes.why_not_open(request, change)
+        if reason:
+            return page(
+                "No decision needed",
+                change=change,
+                request=request,
+                message=reason + ".",
+                status_code=409,
+            )
+        verb = {"approve": "Approve", "reject": "Reject"}.get(decision or "", "Decide on")
+        by_code = None
+        if gateway.policies.change.approval_links.confirm_by_code:
+            masked = approval_codes.masked_address_of(session, request.approver)
+            by_code = masked or "your address"
+        return page(
+            f"{verb} {change.number}?", change=change, request=request, form=True, by_code=by_code
+        )
+
+
+@router.post("/{token}", response_class=HTMLResponse)
+async def decide_approval(token: str, http_request: Request, gateway: GatewayDep) -> HTMLResponse:
+    form = parse_qs((await http_request.body()).decode("utf-8", "replace"))
+    decision = (form.get("decision") or [""])[0]
+    comment = (form.get("comment") or [""])[0].strip()[:2000]
+    code = (form.get("code") or [""])[0].strip()[:64]
+    with Session(gateway.engine, expire_on_commit=False) as session:
+        try:
+            request, change = changes.read_token(session, token, secret=gateway.secret)
+        except changes.DecisionRefused as exc:
+            return page("This link cannot be used", message=f"{exc}.", status_code=400)
+        reason = changes.why_not_open(request, change)
+    if reason:  # said first: a used link says so, not that its code is spent
+        return page(NOT_RECORDED, message=reason + ".", status_code=409)
+    if decision not in ("approve", "reject"):  # a blank form (a scanner) gets no code
+        return page(
+            NOT_RECORDED,
+            message=f"unknown decision {decision!r}: expected approve or reject.",
+            status_code=409,
+        )
+    if gateway.policies.change.approval_links.confirm_by_code and not code:
+        return await _send_code(gateway, request, change, decision, comment)
+    return await _decide(gateway, request, change, decision, comment, code)
+
+
+async def _decide(
+    gateway: Gateway,
+    request: ApprovalRequest,
+    change: Change,
+    decision: str,
+    comment: str,
+    code: str,
+) -> HTMLResponse:
+    with Session(gateway.engine, expire_on_commit=False) as session:
+        try:
+            changes.decide_by_link(
+                session=session,
+                request=request,
+                decision=decision,
+                comment=comment,
+                code=code,
+                secret=gateway.secret,
+                policy=gateway.policies.change.approval_links,
+            )
+            session.commit()
+        except changes.WrongCode as exc:
+            session.commit()  # the wrong attempt counts
+            void = exc.attempts_left <= 0
+            return page(
+                NOT_RECORDED,
+                change=change,
+                request=request,
+                message=f"{exc}.",
+                form=void,
+                by_code=void and approval_codes.masked_address_of(session, request.approver),
+                code_form=None if void else {"decision": decision, "comment": comment},
+                status_code=409,
+            )
+        except changes.DecisionRefused as exc:
+            session.rollback()
+            return page(NOT_RECORDED, message=f"{exc}.", status_code=409)
+        flow_run_id = change.flow_run_id
+    if flow_run_id:
+        await gateway.change_engine.resume(
+            flow_run_id, {"approver": request.approver, "decision": decision, "comment": comment}
+        )
+    return page(
+        "Thank you",
+        change=change,
+        request=request,
+        message=f"Your decision '{decision}' on {change.number} is recorded.",
+    )
+
+
+async def _send_code(
+    gateway: Gateway, request: ApprovalRequest, change: Change, decision: str, comment: str
+) -> HTMLResponse:
+    """Have a one-time code mailed to the approver the link was made for; decide nothing."""
+    link_policy = gateway.policies.change.approval_links
+    code_form = {"decision": decision, "comment": comment}
+    shown = {"change": change, "request": request}
+    try:
+        sent = await approval_codes.send_approval_code(
+            open_session=lambda: Session(gateway.engine, expire_on_commit=False),
+            request=request,
+            decision=decision,
+            secret=gateway.secret,
+            policy=link_policy,
+            mail_code=lambda address, code: _mail_code(
+                gateway, request, change, decision, address, code
+            ),
+        )
+    except approval_codes.NoAddressOnRecord as exc:
+        message = f"{exc}: decide in the Prefect UI."
+        return page("The code could not be sent", **shown, message=message, status_code=409)
+    except approval_codes.CodeSentRecently as exc:
+        wait = format_duration(link_policy.code_resend_after)
+        return page(
+            "A code was sent already",
+            **shown,
+            message=f"A code was mailed to {exc.masked_address} less than {wait} ago: enter it "
+            f"below, or ask for a new one after {wait}.",
+            code_form=code_form,
+            status_code=429,
+        )
+    except approval_codes.CodeMailFailed as exc:
+        return page(
+            "The code could not be sent",
+            **shown,
+            message=f"The mail with your code to {exc.masked_address} could not be sent, so "
+            "nothing was decided. Please press the button again in a moment.",
+            form=True,
+            by_code=exc.masked_address,
+            status_code=503,
+        )
+    except changes.DecisionRefused as exc:
+        return page(NOT_RECORDED, message=f"{exc}.", status_code=409)
+    masked = sent.masked_address
+    return page(
+        f"Enter the code sent to {masked}",
+        **shown,
+        message=f"A code to {decision} {change.number} was mailed to {masked}. Enter it "
+        f"below within {format_duration(link_policy.code_valid_for)}; nothing is decided "
+        "until then.",
+        code_form=code_form,
+    )
+
+
+async def _mail_code(
+    gateway: Gateway,
+    request: ApprovalRequest,
+    change: Change,
+    decision: str,
+    address: str,
+    code: str,
+) -> bool:
+    """Mail the code (the runtime's mail settings, with a short timeout); False when it failed."""
+    policies = gateway.policies
+    message = render_message(
+        "approval_code",
+        policies.change.language,
+        {
+            "change": change_context(
+                change, policies=policies, public_url=gateway.settings.public_url or ""
+            ),
+            "approver": request.approver,
+            "decision": decision,
+            "code": code,
+            "valid_minutes": int(
+                policies.change.approval_links.code_valid_for.total_seconds() // 60
+            ),
+        },
+    )
+    try:
+        await asend_email(message, to=[address], settings=gateway.code_mail)
+    except (NotificationError, ValueError) as exc:
+        log.warning("approval code mail for request %s failed: %s", request.id, exc)
+        return False
+    return True

@@ -27,18 +27,16 @@ from itilflow.tasks.change.confirm_run_lost import confirm_run_lost
 from itilflow.tasks.change.expire_change import expire_change
 from itilflow.tasks.change.mark_crashed import mark_crashed
 from itilflow.tasks.change.open_rollback_incident import open_rollback_incident
+from itilflow.tasks.change.plan_approval_reminders import plan_approval_reminders
 from itilflow.tasks.change.plan_change_notification import plan_change_notification
 from itilflow.tasks.change.record_approval_input import record_approval_input
 from itilflow.tasks.change.record_change_outcome import record_change_outcome
 from itilflow.tasks.change.record_change_request import record_change_request
-from itilflow.tasks.change.remind_approvers import (
-    recover_lost_implementations,
-    send_approval_reminders,
-    start_waiting_changes,
-)
+from itilflow.tasks.change.recover_lost_implementations import recover_lost_implementations
 from itilflow.tasks.change.request_approvals import approval_step
 from itilflow.tasks.change.run_change_action import run_change_action
 from itilflow.tasks.change.schedule_implementation import schedule_implementation
+from itilflow.tasks.change.start_waiting_changes import start_waiting_changes
 from itilflow.tasks.change.take_over_change import take_over_change
 
 
@@ -111,9 +109,10 @@ async def await_approvals(change_id: int, version: int) -> str:
     """Ask each stage in turn and wait, paused, for decisions from links or the UI."""
     wait = runtime().policies.change.timing.expire_after.total_seconds()
     while True:
-        step = await approval_step(change_id, version)
-        if step["outcome"] != "pending":
-            return step["outcome"]
+        step = approval_step(change_id, version)
+        await deliver_and_keep(step.mails)  # a request mail that fails is kept, not dropped
+        if step.outcome != "pending":
+            return step.outcome
         try:
             decision = await pause_flow_run(
                 wait_for_input=ApprovalDecision, timeout=int(wait), poll_interval=1
@@ -203,7 +202,9 @@ async def remind_approvers() -> dict[str, int]:
     """Scheduled: remind approvers who have not answered, escalate to the policy's contact,
     start the runs of changes stored while the engine could not be reached, and recover changes
     whose implementing run ended without them (a lost run the triggers missed)."""
-    reminded = await send_approval_reminders()
+    reminders = plan_approval_reminders()
+    await deliver_and_keep(reminders)  # a reminder that fails is kept and redelivered
+    reminded = len(reminders)
     started = await start_waiting_changes()
     recovering = await recover_lost_implementations()
     return {"reminded": reminded, "started": started, "recovering": recovering}

@@ -17,9 +17,10 @@ from itilflow.flows.naming import incidents_run_name, steps_untagged, triggers_r
 from itilflow.flows.notify import deliver_and_keep
 from itilflow.notifications.plans import NotificationRequest, request
 from itilflow.tasks.incident.assign_incident import assign_incidents
+from itilflow.tasks.incident.check_sla_timers import check_sla_timers
 from itilflow.tasks.incident.classify_incident import classify_incidents
 from itilflow.tasks.incident.match_known_error import match_known_errors
-from itilflow.tasks.incident.record_sla_timer import check_sla_timers, record_sla_timers
+from itilflow.tasks.incident.record_sla_timers import record_sla_timers
 from itilflow.tasks.incident.start_sla_timers import start_sla_timers
 from itilflow.tasks.incident.survey_links import survey_links
 from itilflow.tasks.notify.plan_notifications import plan_notifications

@@ -14,7 +14,8 @@ from itilflow.runtime import runtime
 from itilflow.tasks.report.compute_report_figures import compute_report_figures
 from itilflow.tasks.report.publish_report import publish_report
 from itilflow.tasks.report.render_report import render_report
-from itilflow.tasks.report.send_report import send_report_chat, send_report_email
+from itilflow.tasks.report.send_report_chat import send_report_chat
+from itilflow.tasks.report.send_report_email import send_report_email
 
 
 @flow(name="monthly-health-report", flow_run_name="health report {period}", retries=1)

@@ -40,3 +40,26 @@ def change_context(change: Change, *, policies: Policies, public_url: str) -> di
 def email_of(session: Session, username: str) -> str | None:
     engineer = get_engineer(session=session, username=username)
     return engineer.email if engineer else None
+
+
+def approval_mail_context(
+    change_context: dict[str, Any],
+    change: Change,
+    *,
+    approver: str,
+    stage: str,
+    link: str,
+    reminder: bool,
+) -> dict[str, Any]:
+    """What an approval request (or its reminder) says: the change, the stage, and the signed
+    link's approve and reject addresses. An escalation contact gets the approver's own link:
+    they chase, not decide."""
+    return {
+        "change": change_context,
+        "approver": approver,
+        "stage": stage,
+        "approve_url": f"{link}?decision=approve",
+        "reject_url": f"{link}?decision=reject",
+        "reasons": "; ".join(change.risk_reasons) or "none",
+        "reminder": reminder,
+    }

@@ -147,3 +147,43 @@ def _revive(trigger: FlowTrigger, timer: PlannedTimer) -> None:
     trigger.claimed_until = None
     trigger.due_at = timer.due_at
     trigger.data = timer.data
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    """What a timer says (its template), how the timeline calls it, to whom (None: the person
+    the escalation step names) and which SLA target it is about."""
+
+    template: str
+    timeline: str
+    audience: list[str] | None = None
+    target: str | None = None
+
+
+# What each kind of timer says, to whom, and how the timeline calls it.
+TIMER_SPECS: dict[str, TimerSpec] = {
+    "escalation": TimerSpec(template="escalation", timeline="escalated"),
+    "response_due": TimerSpec(
+        template="sla_breach",
+        timeline="sla_breached",
+        audience=["assignee", "group_lead", "on_call"],
+        target="response",
+    ),
+    "resolution_due": TimerSpec(
+        template="sla_breach",
+        timeline="sla_breached",
+        audience=["assignee", "group_lead", "on_call"],
+        target="resolution",
+    ),
+    "progress": TimerSpec(
+        template="progress_reminder", timeline="progress_reminder", audience=["assignee"]
+    ),
+}
+
+
+def load_timer(session: Any, trigger_id: int) -> FlowTrigger:
+    """A timer's trigger row; a missing one is an error (the runner claimed it)."""
+    trigger = session.get(FlowTrigger, trigger_id)
+    if trigger is None:
+        raise LookupError(f"trigger {trigger_id} not found")
+    return trigger

@@ -1,113 +1,109 @@
+"""Where a change's approvals stand, and the request mails to the current stage's approvers."""
+
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
 
 from itilflow import clock
-from itilflow.models import ChangeStatus, add_change_entry, session_scope
-from itilflow.notifications import asend_email, render_message
-from itilflow.notifications.change_context import change_context, email_of
+from itilflow.models import ChangeStatus, Subject, add_change_entry, change_number, session_scope
+from itilflow.notifications import render_message
+from itilflow.notifications.change_context import (
+    approval_mail_context,
+    change_context,
+    email_of,
+)
+from itilflow.notifications.plans import NotificationPlan, make_plan
 from itilflow.runtime import runtime
 from itilflow.services import changes
 
+ACTOR = "flow:change"
+
+
+@dataclass(frozen=True)
+class ApprovalStep:
+    """approved, rejected, stale (a newer version exists) or pending; when pending, the stage
+    and the request mails to deliver (through the delivery pipeline: kept if they fail)."""
+
+    outcome: str
+    stage: str | None = None
+    mails: list[NotificationPlan] = field(default_factory=list)
+
 
 @task(name="approval-step", retries=2, retry_delay_seconds=[1, 5])
-async def approval_step(change_id: int, version: int) -> dict[str, Any]:
+def approval_step(change_id: int, version: int) -> ApprovalStep:
     """Where the approvals stand; ask the current stage's approvers who were not asked yet.
-
-    Returns the outcome (approved, rejected, pending, stale) and, when pending, who was asked.
-    """
+    The requests are stored (and committed) before their mails exist: a link in a mail always
+    names a stored request."""
     rt = runtime()
-    outgoing: list[tuple[str, str, dict[str, Any]]] = []
     with session_scope(rt.engine) as session:
         change = changes.load_change(session, change_id)
         state = changes.approval_state(session, change, version, rt.policies)
         if state.outcome in ("approved", "rejected"):
-            change.status = (
-                ChangeStatus.approved if state.outcome == "approved" else ChangeStatus.rejected
-            )
-            change.updated_at = clock.now()
-            session.add(change)
-            add_change_entry(
-                session=session,
-                change_id=change_id,
-                kind=state.outcome,
-                actor="flow:change",
-                message=f"version {version} {state.outcome}"
-                + (f" at stage {state.stage.name}" if state.stage else ""),
-            )
-            return {"outcome": state.outcome}
+            _record_decided(session, change, version, state)
+            return ApprovalStep(outcome=state.outcome)
         if state.outcome == "stale":
-            return {"outcome": "stale"}
+            return ApprovalStep(outcome="stale")
         assert state.stage is not None
-        context = change_context(
-            change, policies=rt.policies, public_url=rt.settings.public_url or ""
-        )
-        for approver in state.stage.approvers:
-            if approver in state.asked:
-                continue
-            request = changes.create_approval_request(
-                session=session,
-                change=change,
-                stage=state.stage.name,
-                approver=approver,
-                policies=rt.policies,
-            )
-            token = changes.approval_token(request, secret=rt.secret, policies=rt.policies)
-            link = f"{rt.settings.public_url}/approvals/{token}"
-            address = email_of(session, approver)
-            add_change_entry(
-                session=session,
-                change_id=change_id,
-                kind="approval_requested",
-                actor="flow:change",
-                message=f"{state.stage.name}: asked {approver}"
-                + ("" if address else " (no email address on record: decide in the Prefect UI)"),
-                data={"stage": state.stage.name, "approver": approver, "request": request.id},
-            )
-            if address:
-                outgoing.append(
-                    (
-                        address,
-                        approver,
-                        {
-                            "change": context,
-                            "approver": approver,
-                            "stage": state.stage.name,
-                            "approve_url": f"{link}?decision=approve",
-                            "reject_url": f"{link}?decision=reject",
-                            "reasons": "; ".join(change.risk_reasons) or "none",
-                            "reminder": False,
-                        },
-                    )
-                )
-        stage_name = state.stage.name
-    # Committed first: a link in a mail always names a stored request.
-    language = rt.policies.change.language
-    results = await asyncio.gather(
-        *(
-            asend_email(
-                render_message("approval_request", language, ctx), to=[address], settings=rt.mail
-            )
-            for address, _, ctx in outgoing
-        ),
-        return_exceptions=True,
+        mails = [
+            mail
+            for approver in state.stage.approvers
+            if approver not in state.asked
+            if (mail := _ask(session, rt, change, state.stage.name, approver)) is not None
+        ]
+        return ApprovalStep(outcome="pending", stage=state.stage.name, mails=mails)
+
+
+def _record_decided(session: Any, change: Any, version: int, state: Any) -> None:
+    change.status = ChangeStatus.approved if state.outcome == "approved" else ChangeStatus.rejected
+    change.updated_at = clock.now()
+    session.add(change)
+    add_change_entry(
+        session=session,
+        change_id=change.id,
+        kind=state.outcome,
+        actor=ACTOR,
+        message=f"version {version} {state.outcome}"
+        + (f" at stage {state.stage.name}" if state.stage else ""),
     )
-    failed = [
-        (approver, result)
-        for (_, approver, _), result in zip(outgoing, results, strict=True)
-        if isinstance(result, BaseException)
-    ]
-    if failed:
-        with session_scope(rt.engine) as session:
-            for approver, error in failed:
-                add_change_entry(
-                    session=session,
-                    change_id=change_id,
-                    kind="notification_failed",
-                    actor="flow:change",
-                    message=f"approval mail to {approver} failed: {error}",
-                )
-    return {"outcome": "pending", "stage": stage_name, "mailed": len(outgoing) - len(failed)}
+
+
+def _ask(session: Any, rt: Any, change: Any, stage: str, approver: str) -> NotificationPlan | None:
+    """Store the approver's request and note it; its mail, or None without an address."""
+    request = changes.create_approval_request(
+        session=session, change=change, stage=stage, approver=approver, policies=rt.policies
+    )
+    address = email_of(session, approver)
+    add_change_entry(
+        session=session,
+        change_id=change.id,
+        kind="approval_requested",
+        actor=ACTOR,
+        message=f"{stage}: asked {approver}"
+        + ("" if address else " (no email address on record: decide in the Prefect UI)"),
+        data={"stage": stage, "approver": approver, "request": request.id},
+    )
+    if not address:
+        return None
+    token = changes.approval_token(request, secret=rt.secret, policies=rt.policies)
+    public_url = rt.settings.public_url or ""
+    context = approval_mail_context(
+        change_context(change, policies=rt.policies, public_url=public_url),
+        change,
+        approver=approver,
+        stage=stage,
+        link=f"{public_url}/approvals/{token}",
+        reminder=False,
+    )
+    return make_plan(
+        Subject("change", change.id),
+        number=change_number(change.id),
+        key=f"approval:{request.id}",  # one request, one mail, however often the step retries
+        template="approval_request",
+        actor=ACTOR,
+        emails=[address],
+        tags=[],
+        message=render_message("approval_request", rt.policies.change.language, context),
+    )

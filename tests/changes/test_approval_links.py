@@ -339,15 +339,25 @@ def test_bad_change_requests_are_refused_and_store_nothing(client, rt):
 
 
 async def test_unanswered_approvers_are_reminded_then_escalated(rt, waiting_change, smtp_server):
-    from itilflow.tasks.change.remind_approvers import send_approval_reminders
+    from itilflow.notifications import RenderedMessage, asend_email
+    from itilflow.tasks.change.plan_approval_reminders import plan_approval_reminders
+
+    async def send_approval_reminders() -> int:
+        # The plans as the delivery pipeline sends them (tests/changes/test_change_notifications
+        # runs them through it).
+        reminders = plan_approval_reminders.fn()
+        for plan in reminders:
+            message = RenderedMessage(**plan["message"])
+            await asend_email(message, to=plan["emails"], settings=rt.mail)
+        return len(reminders)
 
     timing = rt.policies.change.timing
-    assert await send_approval_reminders.fn() == 0  # nothing is due yet
+    assert await send_approval_reminders() == 0  # nothing is due yet
     clock.advance(timing.remind_every + timedelta(minutes=1))
-    assert await send_approval_reminders.fn() == 2  # chen and sun
-    assert await send_approval_reminders.fn() == 0  # not again before the next interval
+    assert await send_approval_reminders() == 2  # chen and sun
+    assert await send_approval_reminders() == 0  # not again before the next interval
     clock.advance(timing.escalate_after - timing.remind_every)
-    sent = await send_approval_reminders.fn()
+    sent = await send_approval_reminders()
     assert sent == 4  # both again, and the escalation contact once per request
     recipients = sorted(r for m in smtp_server.wait_for(6) for r in m.rcpt_tos)
     assert recipients.count("zhou@example.com") == 2

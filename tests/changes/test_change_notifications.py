@@ -97,3 +97,50 @@ async def test_an_outcome_that_failed_is_kept_and_delivered_once_when_mail_is_ba
     # The runner's redelivery runs are found by the change's tag: the failed one, the good one.
     redeliveries = await runs_tagged(f"change:{change_number(change_id)}", since)
     assert [name for _, name in redeliveries] == ["1 notification", "1 notification"]
+
+
+async def test_an_approval_request_that_failed_is_kept_and_delivered_once_when_mail_is_back(
+    rt, smtp_server
+):
+    from itilflow.flows.notify import deliver_and_keep
+    from itilflow.models import ChangeStatus
+    from itilflow.services import changes
+    from itilflow.tasks.change.request_approvals import approval_step
+
+    clock.freeze(NOW)
+    rt.settings.notify_retry_delays = [0.1]
+    with session_scope(rt.engine) as session:
+        change = submit_change(
+            session=session,
+            new=NewChange(title="Patch the database host", plan=PLAN),
+            actor="test",
+        )
+        change.status = ChangeStatus.awaiting_approval
+        change.risk_level = "low"
+        session.add(change)
+        change_id, version = change.id, change.version
+    assert change_id is not None
+    smtp_server.stop()
+
+    step = approval_step.fn(change_id, version)
+    assert step.outcome == "pending" and step.mails, step
+    assert await deliver_and_keep(step.mails) == len(step.mails)  # kept, not dropped
+    assert {t.kind for t in kept(rt, change_id)} == {"notify"}
+    assert "notification_failed" in timeline_kinds(rt, change_id)
+    # Asked already: a second step plans no second request mail.
+    assert approval_step.fn(change_id, version).mails == []
+
+    smtp_server.start()
+    clock.advance(timedelta(minutes=1))
+    await run(rt)
+    assert not any(t.pending for t in kept(rt, change_id))
+    mails = smtp_server.wait_for(len(step.mails))
+    assert sorted(r for m in mails for r in m.rcpt_tos) == sorted(
+        address for plan in step.mails for address in plan["emails"]
+    )
+    assert all("/approvals/" in m.message.get_body(("plain",)).get_content() for m in mails)
+    clock.advance(timedelta(minutes=2))
+    await run(rt)
+    assert len(smtp_server.mails) == len(mails), "delivered once"
+    with session_scope(rt.engine) as session:
+        assert changes.load_change(session, change_id).status == ChangeStatus.awaiting_approval

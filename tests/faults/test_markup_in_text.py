@@ -195,8 +195,10 @@ async def test_change_text_is_escaped_in_the_approval_mail_and_page(
         change.risk_reasons = [f"+1 for CI {CI}"]
         session.add(change)
         version = change.version
-    outcome = await approval_step.fn(submitted.json()["id"], version)
-    assert outcome["outcome"] == "pending", outcome
+    step = approval_step.fn(submitted.json()["id"], version)
+    assert step.outcome == "pending", step
+    for plan in step.mails:
+        await asend_email(RenderedMessage(**plan["message"]), to=plan["emails"], settings=rt.mail)
     mails = smtp_server.wait_for(1)
     pages = 0
     for mail in mails:

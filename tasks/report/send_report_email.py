@@ -1,7 +1,5 @@
-"""Send the report: the PDF by email to report.yaml's recipients, a summary to its chat tags.
-
-One task per channel, so the engine retries a failed channel without resending the other.
-"""
+"""Mail the report's PDF to report.yaml's recipients. A task per channel, so the engine retries a
+failed channel without resending the other."""
 
 from __future__ import annotations
 
@@ -9,7 +7,7 @@ from pathlib import Path
 
 from prefect import task
 
-from itilflow.notifications import asend_chat, asend_email
+from itilflow.notifications import asend_email
 from itilflow.notifications.mail import Attachment
 from itilflow.reports import Report, render_mail
 from itilflow.runtime import runtime
@@ -30,20 +28,3 @@ async def send_report_email(report: Report, language: str, files: dict[str, str]
         attachments=[Attachment(pdf.name, pdf.read_bytes(), "application/pdf")],
     )
     return recipients
-
-
-@task(name="send-report-chat", retries=3, retry_delay_seconds=[5, 30, 120])
-async def send_report_chat(report: Report, language: str, files: dict[str, str]) -> list[str]:
-    """Post the summary to report.yaml's chat tags; returns the tags (none: nothing sent)."""
-    rt = runtime()
-    tags = list(rt.policies.report.chat_tags)
-    if not tags:
-        return []
-    message = render_mail(report, language, files)
-    await asend_chat(
-        title=message.chat_title,
-        body=message.chat_body,
-        tags=tags,
-        config=rt.settings.apprise_config,
-    )
-    return tags

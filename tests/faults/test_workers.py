@@ -344,7 +344,22 @@ def test_two_workers_run_each_flow_once_and_a_killed_worker_loses_nothing(
     for run in flow_runs("implement-change"):
         if str(run.id) in ours:
             assert run.state is not None and run.state.is_completed(), (run.name, run.state)
-    assert not recoveries_of(ours)
+    # A recover-change may still start for one of them: the Prefect server on SQLite drops
+    # events under load ("Message failed after 4 retries and will be moved to the dead letter
+    # queue" in its log), and a run whose Completed event was dropped looks silent to the
+    # heartbeat trigger. Such a recovery must find the run completed and change nothing (no
+    # change above has `recovery_started` on its timeline); it is counted, not forbidden.
+    false_alarms = recoveries_of(ours)
+    wait_for(
+        "the false alarms' recoveries to finish",
+        lambda: all(r.state is not None and r.state.is_final() for r in recoveries_of(ours)),
+        timeout=60,
+    )
+    for run in recoveries_of(ours):
+        assert run.state is not None and run.state.is_completed(), (run.name, run.state)
+    for change_id in everything:
+        assert "recovery_started" not in kinds(rt, change_id), change_id
+        assert status(rt, change_id) == "successful", change_id
 
     with session_scope(rt.engine) as session:
         owners = {c.id: c.flow_run_id for c in session.exec(select(Change)).all()}
@@ -354,6 +369,7 @@ def test_two_workers_run_each_flow_once_and_a_killed_worker_loses_nothing(
         runs=len(everything),
         on_killed_worker=len(on_a),
         completed_once=len(everything),
+        recoveries_that_found_the_run_completed=len(false_alarms),
         seconds_after_kill_to_all_done=round(finished - killed_at, 1),
         total_seconds=round(finished - started, 1),
     )

@@ -38,13 +38,16 @@ def reset() -> None:
     _offset = timedelta()
 
 
-def is_time_zone(name: str) -> bool:
-    """Whether `name` is an IANA time zone known here. ZoneInfo raises OSError, not
-    ZoneInfoNotFoundError, for a name longer than a file name may be: that is no zone either."""
+def time_zone_name(name: str) -> str:
+    """`name` when it is an IANA time zone known here, else a ValueError saying what is expected
+    (a pydantic validator). ZoneInfo raises OSError, not ZoneInfoNotFoundError, for a name longer
+    than a file name may be: that is no zone either."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
+        raise ValueError(
+            f"expected an IANA time zone like 'Asia/Shanghai' or 'Europe/Berlin', got {name!r}"
+        ) from None
+    return name

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, field_validator
 from sqlalchemy import JSON, Column, text
 from sqlmodel import Field, Session, SQLModel, select
 
-from itilflow.clock import is_time_zone
+from itilflow.clock import time_zone_name
 
 # The message languages there are templates for (notifications/templates/*).
 LANGUAGES: tuple[str, ...] = ("en", "zh_CN")
@@ -58,14 +58,6 @@ def _text(value: str) -> str:
     return value
 
 
-def _time_zone(value: str) -> str:
-    if not is_time_zone(value):
-        raise ValueError(
-            f"expected an IANA time zone like 'Asia/Shanghai' or 'Europe/Berlin', got {value!r}"
-        )
-    return value
-
-
 def _names(values: list[str]) -> list[str]:
     # Order kept (an engineer's first group is the primary one), repeats dropped.
     return list(dict.fromkeys(_name(value) for value in values))
@@ -78,7 +70,7 @@ def _blank_to_none(value: Any) -> Any:
 Name = Annotated[str, AfterValidator(_name)]
 Email = Annotated[str, AfterValidator(_email)]
 Text = Annotated[str, AfterValidator(_text)]
-TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+TimeZoneName = Annotated[str, AfterValidator(time_zone_name)]
 Names = Annotated[list[str], AfterValidator(_names)]
 OptionalEmail = Annotated[Email | None, BeforeValidator(_blank_to_none)]
 OptionalTimeZone = Annotated[TimeZoneName | None, BeforeValidator(_blank_to_none)]

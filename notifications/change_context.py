@@ -7,8 +7,11 @@ from typing import Any
 
 from sqlmodel import Session
 
-from itilflow.models import Change, get_engineer
+from itilflow.models import ApprovalRequest, Change, Subject, change_number, get_engineer
+from itilflow.notifications.messages import render_message
+from itilflow.notifications.plans import NotificationPlan, make_plan
 from itilflow.policies import Policies
+from itilflow.services.changes import approval_token
 
 
 def change_url(public_url: str, change_id: int) -> str:
@@ -42,24 +45,40 @@ def email_of(session: Session, username: str) -> str | None:
     return engineer.email if engineer else None
 
 
-def approval_mail_context(
-    change_context: dict[str, Any],
+def approval_mail(
     change: Change,
+    request: ApprovalRequest,
     *,
-    approver: str,
-    stage: str,
-    link: str,
+    address: str,
+    key: str,
+    actor: str,
     reminder: bool,
-) -> dict[str, Any]:
-    """What an approval request (or its reminder) says: the change, the stage, and the signed
-    link's approve and reject addresses. An escalation contact gets the approver's own link:
-    they chase, not decide."""
-    return {
-        "change": change_context,
-        "approver": approver,
-        "stage": stage,
+    secret: str,
+    policies: Policies,
+    public_url: str,
+) -> NotificationPlan:
+    """An approval request (or its reminder) to `address`, as a plan for the delivery pipeline:
+    the change, the stage, and the request's signed approve and reject links. An escalation
+    contact gets the approver's own link: they chase, not decide."""
+    assert change.id is not None
+    token = approval_token(request, secret=secret, policies=policies)
+    link = f"{public_url}/approvals/{token}"
+    context = {
+        "change": change_context(change, policies=policies, public_url=public_url),
+        "approver": request.approver,
+        "stage": request.stage,
         "approve_url": f"{link}?decision=approve",
         "reject_url": f"{link}?decision=reject",
         "reasons": "; ".join(change.risk_reasons) or "none",
         "reminder": reminder,
     }
+    return make_plan(
+        Subject("change", change.id),
+        number=change_number(change.id),
+        key=key,
+        template="approval_request",
+        actor=actor,
+        emails=[address],
+        tags=[],
+        message=render_message("approval_request", policies.change.language, context),
+    )

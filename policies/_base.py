@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from itilflow.clock import is_time_zone
+from itilflow.clock import time_zone_name
 
 PRIORITIES: tuple[str, ...] = ("P1", "P2", "P3", "P4")
 Priority = Literal["P1", "P2", "P3", "P4"]
@@ -73,14 +73,6 @@ def _cron_line(value: str) -> str:
     return text
 
 
-def _time_zone(value: str) -> str:
-    if not is_time_zone(value):
-        raise ValueError(
-            f"expected an IANA time zone like 'Asia/Shanghai' or 'Europe/Berlin', got {value!r}"
-        )
-    return value
-
-
 # A schedule as process owners write it (read in the policy's time zone).
 CronLine = Annotated[str, AfterValidator(_cron_line)]
-TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+TimeZoneName = Annotated[str, AfterValidator(time_zone_name)]

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -26,6 +25,8 @@ from itilflow.health import deployments_without_upcoming_runs, scheduled_deploym
 from itilflow.stack import logged_tracebacks
 from tests.support.approval_codes import code_in
 from tests.support.smtp import free_port
+from tests.support.stack import start_up as start_stack
+from tests.support.stack import wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -33,27 +34,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 def start_up(
     data_dir: Path, ports: dict[str, int], database_env: dict[str, str]
 ) -> subprocess.Popen[str]:
-    env = up_env(ports, database_env)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "itilflow.cli", "--data-dir", str(data_dir), "up", "--demo"],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = []
-    deadline = time.monotonic() + 240
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        output.append(line)
-        if "Ctrl-C stops everything" in line:
-            return process
-    process.kill()
-    raise AssertionError("itilflow up did not come up:\n" + "".join(output))
+    process, _ = start_stack(data_dir, up_env(ports, database_env))
+    return process
 
 
 def up_env(ports: dict[str, int], database_env: dict[str, str]) -> dict[str, str]:
@@ -154,16 +136,6 @@ def fire_a_short_schedule(prefect_api: str, deployment: dict) -> None:
 def port_closed(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def wait_until(check, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(900)

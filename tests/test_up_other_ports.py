@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.smtp import free_port
+from tests.support.stack import start_up, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -94,40 +94,6 @@ def test_client_commands_say_when_the_gateway_is_not_there(tmp_path: Path) -> No
     assert result.returncode == 1
     assert f"cannot reach the gateway at http://127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def start_up(data: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "itilflow.cli", "--data-dir", str(data), "up", "--demo"],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + 240
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        output.append(line)
-        if "Ctrl-C stops everything" in line:
-            return process, output
-    process.kill()
-    process.wait()
-    raise AssertionError("itilflow up did not come up:\n" + "".join(output))
-
-
-def wait_until(check, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(600)

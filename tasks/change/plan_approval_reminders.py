@@ -13,21 +13,13 @@ from itilflow.models import (
     ApprovalRequest,
     Change,
     ChangeStatus,
-    Subject,
     add_change_entry,
-    change_number,
     session_scope,
 )
-from itilflow.notifications import render_message
-from itilflow.notifications.change_context import (
-    approval_mail_context,
-    change_context,
-    email_of,
-)
-from itilflow.notifications.plans import NotificationPlan, make_plan
+from itilflow.notifications.change_context import approval_mail, email_of
+from itilflow.notifications.plans import NotificationPlan
 from itilflow.policies.change import ApprovalTiming
 from itilflow.runtime import runtime
-from itilflow.services import changes
 
 ACTOR = "flow:remind-approvers"
 
@@ -96,27 +88,17 @@ def _remind(
         message=f"{request.stage}: reminded {', '.join(recipients)} "
         f"(waiting since {request.sent_at.isoformat()})",
     )
-    token = changes.approval_token(request, secret=rt.secret, policies=rt.policies)
-    public_url = rt.settings.public_url or ""
-    context = approval_mail_context(
-        change_context(change, policies=rt.policies, public_url=public_url),
-        change,
-        approver=request.approver,
-        stage=request.stage,
-        link=f"{public_url}/approvals/{token}",
-        reminder=True,
-    )
-    message = render_message("approval_request", rt.policies.change.language, context)
     return [
-        make_plan(
-            Subject("change", change.id),
-            number=change_number(change.id),
+        approval_mail(
+            change,
+            request,
+            address=address,
             key=f"reminder:{request.id}:{who}:{now.isoformat()}",
-            template="approval_request",
             actor=ACTOR,
-            emails=[address],
-            tags=[],
-            message=message,
+            reminder=True,
+            secret=rt.secret,
+            policies=rt.policies,
+            public_url=rt.settings.public_url or "",
         )
         for who in recipients
         if (address := email_of(session, who))

@@ -8,14 +8,9 @@ from typing import Any
 from prefect import task
 
 from itilflow import clock
-from itilflow.models import ChangeStatus, Subject, add_change_entry, change_number, session_scope
-from itilflow.notifications import render_message
-from itilflow.notifications.change_context import (
-    approval_mail_context,
-    change_context,
-    email_of,
-)
-from itilflow.notifications.plans import NotificationPlan, make_plan
+from itilflow.models import ChangeStatus, add_change_entry, session_scope
+from itilflow.notifications.change_context import approval_mail, email_of
+from itilflow.notifications.plans import NotificationPlan
 from itilflow.runtime import runtime
 from itilflow.services import changes
 
@@ -87,23 +82,14 @@ def _ask(session: Any, rt: Any, change: Any, stage: str, approver: str) -> Notif
     )
     if not address:
         return None
-    token = changes.approval_token(request, secret=rt.secret, policies=rt.policies)
-    public_url = rt.settings.public_url or ""
-    context = approval_mail_context(
-        change_context(change, policies=rt.policies, public_url=public_url),
+    return approval_mail(
         change,
-        approver=approver,
-        stage=stage,
-        link=f"{public_url}/approvals/{token}",
-        reminder=False,
-    )
-    return make_plan(
-        Subject("change", change.id),
-        number=change_number(change.id),
+        request,
+        address=address,
         key=f"approval:{request.id}",  # one request, one mail, however often the step retries
-        template="approval_request",
         actor=ACTOR,
-        emails=[address],
-        tags=[],
-        message=render_message("approval_request", rt.policies.change.language, context),
+        reminder=False,
+        secret=rt.secret,
+        policies=rt.policies,
+        public_url=rt.settings.public_url or "",
     )

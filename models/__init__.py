@@ -50,6 +50,7 @@ from itilflow.models.people import (
     get_group,
     list_engineers,
 )
+from itilflow.models.principal import ROLES, ApiToken, RoleGrant
 from itilflow.models.problem import (
     NOT_CLOSED,
     KnowledgeArticle,
@@ -87,6 +88,9 @@ from itilflow.models.trigger import (
 )
 
 __all__ = [
+    "ROLES",
+    "ApiToken",
+    "RoleGrant",
     "EDITABLE",
     "FINAL",
     "ApprovalCode",

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,9 @@ from tests.support.approval_codes import code_in
 from tests.support.smtp import free_port
 from tests.support.stack import start_up as start_stack
 from tests.support.stack import wait_until
+
+# prefect.yaml's work pool, which `up` creates.
+WORK_POOL = "itilflow"
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -130,7 +134,15 @@ def fire_a_short_schedule(prefect_api: str, deployment: dict) -> None:
         )
         assert run["state_type"] == "COMPLETED"
     finally:
+        # Taking a schedule away deletes its scheduled runs, one the worker may have fetched a
+        # moment before among them: its submission then fails with ObjectNotFound, a traceback
+        # in worker.log. With the pool paused (and a poll interval, 2 s, waited out) the worker
+        # holds no run of it.
+        pool = f"{prefect_api}/work_pools/{WORK_POOL}"
+        assert httpx.patch(pool, json={"is_paused": True}).status_code == 204
+        time.sleep(3)
         httpx.delete(f"{prefect_api}/deployments/{deployment['id']}/schedules/{schedule_id}")
+        assert httpx.patch(pool, json={"is_paused": False}).status_code == 204
 
 
 def port_closed(port: int) -> bool:

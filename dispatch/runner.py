@@ -21,13 +21,14 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import tags
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from itilflow import clock
@@ -58,6 +59,13 @@ LEASE = timedelta(seconds=20)
 RENEW_EVERY = LEASE / 4
 FIRST_BACKOFF = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
+# A database that cannot be reached or stays locked past SQLite's busy timeout (a backup, a
+# VACUUM, a PostgreSQL restart) is waited out: a runner that exited on it took `up`'s whole stack
+# down with it. Seconds between tries, doubling.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_RETRY_FIRST = 0.5
+DATABASE_RETRY_MAX = 15.0
+T = TypeVar("T")
 
 
 BATCH_SIZE = 100
@@ -172,18 +180,40 @@ class Runner:
                 session=session, limit=limit, lease=LEASE, runner=self.name, **kinds
             )
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def _release_own_claims(self) -> int:
         with session_scope(self.engine) as session:
-            taken_back = release_claims(session=session, runner=self.name)
+            return release_claims(session=session, runner=self.name)
+
+    async def _until_stored(self, what: str, write: Callable[[], T]) -> T:
+        """`write` in a thread, tried again while the database is unavailable."""
+        delay = DATABASE_RETRY_FIRST
+        while True:
+            try:
+                return await asyncio.to_thread(write)
+            except DATABASE_UNAVAILABLE as exc:
+                _database_unavailable(what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DATABASE_RETRY_MAX)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        taken_back = await self._until_stored("take back earlier claims", self._release_own_claims)
         if taken_back:
             log.info("took back %d triggers claimed before a restart", taken_back)
         renewed_at = asyncio.get_running_loop().time()
+        claim_retry = DATABASE_RETRY_FIRST
         while not stop.is_set():
             if asyncio.get_running_loop().time() - renewed_at >= RENEW_EVERY.total_seconds():
                 await asyncio.to_thread(self._renew)
                 renewed_at = asyncio.get_running_loop().time()
             free = len(self._running) < self.concurrency
-            claimed = await asyncio.to_thread(self._claim, self.batch_size) if free else []
+            try:
+                claimed = await asyncio.to_thread(self._claim, self.batch_size) if free else []
+            except DATABASE_UNAVAILABLE as exc:
+                _database_unavailable("claim due triggers", exc, claim_retry)
+                await _wait_or_stop(stop, claim_retry)
+                claim_retry = min(claim_retry * 2, DATABASE_RETRY_MAX)
+                continue
+            claim_retry = DATABASE_RETRY_FIRST
             for batch in make_batches(claimed):
                 self._launch(batch)
             if len(claimed) < self.batch_size or not free:
@@ -251,14 +281,16 @@ class Runner:
             state = await _start(batch)
         except Exception as exc:  # noqa: BLE001 (the engine itself failed: retry later)
             error = f"{ENGINE_ERROR}{type(exc).__name__}: {exc}"
-            await asyncio.to_thread(self._failed, batch, error)
+            await self._until_stored("release failed triggers", lambda: self._failed(batch, error))
             return
         flow_run_id = str(state.state_details.flow_run_id or "") or None
         if state.is_completed():
+            # Marked done however long the database takes: left claimed, they would run again.
+            await self._until_stored("mark triggers done", lambda: self._finish(batch, flow_run_id))
             self.completed += len(batch.triggers)
-            await asyncio.to_thread(self._finish, batch, flow_run_id)
         else:
-            await asyncio.to_thread(self._failed, batch, state.message or state.type.value)
+            error = state.message or state.type.value
+            await self._until_stored("release failed triggers", lambda: self._failed(batch, error))
 
     def _finish(self, batch: Batch, flow_run_id: str | None) -> None:
         with session_scope(self.engine) as session:
@@ -266,8 +298,6 @@ class Runner:
                 finish_trigger(session=session, trigger_id=trigger_id, flow_run_id=flow_run_id)
 
     def _failed(self, batch: Batch, error: str) -> None:
-        self.failed += len(batch.triggers)
-        log.warning("%s flow for %d triggers failed: %s", batch.flow, len(batch.triggers), error)
         with session_scope(self.engine) as session:
             for trigger in batch.triggers:
                 attempt = max(trigger.attempts - 1, 0)
@@ -287,6 +317,22 @@ class Runner:
                         message=f"{batch.flow} flow failed, retrying in {backoff}: {error}",
                         data={"trigger": trigger.key},
                     )
+        self.failed += len(batch.triggers)
+        log.warning("%s flow for %d triggers failed: %s", batch.flow, len(batch.triggers), error)
+
+
+def _database_unavailable(what: str, exc: Exception, retry_in: float) -> None:
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    log.warning(
+        "%s: the database is unavailable (%s); trying again in %.1f s", what, reason, retry_in
+    )
+
+
+async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
 
 
 def require_api_url() -> None:

@@ -20,6 +20,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from itilflow.engine import ChangeEngine
@@ -180,7 +181,16 @@ async def authenticate(request: Request, authorization: str | None) -> Principal
     gateway = gateway_of(request)
     if hmac.compare_digest(given.encode(), gateway.token.encode()):
         return BOOTSTRAP
-    principal = await gateway.tokens.principal(given)
+    try:
+        principal = await gateway.tokens.principal(given)
+    except SQLAlchemyError as exc:
+        # Not a 500: a client (Alertmanager) sends the request again on a 503.
+        log.warning("could not look up a token: %s", exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the token could not be checked (database unavailable): send it again",
+            headers={"Retry-After": "5"},
+        ) from exc
     if principal is None:
         raise _unauthorized("unknown, revoked or expired token")
     return principal

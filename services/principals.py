@@ -29,6 +29,11 @@ BOOTSTRAP_ADMIN = "admin"
 # The actor of what is done through the Prefect UI's forms: Prefect OSS has no users, so all
 # that is known is that it was someone holding the Prefect server's credentials.
 PREFECT_OPERATOR = "prefect-operator"
+# Names a token or grant may not take: a timeline entry by either must mean what it says.
+RESERVED_NAMES = {
+    BOOTSTRAP_ADMIN: "the bootstrap token's name",
+    PREFECT_OPERATOR: "the Prefect UI forms' actor",
+}
 TOKEN_PREFIX = "itf_"
 # last_used_at is written at most this often per token: a write per request would cost the
 # intake a transaction on every webhook.
@@ -95,14 +100,14 @@ def _check_principal(session: Session, name: str, kind: str) -> None:
         _name(name)
     except ValueError as exc:
         raise PrincipalError(f"name: {exc}") from None
+    if name in RESERVED_NAMES:
+        raise PrincipalError(f"{name!r} is {RESERVED_NAMES[name]}; choose another")
     if kind == "person":
         engineer = session.get(Engineer, name)
         if engineer is None:
             raise PrincipalError(f"there is no person {name!r} in the directory")
         if not engineer.active:
             raise PrincipalError(f"{name!r} is deactivated in the directory")
-    elif name == BOOTSTRAP_ADMIN:
-        raise PrincipalError(f"{name!r} is the bootstrap token's name; choose another")
 
 
 def create_token(

@@ -55,6 +55,8 @@ def test_a_token_is_random_and_stored_only_as_its_hash(rt: Any) -> None:
     [
         ("nobody", "person", "no person 'nobody'"),
         ("admin", "integration", "bootstrap token's name"),
+        ("admin", "person", "bootstrap token's name"),
+        ("prefect-operator", "integration", "Prefect UI forms' actor"),
         ("Bad Name!", "integration", "name:"),
         ("lin", "robot", "kind: expected one of person, integration"),
     ],

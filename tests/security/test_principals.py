@@ -371,3 +371,21 @@ def test_token_cache_shares_one_lookup_between_concurrent_requests(rt: Any) -> N
     found = asyncio.run(many())
     assert {p.name for p in found} == {"lin"} and len(lookups) == 1
     assert asyncio.run(cache.principal(principals.new_token())) is None
+
+
+def test_a_token_lookup_the_database_cannot_answer_is_a_503_not_a_pass(
+    gateway: Any, rt: Any
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    app, client, _ = gateway
+    token = token_for(rt.engine, "alertmanager", ("reporter",), kind="integration")
+
+    def unavailable(plain: str) -> Any:
+        raise OperationalError("SELECT", {}, Exception("database is locked"))
+
+    app.state.gateway.tokens._look_up = unavailable
+    before = snapshot(rt)
+    response = client.post("/api/alertmanager", json=_webhook(), headers=bearer_of(token))
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert snapshot(rt) == before

@@ -20,6 +20,10 @@ parse + apply_alert_groups + outcomes + commit per request) - so the printed rat
 much the HTTP stack costs against the database work.
 
 --profile records the gateway with py-spy during one 1-alert run and prints where its time goes.
+
+The load authenticates as Alertmanager does in production: with an integration's own token
+(role reporter), which the gateway resolves through its token cache (gateway/deps.py);
+`--token bootstrap` sends the shared ITILFLOW_API_TOKEN instead.
 """
 
 from __future__ import annotations
@@ -207,6 +211,7 @@ def one_gateway_run(
     label: str,
     profile: Path | None = None,
     variant: dict[str, Any] | None = None,
+    token_kind: str = "integration",
 ) -> dict[str, Any]:
     data = temp_dir("intake")
     variant = variant or {}
@@ -217,13 +222,14 @@ def one_gateway_run(
         workers=variant.get("workers", 1),
         extra_args=variant.get("args", ()),
     ).start()
+    token = gateway.token if token_kind == "bootstrap" else integration_token(env)
     spy: subprocess.Popen[bytes] | None = None
     try:
         # Warm up (imports, first queries, connection pool) outside the measurement.
         asyncio.run(
             send_load(
                 gateway.url,
-                gateway.token,
+                token,
                 alerts=20,
                 per_request=1,
                 concurrency=4,
@@ -256,7 +262,7 @@ def one_gateway_run(
         result = asyncio.run(
             sender(
                 gateway.url,
-                gateway.token,
+                token,
                 alerts=alerts,
                 per_request=per_request,
                 concurrency=concurrency,
@@ -274,6 +280,27 @@ def one_gateway_run(
         if spy is not None and spy.poll() is None:
             _common.kill(spy)
         gateway.stop()
+
+
+def integration_token(env: dict[str, str]) -> str:
+    """A token of the integration `alertmanager` with the role reporter, as
+    `itilflow token create alertmanager --integration` and `role grant` make them."""
+    from itilflow.models import get_engine, session_scope
+    from itilflow.services import principals
+
+    engine = get_engine(env["ITILFLOW_DATABASE_URL"])
+    try:
+        with session_scope(engine) as session:
+            principals.grant_role(
+                session=session, role="reporter", subject_kind="integration",
+                subject="alertmanager", granted_by="bench",
+            )  # fmt: skip
+            token, _ = principals.create_token(
+                session=session, principal="alertmanager", kind="integration", created_by="bench"
+            )
+    finally:
+        engine.dispose()
+    return token
 
 
 def report_gateway(result: dict[str, Any], alerts: int, per_request: int) -> dict[str, float]:
@@ -486,6 +513,12 @@ def main() -> None:
         help="a folder with uvloop and httptools (pip install --target DIR uvloop httptools) "
         "for the --experiments variant with uvicorn's fast loop and HTTP parser",
     )
+    parser.add_argument(
+        "--token",
+        choices=("integration", "bootstrap"),
+        default="integration",
+        help="authenticate with an integration's token (default) or the shared bootstrap token",
+    )
     args = parser.parse_args()
     # 2,000 even when quick: at 10 alerts per request 500 alerts were 50 requests in 0.1 s.
     alerts = args.alerts or (2000 if args.quick else 5000)
@@ -511,6 +544,7 @@ def main() -> None:
                 concurrency=concurrency,
                 label=f"{per_request}c{concurrency}{client[0]}n{rep}",
                 variant={"client": "raw"} if client == "light" else None,
+                token_kind=args.token,
             )
             figures.setdefault((per_request, concurrency, client), []).append(
                 report_gateway(result, alerts, per_request)

@@ -1,4 +1,8 @@
-"""Forms for the Prefect UI: report an incident, or act on one, as the API does."""
+"""Forms for the Prefect UI: report an incident, or act on one, as the API does.
+
+The actor is always PREFECT_OPERATOR: Prefect OSS has no users, so a form run proves only that
+someone held the Prefect server's credentials. A form has no field for who acts.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,21 @@ from prefect.artifacts import create_markdown_artifact
 
 from itilflow.models import IncidentAction, IncidentCreate
 from itilflow.notifications.markdown import markdown_text
+from itilflow.services.principals import PREFECT_OPERATOR
 from itilflow.tasks.incident.apply_incident_action import apply_incident_action
 from itilflow.tasks.incident.record_new_incident import record_new_incident
 
 
 @flow(name="update-incident", flow_run_name="{action} {incident}")
-def update_incident(
-    incident: str, action: IncidentAction, note: str = "", actor: str = "prefect-ui"
-) -> str:
+def update_incident(incident: str, action: IncidentAction, note: str = "") -> str:
     """Acknowledge, comment, put on hold, resume, resolve, reopen or close an incident.
 
     Args:
         incident: the incident's number, e.g. INC-000042
         action: what to do
         note: the comment, the reason for a hold, or the resolution
-        actor: who acts, for the timeline
     """
-    return apply_incident_action(incident, action, note, actor)
+    return apply_incident_action(incident, action, note, PREFECT_OPERATOR)
 
 
 @flow(name="report-incident", flow_run_name="report {title}")
@@ -35,7 +37,6 @@ def report_incident(
     category: str | None = None,
     ci: str | None = None,
     reporter_email: str | None = None,
-    actor: str = "prefect-ui",
 ) -> str:
     """Open an incident by hand; it is classified, assigned and notified like any other.
 
@@ -58,7 +59,7 @@ def report_incident(
             reporter_email=reporter_email,
             source="prefect-ui",
         ),
-        actor,
+        PREFECT_OPERATOR,
     )
     create_markdown_artifact(
         key="reported-incident",

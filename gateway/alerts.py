@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from itilflow.gateway.deps import API_PREFIX, Client, gateway_of
+from itilflow.gateway.deps import API_PREFIX, Reporter, gateway_of
 from itilflow.services.alerts import AlertmanagerWebhook, AlertOutcome, outcomes_of
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
@@ -24,7 +24,7 @@ class AlertmanagerResult(BaseModel):
     responses={503: {"description": "nothing was stored (database unavailable): resend"}},
 )
 async def alertmanager_webhook(
-    body: AlertmanagerWebhook, _: Client, request: Request
+    body: AlertmanagerWebhook, _: Reporter, request: Request
 ) -> AlertmanagerResult:
     gateway = gateway_of(request)
     # No worker thread and no session per request: the alerts go to the one writer thread,

@@ -127,7 +127,8 @@ def create_app(
         description=(
             "Open and work incidents, receive Prometheus Alertmanager webhooks. Every route but "
             "`/health` and the survey pages (which carry a signed token) needs "
-            "`Authorization: Bearer <ITILFLOW_API_TOKEN>`."
+            "`Authorization: Bearer <token>`: a person's or an integration's own token "
+            "(`itilflow token create`), whose roles decide what it may do (403 otherwise)."
         ),
     )
     app.state.gateway = gateway

@@ -7,15 +7,17 @@ import logging
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlmodel import Session
 
 from itilflow.engine import ChangeEngine
-from itilflow.gateway.deps import ChangeEngineDep, Client, Gateway, GatewayDep
-from itilflow.models import Change, get_change_timeline, parse_change_ref
+from itilflow.gateway.deps import ChangeEngineDep, Gateway, GatewayDep, Reporter
+from itilflow.gateway.schemas import refuse_identity_claims
+from itilflow.models import Change, Engineer, get_change_timeline, parse_change_ref
 from itilflow.notifications.change_context import change_url
 from itilflow.services import changes
+from itilflow.services.principals import Principal
 
 log = logging.getLogger("itilflow.gateway.changes")
 
@@ -35,8 +37,17 @@ class ChangeIn(BaseModel):
     )
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None
-    requester: str | None = Field(default=None, max_length=200)
-    requester_email: str | None = Field(default=None, max_length=320)
+    requester_email: str | None = Field(
+        default=None,
+        max_length=320,
+        description="who hears about the outcome, for an integration's request; a person's "
+        "comes from the directory",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _requester_is_the_principal(cls, data: Any) -> Any:
+        return refuse_identity_claims(data, "requester")
 
 
 class ChangeEdit(BaseModel):
@@ -117,6 +128,39 @@ def load(session: Session, ref: str) -> Change:
         raise HTTPException(404, f"{ref} not found") from exc
 
 
+def requester_email(session: Session, principal: Principal, given: str | None) -> str | None:
+    """A person's mail goes to their address in the directory, never to one the body names; an
+    integration may name where the outcome goes."""
+    if principal.kind != "person":
+        return given
+    if given is not None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "requester_email: not accepted from a person: the outcome goes to your address in "
+            "the directory",
+        )
+    engineer = session.get(Engineer, principal.name)
+    return engineer.email if engineer else None
+
+
+def check_may_alter(change: Change, principal: Principal, what: str) -> None:
+    """Only the change's requester or a change manager edits or cancels it (403)."""
+    if change.requester == principal.name or principal.has("change_manager"):
+        return
+    log.warning(
+        "refused to let %s %r %s %s (requested by %r)",
+        principal.kind,
+        principal.name,
+        what,
+        change.number,
+        change.requester,
+    )
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        f"only {change.number}'s requester or a change_manager may {what} it",
+    )
+
+
 async def start(change_engine: ChangeEngine, change_id: int) -> None:
     try:
         await change_engine.start(change_id)
@@ -126,8 +170,10 @@ async def start(change_engine: ChangeEngine, change_id: int) -> None:
 
 @router.post("", response_model=ChangeOut, status_code=201)
 async def create_change(
-    body: ChangeIn, client: Client, gateway: GatewayDep, change_engine: ChangeEngineDep
+    body: ChangeIn, client: Reporter, gateway: GatewayDep, change_engine: ChangeEngineDep
 ) -> ChangeOut:
+    with Session(gateway.engine) as session:
+        email = requester_email(session, client, body.requester_email)
     new = changes.NewChange(
         title=body.title,
         description=body.description,
@@ -136,12 +182,12 @@ async def create_change(
         plan=body.plan,
         planned_start=body.planned_start,
         planned_end=body.planned_end,
-        requester=body.requester or client,
-        requester_email=body.requester_email,
+        requester=client.name,
+        requester_email=email,
     )
     with Session(gateway.engine, expire_on_commit=False) as session:
         try:
-            change = changes.submit_change(session=session, new=new, actor=client)
+            change = changes.submit_change(session=session, new=new, actor=client.name)
         except ValidationError as exc:
             raise HTTPException(422, _plan_errors(exc)) from exc
         except changes.ChangeError as exc:
@@ -153,13 +199,13 @@ async def create_change(
 
 
 @router.get("/{ref}", response_model=ChangeOut)
-def get_change(ref: str, _: Client, gateway: GatewayDep) -> ChangeOut:
+def get_change(ref: str, _: Reporter, gateway: GatewayDep) -> ChangeOut:
     with Session(gateway.engine) as session:
         return out(gateway, load(session, ref))
 
 
 @router.get("/{ref}/timeline")
-def get_change_entries(ref: str, _: Client, gateway: GatewayDep) -> list[dict[str, Any]]:
+def get_change_entries(ref: str, _: Reporter, gateway: GatewayDep) -> list[dict[str, Any]]:
     with Session(gateway.engine) as session:
         change = load(session, ref)
         assert change.id is not None
@@ -171,7 +217,11 @@ def get_change_entries(ref: str, _: Client, gateway: GatewayDep) -> list[dict[st
 
 @router.patch("/{ref}", response_model=ChangeOut)
 async def edit(
-    ref: str, body: ChangeEdit, client: Client, gateway: GatewayDep, change_engine: ChangeEngineDep
+    ref: str,
+    body: ChangeEdit,
+    client: Reporter,
+    gateway: GatewayDep,
+    change_engine: ChangeEngineDep,
 ) -> ChangeOut:
     fields = body.model_dump(exclude_unset=True)
     if "cis" in fields:
@@ -180,9 +230,10 @@ async def edit(
         raise HTTPException(422, "nothing to change")
     with Session(gateway.engine, expire_on_commit=False) as session:
         change = load(session, ref)
+        check_may_alter(change, client, "edit")
         try:
             old_run = changes.edit_change(
-                session=session, change=change, changes=fields, actor=client
+                session=session, change=change, changes=fields, actor=client.name
             )
         except ValidationError as exc:
             raise HTTPException(422, _plan_errors(exc)) from exc
@@ -198,13 +249,14 @@ async def edit(
 
 @router.post("/{ref}/cancel", response_model=ChangeOut)
 async def cancel(
-    ref: str, body: CancelIn, client: Client, gateway: GatewayDep, change_engine: ChangeEngineDep
+    ref: str, body: CancelIn, client: Reporter, gateway: GatewayDep, change_engine: ChangeEngineDep
 ) -> ChangeOut:
     with Session(gateway.engine, expire_on_commit=False) as session:
         change = load(session, ref)
+        check_may_alter(change, client, "cancel")
         try:
             run = changes.cancel_change(
-                session=session, change=change, actor=client, note=body.note
+                session=session, change=change, actor=client.name, note=body.note
             )
         except changes.ChangeError as exc:
             raise HTTPException(409, str(exc)) from exc

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlmodel import Session, SQLModel, select
 
-from itilflow.gateway.deps import Client, Gateway, GatewayDep
+from itilflow.gateway.deps import Admin, Gateway, GatewayDep, Reporter
 from itilflow.models.people import (
     ConfigurationItemCreate,
     ConfigurationItemPublic,
@@ -89,7 +89,7 @@ def _add_read_routes(kind: Kind, path: str, public: type[SQLModel]) -> None:
 
     @router.get(f"/{path}", response_model=list[public], tags=tags, name=f"list_{path}")
     def list_records(
-        _: Client,
+        _: Reporter,
         gateway: GatewayDep,
         group: Annotated[str | None, Query(max_length=64)] = None,
         active: bool | None = None,
@@ -108,7 +108,7 @@ def _add_read_routes(kind: Kind, path: str, public: type[SQLModel]) -> None:
         return [_public(kind, row) for row in rows[offset : offset + limit]]
 
     @router.get(f"/{path}/{{key}}", response_model=public, tags=tags, name=f"get_{what}")
-    def get_record(key: str, _: Client, gateway: GatewayDep) -> Any:
+    def get_record(key: str, _: Reporter, gateway: GatewayDep) -> Any:
         with Session(gateway.engine) as session:
             row = session.get(table_of, key)
             if row is None:
@@ -136,12 +136,12 @@ def _add_write_routes(
         name=f"create_{what}",
         responses={409: {"description": f"the {what} exists already"}},
     )
-    def create_record(body: create_schema, _: Client, gateway: GatewayDep) -> Any:  # type: ignore[valid-type]
+    def create_record(body: create_schema, _: Admin, gateway: GatewayDep) -> Any:  # type: ignore[valid-type]
         values = body.model_dump()  # type: ignore[attr-defined]
         return _write(gateway, lambda s: directory.save_one(s, kind, values, create=True), kind)
 
     @router.patch(f"/{path}/{{key}}", response_model=public, tags=tags, name=f"update_{what}")
-    def update_record(key: str, body: update_schema, _: Client, gateway: GatewayDep) -> Any:  # type: ignore[valid-type]
+    def update_record(key: str, body: update_schema, _: Admin, gateway: GatewayDep) -> Any:  # type: ignore[valid-type]
         """Only the fields sent change."""
         values = {**body.model_dump(exclude_unset=True), KEY_OF[kind]: key}  # type: ignore[attr-defined]
         return _write(gateway, lambda s: directory.save_one(s, kind, values, create=False), kind)
@@ -152,7 +152,7 @@ def _add_write_routes(
         tags=tags,
         name=f"deactivate_{what}",
     )
-    def deactivate_record(key: str, _: Client, gateway: GatewayDep) -> Any:
+    def deactivate_record(key: str, _: Admin, gateway: GatewayDep) -> Any:
         """Nothing is deleted: the record stays for the incidents that name it."""
         return _write(gateway, lambda s: directory.set_active(s, kind, key, False), kind)
 
@@ -162,7 +162,7 @@ def _add_write_routes(
         tags=tags,
         name=f"reactivate_{what}",
     )
-    def reactivate_record(key: str, _: Client, gateway: GatewayDep) -> Any:
+    def reactivate_record(key: str, _: Admin, gateway: GatewayDep) -> Any:
         return _write(gateway, lambda s: directory.set_active(s, kind, key, True), kind)
 
 

@@ -9,13 +9,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from itilflow import clock
-from itilflow.gateway.deps import API_PREFIX, Client, Gateway, GatewayDep, SessionDep, gateway_of
-from itilflow.gateway.schemas import MAX_OFFSET, clean_text, email_address
+from itilflow.gateway.deps import (
+    API_PREFIX,
+    Agent,
+    Gateway,
+    GatewayDep,
+    Reporter,
+    SessionDep,
+    gateway_of,
+)
+from itilflow.gateway.schemas import (
+    MAX_OFFSET,
+    clean_text,
+    email_address,
+    refuse_identity_claims,
+)
 from itilflow.models import (
     Incident,
     IncidentAction,
@@ -112,11 +125,13 @@ class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str = Field(default="", max_length=20_000)
-    actor: str | None = Field(
-        default=None, max_length=200, description="who acts; defaults to the API client"
-    )
 
-    @field_validator("note", "actor")
+    @model_validator(mode="before")
+    @classmethod
+    def _actor_is_the_principal(cls, data: Any) -> Any:
+        return refuse_identity_claims(data, "actor")
+
+    @field_validator("note")
     @classmethod
     def _no_control_characters(cls, value: str | None) -> str | None:
         return clean_text(value)
@@ -147,7 +162,7 @@ def out(gateway: Gateway, incident: Incident) -> IncidentOut:
 )
 async def create_incident(
     body: IncidentIn,
-    client: Client,
+    client: Reporter,
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
@@ -161,7 +176,7 @@ async def create_incident(
     dedup_key = f"api:{idempotency_key}" if idempotency_key else None
     try:
         opened = await gateway.incident_writer.awrite(
-            incidents.OpenRequest(new=new, actor=client, dedup_key=dedup_key)
+            incidents.OpenRequest(new=new, actor=client.name, dedup_key=dedup_key)
         )
     except SQLAlchemyError as exc:
         raise HTTPException(
@@ -182,7 +197,7 @@ async def create_incident(
 @router.get("", response_model=list[IncidentOut])
 def get_incidents(
     session: SessionDep,
-    _: Client,
+    _: Reporter,
     gateway: GatewayDep,
     status_filter: Annotated[str | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -193,12 +208,12 @@ def get_incidents(
 
 
 @router.get("/{ref}", response_model=IncidentOut)
-def get_incident(ref: str, session: SessionDep, _: Client, gateway: GatewayDep) -> IncidentOut:
+def get_incident(ref: str, session: SessionDep, _: Reporter, gateway: GatewayDep) -> IncidentOut:
     return out(gateway, load(session, ref))
 
 
 @router.get("/{ref}/timeline", response_model=list[TimelineOut])
-def get_incident_timeline(ref: str, session: SessionDep, _: Client) -> list[TimelineOut]:
+def get_incident_timeline(ref: str, session: SessionDep, _: Reporter) -> list[TimelineOut]:
     incident = load(session, ref)
     assert incident.id is not None
     return [
@@ -210,7 +225,7 @@ def get_incident_timeline(ref: str, session: SessionDep, _: Client) -> list[Time
 
 
 @router.get("/{ref}/sla", response_model=SlaOut)
-def get_incident_sla(ref: str, session: SessionDep, _: Client, gateway: GatewayDep) -> SlaOut:
+def get_incident_sla(ref: str, session: SessionDep, _: Reporter, gateway: GatewayDep) -> SlaOut:
     """SLA figures recomputed from the timeline under the policy in force."""
     incident = load(session, ref)
     assert incident.id is not None
@@ -247,7 +262,7 @@ def act_on_incident(
     action: IncidentAction,
     body: ActionIn,
     session: SessionDep,
-    client: Client,
+    client: Agent,
     gateway: GatewayDep,
 ) -> IncidentOut:
     incident = load(session, ref)
@@ -257,7 +272,7 @@ def act_on_incident(
             session,
             incident.id,
             action,
-            actor=body.actor or client,
+            actor=client.name,
             note=body.note,
             policies=gateway.policies,
         )

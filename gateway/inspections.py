@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from itilflow.gateway.deps import Client, GatewayDep
+from itilflow.gateway.deps import GatewayDep, Reporter
 from itilflow.models import get_target_history
 
 router = APIRouter(prefix="/api/inspections", tags=["inspections"])
@@ -27,7 +27,7 @@ class TrendPoint(BaseModel):
 @router.get("/targets/{target}/history", response_model=list[TrendPoint])
 def get_target_trend(
     target: str,
-    _: Client,
+    _: Reporter,
     gateway: GatewayDep,
     check: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlmodel import Session
 
-from itilflow.gateway.deps import Client, GatewayDep
+from itilflow.gateway.deps import GatewayDep, Reporter
 from itilflow.gateway.problems import ArticleOut, article_out
 from itilflow.models import KnowledgeArticle, parse_article_ref
 from itilflow.services import problems
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/knowledge", tags=["problems", "knowledge"])
 
 @router.get("", response_model=list[ArticleOut])
 def search_knowledge(
-    _: Client,
+    _: Reporter,
     gateway: GatewayDep,
     q: Annotated[str, Query(max_length=200)] = "",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -30,7 +30,7 @@ def search_knowledge(
 
 
 @router.get("/{ref}", response_model=ArticleOut)
-def get_article(ref: str, _: Client, gateway: GatewayDep) -> ArticleOut:
+def get_article(ref: str, _: Reporter, gateway: GatewayDep) -> ArticleOut:
     with Session(gateway.engine) as session:
         try:
             article = session.get(KnowledgeArticle, parse_article_ref(ref))

@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from itilflow.gateway.deps import Client, GatewayDep
-from itilflow.gateway.schemas import MAX_OFFSET
+from itilflow.gateway.deps import Agent, GatewayDep, Reporter
+from itilflow.gateway.schemas import MAX_OFFSET, refuse_identity_claims
 from itilflow.models import (
     Incident,
     KnowledgeArticle,
@@ -56,7 +56,6 @@ class ProblemActionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    actor: str | None = Field(default=None, max_length=200)
     note: str = Field(default="", max_length=10_000)
     whys: list[Why] = Field(default_factory=list, max_length=10)
     root_cause: str = Field(default="", max_length=10_000)
@@ -67,6 +66,11 @@ class ProblemActionIn(BaseModel):
     change: str | None = Field(default=None, max_length=40)
     engineer: str | None = Field(default=None, max_length=64)
     group: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _actor_is_the_principal(cls, data: Any) -> Any:
+        return refuse_identity_claims(data, "actor")
 
 
 class ProblemOut(BaseModel):
@@ -241,7 +245,7 @@ def timeline(session: Session, problem_id: int) -> list[EntryOut]:
 
 @router.get("", response_model=list[ProblemOut])
 def get_problems(
-    _: Client,
+    _: Reporter,
     gateway: GatewayDep,
     status_filter: Annotated[str | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -255,14 +259,14 @@ def get_problems(
 
 
 @router.get("/{ref}", response_model=ProblemDetailOut)
-def get_problem(ref: str, _: Client, gateway: GatewayDep) -> ProblemDetailOut:
+def get_problem(ref: str, _: Reporter, gateway: GatewayDep) -> ProblemDetailOut:
     """The problem with its linked incidents, timeline and knowledge article."""
     with Session(gateway.engine) as session:
         return detail(session, load(session, ref), gateway.settings.public_url or "")
 
 
 @router.get("/{ref}/timeline", response_model=list[EntryOut])
-def get_problem_entries(ref: str, _: Client, gateway: GatewayDep) -> list[EntryOut]:
+def get_problem_entries(ref: str, _: Reporter, gateway: GatewayDep) -> list[EntryOut]:
     with Session(gateway.engine) as session:
         problem = load(session, ref)
         assert problem.id is not None
@@ -275,7 +279,7 @@ def get_problem_entries(ref: str, _: Client, gateway: GatewayDep) -> list[EntryO
     responses={409: {"description": "the problem's state or the input does not allow it"}},
 )
 def act_on_problem(
-    ref: str, action: ProblemAction, body: ProblemActionIn, client: Client, gateway: GatewayDep
+    ref: str, action: ProblemAction, body: ProblemActionIn, client: Agent, gateway: GatewayDep
 ) -> ProblemDetailOut:
     data = problems.ActionInput(
         note=body.note,
@@ -297,7 +301,7 @@ def act_on_problem(
                 session,
                 problem.id,
                 action,
-                actor=body.actor or client,
+                actor=client.name,
                 data=data,
                 policies=gateway.policies,
             )

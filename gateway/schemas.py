@@ -25,3 +25,17 @@ def email_address(value: str | None) -> str | None:
     if value is not None and not _EMAIL.match(value):
         raise ValueError("is not an email address")
     return value
+
+
+def refuse_identity_claims(data: object, *names: str) -> object:
+    """A body's claim of who acts (`actor`, `requester`) is refused, not ignored: the actor is
+    the authenticated principal, and a client that still sends one should hear so (a model's
+    `mode="before"` validator; the ValueError is a 422)."""
+    if isinstance(data, dict):
+        claimed = sorted(name for name in names if name in data)
+        if claimed:
+            raise ValueError(
+                f"{', '.join(claimed)}: not accepted: who acts is the authenticated principal "
+                "(the owner of the bearer token)"
+            )
+    return data

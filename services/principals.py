@@ -26,6 +26,14 @@ from itilflow.models.principal import (
 )
 
 BOOTSTRAP_ADMIN = "admin"
+# The actor of what is done through the Prefect UI's forms: Prefect OSS has no users, so all
+# that is known is that it was someone holding the Prefect server's credentials.
+PREFECT_OPERATOR = "prefect-operator"
+# Names a token or grant may not take: a timeline entry by either must mean what it says.
+RESERVED_NAMES = {
+    BOOTSTRAP_ADMIN: "the bootstrap token's name",
+    PREFECT_OPERATOR: "the Prefect UI forms' actor",
+}
 TOKEN_PREFIX = "itf_"
 # last_used_at is written at most this often per token: a write per request would cost the
 # intake a transaction on every webhook.
@@ -92,14 +100,14 @@ def _check_principal(session: Session, name: str, kind: str) -> None:
         _name(name)
     except ValueError as exc:
         raise PrincipalError(f"name: {exc}") from None
+    if name in RESERVED_NAMES:
+        raise PrincipalError(f"{name!r} is {RESERVED_NAMES[name]}; choose another")
     if kind == "person":
         engineer = session.get(Engineer, name)
         if engineer is None:
             raise PrincipalError(f"there is no person {name!r} in the directory")
         if not engineer.active:
             raise PrincipalError(f"{name!r} is deactivated in the directory")
-    elif name == BOOTSTRAP_ADMIN:
-        raise PrincipalError(f"{name!r} is the bootstrap token's name; choose another")
 
 
 def create_token(
@@ -172,12 +180,12 @@ def principal_named(*, session: Session, name: str, kind: str) -> Principal | No
     return Principal(name=name, kind=kind, roles=expand_roles(roles), groups=groups)
 
 
-def authenticate_token(
+def find_token_principal(
     *, session: Session, token: str, now: datetime | None = None
-) -> Principal | None:
-    """The principal a token belongs to, or None when it is unknown, revoked, expired, or its
-    person is no longer active. Notes the use (at most once a minute: LAST_USE_RESOLUTION);
-    the caller commits."""
+) -> tuple[Principal, datetime | None] | None:
+    """The principal a token belongs to and when the token expires (None: never), or None when
+    it is unknown, revoked, expired, or its person is no longer active. Notes the use (at most
+    once a minute: LAST_USE_RESOLUTION); the caller commits."""
     now = now or _now()
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
     if row is None or not row.usable_at(now):
@@ -188,7 +196,15 @@ def authenticate_token(
     if row.last_used_at is None or now - row.last_used_at >= LAST_USE_RESOLUTION:
         row.last_used_at = now
         session.add(row)
-    return principal
+    return principal, row.expires_at
+
+
+def authenticate_token(
+    *, session: Session, token: str, now: datetime | None = None
+) -> Principal | None:
+    """The principal a token belongs to (see find_token_principal); the caller commits."""
+    found = find_token_principal(session=session, token=token, now=now)
+    return found[0] if found else None
 
 
 def grant_role(

@@ -124,9 +124,7 @@ def cmd_incident_show(args: argparse.Namespace) -> int:
 
 
 def cmd_incident_action(args: argparse.Namespace) -> int:
-    body: dict[str, str] = {"note": args.note or ""}
-    if args.actor:
-        body["actor"] = args.actor
+    body = {"note": args.note or ""}  # who acts is the token's owner
     incident = Api(client_settings(args)).call(
         "POST", f"/api/incidents/{args.incident}/{args.action}", json=body
     )
@@ -195,7 +193,6 @@ def add_client_commands(sub: Any) -> None:
         act = incident_sub.add_parser(action, help=f"{action} an incident")
         act.add_argument("incident", help="e.g. INC-000005")
         act.add_argument("--note", help="on the timeline (and in the notifications)")
-        act.add_argument("--actor", help="who acts (default: the API client)")
         act.set_defaults(run=run_client(cmd_incident_action), action=action)
 
     change = sub.add_parser("change", help="submit a change request or show one")

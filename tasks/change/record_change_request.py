@@ -8,6 +8,7 @@ from prefect import task
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
 from itilflow.services import changes
+from itilflow.services.principals import PREFECT_OPERATOR
 
 
 @task(name="record-change-request")
@@ -33,10 +34,10 @@ def record_change_request(
                 description=description,
                 planned_start=planned_start,
                 planned_end=planned_end,
-                requester="prefect-ui",
+                requester=PREFECT_OPERATOR,
                 requester_email=requester_email,
             ),
-            actor="prefect-ui",
+            actor=PREFECT_OPERATOR,
         )
         session.flush()
         assert change.id is not None

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from itilflow import clock
 from itilflow.dispatch.runner import Runner
 from itilflow.models import FlowTrigger, Incident, get_timeline
+from tests.support.principals import as_person
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -133,7 +134,8 @@ async def test_escalation_fires_when_due_and_stops_on_acknowledge(
     assert len(fired) == 1
     assert http_sink.wait_for(1)
 
-    client.post(f"/api/incidents/{ref['id']}/acknowledge", json={"actor": "chen"})
+    chen = as_person(rt, "chen", roles=("agent",))
+    client.post(f"/api/incidents/{ref['id']}/acknowledge", json={}, headers=chen)
     left = pending_keys(rt, ref["id"])
     assert not any(key.startswith("escalation:") for key in left)
     assert "response_due" not in left

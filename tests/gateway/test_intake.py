@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlmodel import Session, func, select
 
 from itilflow.models import FlowTrigger, Incident, TimelineEntry
+from tests.support.principals import as_person
 
 
 def counts(rt) -> tuple[int, int, int]:
@@ -158,7 +159,7 @@ def test_html_in_a_title_is_stored_as_text(client, rt):
     assert client.get(f"/api/incidents/{response.json()['id']}").json()["title"] == title
 
 
-def test_actions_follow_the_lifecycle(client):
+def test_actions_follow_the_lifecycle(client, rt):
     number = client.post("/api/incidents", json={"title": "VPN down"}).json()["number"]
     assert client.post(f"/api/incidents/{number}/acknowledge", json={}).status_code == 200
     refused = client.post(f"/api/incidents/{number}/close", json={"note": "done"})
@@ -168,7 +169,8 @@ def test_actions_follow_the_lifecycle(client):
     assert no_note.status_code == 409
     resolved = client.post(f"/api/incidents/{number}/resolve", json={"note": "router rebooted"})
     assert resolved.json()["status"] == "resolved"
-    closed = client.post(f"/api/incidents/{number}/close", json={"actor": "lin"})
+    lin = as_person(rt, "lin", roles=("agent",))
+    closed = client.post(f"/api/incidents/{number}/close", json={}, headers=lin)
     assert closed.json()["status"] == "closed"
     kinds = [e["kind"] for e in client.get(f"/api/incidents/{number}/timeline").json()]
     assert kinds == ["opened", "acknowledged", "resolved", "closed"]

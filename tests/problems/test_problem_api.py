@@ -5,6 +5,7 @@ from __future__ import annotations
 from itilflow import clock
 from itilflow.models import ChangeStatus
 from tests.problems.history import NOW, WHYS, add_change, load_history, problem_for, review
+from tests.support.principals import as_person
 
 
 def test_list_read_and_work_a_problem_through_the_api(client, rt) -> None:
@@ -30,7 +31,8 @@ def test_list_read_and_work_a_problem_through_the_api(client, rt) -> None:
 
     analysed = client.post(
         f"/api/problems/{pid}/analyse",
-        json={"whys": WHYS, "root_cause_category": "capacity", "actor": "chen"},
+        json={"whys": WHYS, "root_cause_category": "capacity"},
+        headers=as_person(rt, "chen", roles=("agent",)),
     ).json()
     assert analysed["status"] == "investigating" and analysed["whys"] == WHYS
     known = client.post(
@@ -39,7 +41,8 @@ def test_list_read_and_work_a_problem_through_the_api(client, rt) -> None:
     ).json()
     assert known["status"] == "known_error"
     assert known["article"]["workaround"] == "Restart the payment service"
-    assert known["timeline"][-1]["actor"] == "api"
+    assert analysed["timeline"][-1]["actor"] == "chen"
+    assert known["timeline"][-1]["actor"] == "admin"  # the bootstrap token's holder
 
     change_id = add_change(rt.engine, ChangeStatus.successful)
     fixing = client.post(f"/api/problems/{pid}/link_fix", json={"change": f"CHG-{change_id:06d}"})

@@ -26,6 +26,7 @@ from itilflow.gateway import (
     inspections,
     knowledge,
     problems,
+    signin,
     surveys,
 )
 from itilflow.gateway.deps import Gateway
@@ -50,6 +51,7 @@ ROUTERS = (
     knowledge.router,
     inspections.router,
     directory.router,
+    signin.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0

@@ -61,15 +61,16 @@ class Csrf:
     cookie: str
     new: bool
     field: str
+    secure: bool
 
-    def set_on(self, response: Response, gateway: Gateway) -> Response:
+    def set_on(self, response: Response) -> Response:
         if self.new:
             response.set_cookie(
                 CSRF_COOKIE,
                 self.cookie,
                 httponly=True,
                 samesite="lax",
-                secure=secure_cookies(gateway),
+                secure=self.secure,
                 path="/",
             )
         return response
@@ -86,7 +87,12 @@ def csrf_for(request: Request) -> Csrf:
     new = not (16 <= len(cookie) <= 128)
     if new:
         cookie = secrets.token_urlsafe(32)
-    return Csrf(cookie=cookie, new=new, field=_csrf_mac(gateway.secret, cookie))
+    return Csrf(
+        cookie=cookie,
+        new=new,
+        field=_csrf_mac(gateway.secret, cookie),
+        secure=secure_cookies(gateway),
+    )
 
 
 def csrf_ok(request: Request, form: dict[str, list[str]]) -> bool:

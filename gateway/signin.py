@@ -49,7 +49,7 @@ def page(request: Request, title: str, *, status_code: int = 200, **values: Any)
     response = render_page(
         "signin.html", status_code=status_code, title=title, csrf=csrf.field, **(shown | values)
     )
-    csrf.set_on(response, gateway)
+    csrf.set_on(response)
     return response
 
 

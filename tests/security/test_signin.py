@@ -17,9 +17,10 @@ from sqlmodel import Session, func, select
 
 from itilflow import clock
 from itilflow.gateway.app import create_app
-from itilflow.models import BrowserSession, SigninRequest
-from itilflow.services import signin
-from tests.support.csrf import csrf_of, session_cookie
+from itilflow.models import ApprovalRequest, BrowserSession, SigninRequest, get_change_timeline
+from itilflow.services import signin, surveys
+from tests.support.approval_codes import make_waiting_change, wait_for_code
+from tests.support.csrf import csrf_of, post_form, session_cookie
 from tests.support.smtp import SmtpCapture
 
 LINK = re.compile(r"(/signin/link/[\w.\-]+)")
@@ -283,3 +284,88 @@ def test_next_goes_only_to_a_path_of_this_site(browser, smtp_server):
     code, _ = mail_to(smtp_server, "chen@example.com")
     answer = enter(browser, ticket, code, next="https://evil.example.net/")
     assert answer.headers["location"] == "/signin"
+
+
+# ------------------------------------------------- the pages links open, signed in or not
+
+PLAN = {
+    "steps": [
+        {
+            "name": "noop",
+            "do": {"kind": "shell", "command": "true"},
+            "undo": {"kind": "shell", "command": "true"},
+        }
+    ]
+}
+
+
+def approvals_of(rt) -> list[tuple[str, str | None]]:
+    with Session(rt.engine) as session:
+        return [(r.approver, r.decision) for r in session.exec(select(ApprovalRequest))]
+
+
+def test_an_approval_link_refuses_a_browser_signed_in_as_someone_else(
+    browser, rt, smtp_server, caplog
+):
+    change, tokens = make_waiting_change(rt, PLAN, risk_level="low")
+    signed_in_browser(browser, smtp_server, "sun")
+    link = f"/approvals/{tokens['chen']}"
+    shown = browser.get(link)
+    assert shown.status_code == 403 and "This link is for another person" in shown.text
+    assert "signed in as sun" in shown.text and '<form method="post">' not in shown.text
+    csrf = csrf_of(browser.get("/signin").text)  # a valid CSRF field: not what stops it
+    mails = len(smtp_server.mails)
+    with caplog.at_level(logging.WARNING, logger="itilflow.gateway.changes"):
+        pressed = browser.post(link, data={"decision": "approve", "csrf": csrf})
+    assert pressed.status_code == 403 and "for another person" in pressed.text
+    assert "sun (signed in) used chen's link: refused" in caplog.text
+    assert len(smtp_server.mails) == mails  # no code went to chen either
+    assert approvals_of(rt) == [("chen", None), ("sun", None)]
+    with Session(rt.engine) as session:
+        [refusal] = [
+            e
+            for e in get_change_timeline(session=session, change_id=change.id)
+            if e.kind == "approval_refused"
+        ]
+    assert refusal.actor == "sun" and "chen's approval link" in refusal.message
+
+
+def test_an_approval_link_works_for_its_approver_signed_in_or_not(browser, rt, smtp_server):
+    _, tokens = make_waiting_change(rt, PLAN, risk_level="low")
+    signed_in_browser(browser, smtp_server, "chen")
+    link = f"/approvals/{tokens['chen']}"
+    pressed = post_form(browser, link, {"decision": "approve"})
+    assert pressed.status_code == 200, pressed.text
+    code = wait_for_code(smtp_server, "chen@example.com", nth=2)  # the first was the sign-in
+    decided = post_form(browser, link, {"decision": "approve", "code": code})
+    assert decided.status_code == 200 and "is recorded" in decided.text
+    assert approvals_of(rt) == [("chen", "approve"), ("sun", None)]
+    with TestClient(browser.app) as not_signed_in:  # sun's link, from a browser nobody signed in
+        pressed = post_form(not_signed_in, f"/approvals/{tokens['sun']}", {"decision": "reject"})
+        assert pressed.status_code == 200 and "s***@example.com" in pressed.text
+
+
+def test_approval_and_survey_posts_without_the_csrf_field_change_nothing(
+    client, browser, rt, smtp_server, caplog
+):
+    _, tokens = make_waiting_change(rt, PLAN, risk_level="low")
+    link = f"/approvals/{tokens['chen']}"
+    opened = client.post(
+        "/api/incidents",
+        json={"title": "Printer jam", "priority": "P4", "reporter_email": "owner@example.com"},
+    )
+    assert opened.status_code == 201, opened.text
+    survey = f"/surveys/{surveys.survey_token(opened.json()['id'], secret=rt.secret)}"
+    browser.get(link)  # the browser holds its CSRF cookie, but the POSTs leave the field out
+    browser.get(survey)
+    with caplog.at_level(logging.WARNING, logger="itilflow.gateway.signin"):
+        for data in ({"decision": "approve"}, {"decision": "approve", "csrf": "f" * 64}):
+            refused = browser.post(link, data=data)
+            assert refused.status_code == 403 and "not recorded" in refused.text
+        for data in ({"score": "1"}, {"score": "1", "csrf": "f" * 64}):
+            assert browser.post(survey, data=data).status_code == 403
+    assert caplog.text.count("refused: missing or wrong CSRF token") == 4
+    assert smtp_server.mails == []  # no code was mailed
+    assert approvals_of(rt) == [("chen", None), ("sun", None)]
+    answer = client.get(f"/api/incidents/{opened.json()['id']}").json()
+    assert answer["survey_score"] is None

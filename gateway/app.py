@@ -25,6 +25,7 @@ from itilflow.gateway import (
     incidents,
     inspections,
     knowledge,
+    oidc,
     problems,
     signin,
     surveys,
@@ -52,6 +53,7 @@ ROUTERS = (
     inspections.router,
     directory.router,
     signin.router,
+    oidc.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0

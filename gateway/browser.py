@@ -16,8 +16,9 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
@@ -41,9 +42,12 @@ def session_limits(gateway: Gateway) -> signin.SessionLimits:
     )
 
 
-def secure_cookies(gateway: Gateway) -> bool:
-    """Cookies are Secure when the public URL is https (the gateway behind a TLS proxy)."""
-    return (gateway.settings.public_url or "").lower().startswith("https://")
+def secure_cookies(gateway: Gateway, request: Request | None = None) -> bool:
+    """Cookies are Secure when the public URL is https, or the request came over TLS (uvicorn
+    takes the scheme from a trusted proxy's X-Forwarded-Proto)."""
+    if (gateway.settings.public_url or "").lower().startswith("https://"):
+        return True
+    return request is not None and request.url.scheme == "https"
 
 
 def client_address(request: Request) -> str:
@@ -91,7 +95,7 @@ def csrf_for(request: Request) -> Csrf:
         cookie=cookie,
         new=new,
         field=_csrf_mac(gateway.secret, cookie),
-        secure=secure_cookies(gateway),
+        secure=secure_cookies(gateway, request),
     )
 
 
@@ -114,22 +118,22 @@ def log_csrf_refusal(request: Request, page: str) -> None:
 # ---------------------------------------------------------------------------------- sessions
 
 
-def set_session_cookie(response: Response, gateway: Gateway, value: str) -> None:
+def set_session_cookie(request: Request, response: Response, value: str) -> None:
+    gateway = gateway_of(request)
     response.set_cookie(
         SESSION_COOKIE,
         value,
         max_age=gateway.settings.session_max_hours * 3600,
         httponly=True,
         samesite="lax",
-        secure=secure_cookies(gateway),
+        secure=secure_cookies(gateway, request),
         path="/",
     )
 
 
-def clear_session_cookie(response: Response, gateway: Gateway) -> None:
-    response.delete_cookie(
-        SESSION_COOKIE, httponly=True, samesite="lax", secure=secure_cookies(gateway), path="/"
-    )
+def clear_session_cookie(request: Request, response: Response) -> None:
+    secure = secure_cookies(gateway_of(request), request)
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax", secure=secure, path="/")
 
 
 def current_session(request: Request, session: Session) -> BrowserSession | None:
@@ -154,3 +158,7 @@ def current_person(request: Request) -> Principal | None:
             person = principals.principal_named(session=session, name=row.person, kind="person")
         session.commit()  # the session's last use
     return person
+
+
+CurrentPerson = Annotated[Principal | None, Depends(current_person)]
+"""For a page's route: the signed-in person, or None."""

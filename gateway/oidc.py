@@ -120,7 +120,7 @@ async def start_oidc(request: Request, next: str | None = None) -> Response:  # 
         max_age=int(STATE_VALID_FOR.total_seconds()),
         httponly=True,
         samesite="lax",  # sent on the provider's top-level redirect back, not on cross-site POSTs
-        secure=browser.secure_cookies(gateway),
+        secure=browser.secure_cookies(gateway, request),
         path=CALLBACK,
     )
     return response

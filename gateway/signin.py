@@ -50,6 +50,9 @@ def page(request: Request, title: str, *, status_code: int = 200, **values: Any)
         "signin.html", status_code=status_code, title=title, csrf=csrf.field, **(shown | values)
     )
     csrf.set_on(response)
+    # Nothing of these pages in a shared cache, and no sign-in link in a Referer header.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 
@@ -147,6 +150,10 @@ def signed_in(request: Request, person: str, via: str, next_path: str) -> Respon
     """Start a session for `person` and send the browser on."""
     gateway = gateway_of(request)
     with Session(gateway.engine, expire_on_commit=False) as session:
+        earlier = browser.current_session(request, session)
+        if earlier is not None:  # one session per browser: the one it had ends
+            assert earlier.id is not None
+            signin.revoke_session(session=session, session_id=earlier.id, revoked_by=person)
         value, _ = signin.start_session(
             session=session,
             person=person,
@@ -157,7 +164,7 @@ def signed_in(request: Request, person: str, via: str, next_path: str) -> Respon
         session.commit()
     log.info("%s signed in (%s) from %s", person, via, browser.client_address(request))
     response = RedirectResponse(next_path, status_code=303)
-    browser.set_session_cookie(response, gateway, value)
+    browser.set_session_cookie(request, response, value)
     return response
 
 
@@ -247,5 +254,5 @@ async def sign_out(request: Request) -> HTMLResponse:
             log.info("%s signed out", row.person)
         session.commit()
     response = page(request, "Signed out", message="You are signed out.", name_form=True)
-    browser.clear_session_cookie(response, gateway)
+    browser.clear_session_cookie(request, response)
     return response

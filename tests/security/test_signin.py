@@ -369,3 +369,26 @@ def test_approval_and_survey_posts_without_the_csrf_field_change_nothing(
     assert approvals_of(rt) == [("chen", None), ("sun", None)]
     answer = client.get(f"/api/incidents/{opened.json()['id']}").json()
     assert answer["survey_score"] is None
+
+
+def test_signing_in_again_ends_the_browsers_earlier_session(browser, rt, smtp_server):
+    signed_in_browser(browser, smtp_server, "chen")
+    earlier = session_cookie(browser)
+    _, ticket = ask(browser, "sun")
+    code, _ = mail_to(smtp_server, "sun@example.com")
+    assert enter(browser, ticket, code).status_code == 303
+    assert "Signed in as <strong>sun</strong>" in browser.get("/signin").text
+    with TestClient(browser.app, cookies={"itilflow_session": earlier}) as replay:
+        assert "Signed in as" not in replay.get("/signin").text
+    with Session(rt.engine) as session:
+        rows = session.exec(select(BrowserSession).order_by(BrowserSession.id)).all()
+    assert [(r.person, r.revoked_at is not None) for r in rows] == [("chen", True), ("sun", False)]
+
+
+def test_the_sign_in_pages_are_not_cached_nor_leak_their_link(browser, smtp_server):
+    ask(browser, "chen")
+    _, link = mail_to(smtp_server, "chen@example.com")
+    for path in ("/signin", link):
+        shown = browser.get(path)
+        assert shown.headers["cache-control"] == "no-store"
+        assert shown.headers["referrer-policy"] == "no-referrer"

@@ -392,3 +392,20 @@ def test_the_sign_in_pages_are_not_cached_nor_leak_their_link(browser, smtp_serv
         shown = browser.get(path)
         assert shown.headers["cache-control"] == "no-store"
         assert shown.headers["referrer-policy"] == "no-referrer"
+
+
+def test_the_session_command_lists_and_revokes(browser, rt, smtp_server, monkeypatch, capsys):
+    from itilflow.cli import main
+
+    signed_in_browser(browser, smtp_server, "chen")
+    monkeypatch.setenv("ITILFLOW_DATABASE_URL", rt.settings.database_url)
+    assert main(["session", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"^\s+1  chen\s+code ", listed, re.MULTILINE), listed
+    assert session_cookie(browser) not in listed  # the cookie is nowhere but in the browser
+    assert main(["session", "revoke", "--person", "chen"]) == 0
+    assert "revoked 1 session(s) of chen" in capsys.readouterr().out
+    assert "Signed in as" not in browser.get("/signin").text
+    assert main(["session", "revoke", "99"]) == 1
+    assert main(["session", "list", "--all"]) == 0
+    assert "revoked by" in capsys.readouterr().out

@@ -301,7 +301,8 @@ PLAN = {
 
 def approvals_of(rt) -> list[tuple[str, str | None]]:
     with Session(rt.engine) as session:
-        return [(r.approver, r.decision) for r in session.exec(select(ApprovalRequest))]
+        rows = session.exec(select(ApprovalRequest).order_by(ApprovalRequest.approver))
+        return [(r.approver, r.decision) for r in rows]
 
 
 def test_an_approval_link_refuses_a_browser_signed_in_as_someone_else(

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
+from starlette.background import BackgroundTask
 
 from itilflow.gateway import browser
 from itilflow.gateway.deps import Gateway, gateway_of
@@ -96,27 +97,27 @@ async def ask_for_signin(request: Request) -> HTMLResponse:
             log.warning("sign-in requests from %s refused: %s", client, exc)
             return page(request, "Please wait", message=f"{exc}.", status_code=429)
         session.commit()
-    if started.mail is not None and not await _mail(gateway, started.mail):
-        with Session(gateway.engine) as session:
-            signin.withdraw_signin(session=session, ticket=started.ticket, secret=gateway.secret)
-            session.commit()
-        return page(
-            request,
-            "The mail could not be sent",
-            message="The mail with your sign-in code could not be sent. Please try again in a "
-            "moment.",
-            name_form=True,
-            next=next_path,
-            status_code=503,
-        )
     minutes = int(signin.SIGNIN_VALID_FOR.total_seconds() // 60)
-    return page(
+    response = page(
         request,
         "Check your mail",
         message=SENT.format(name=name or "the name", minutes=minutes),
         ticket=started.ticket,
         next=next_path,
     )
+    if started.mail is not None:
+        # After the answer: neither its timing nor a failed mail may tell that the name exists.
+        response.background = BackgroundTask(_mail_or_withdraw, gateway, started)
+    return response
+
+
+async def _mail_or_withdraw(gateway: Gateway, started: signin.Started) -> None:
+    assert started.mail is not None
+    if await _mail(gateway, started.mail):
+        return
+    with Session(gateway.engine) as session:  # the code and link that did not go are void
+        signin.withdraw_signin(session=session, ticket=started.ticket, secret=gateway.secret)
+        session.commit()
 
 
 async def _mail(gateway: Gateway, mail: signin.SigninMail) -> bool:

@@ -181,9 +181,11 @@ def redeem_code(
     MAX_CODE_ATTEMPTS wrong ones void the request. Raises SigninRefused."""
     now = now or clock.now()
     request = _request_of(session, ticket, TICKET_PURPOSE, secret)
-    if request.person is None or request.used_at is not None:
-        raise SigninRefused("this sign-in code has been used or is void")
+    if request.used_at is not None:
+        raise SigninRefused("this sign-in code or link has been used or is void")
     assert request.id is not None
+    # A request without a person has no code: every code is wrong, counted the same way, so the
+    # answers do not tell that the name was not a person.
     given = "".join(code.split())[:32]
     if not hmac.compare_digest(request.code_hash or "", _code_hash(secret, request.id, given)):
         request.attempts += 1

@@ -410,3 +410,25 @@ def test_the_session_command_lists_and_revokes(browser, rt, smtp_server, monkeyp
     assert main(["session", "revoke", "99"]) == 1
     assert main(["session", "list", "--all"]) == 0
     assert "revoked by" in capsys.readouterr().out
+
+
+def test_a_stranger_s_ticket_answers_like_a_wrong_code(browser, rt, smtp_server):
+    _, known = ask(browser, "chen")
+    _, unknown = ask(browser, "nobody-here")
+    wrong = [enter(browser, ticket, "00000001") for ticket in (known, unknown)]
+    assert [a.status_code for a in wrong] == [403, 403]
+    assert wrong[0].text.replace(known, "T") == wrong[1].text.replace(unknown, "T")
+
+
+def test_a_failed_mail_voids_its_code_and_looks_the_same(browser, rt, smtp_server, caplog):
+    smtp_server.fail_with("451 4.3.0 try later", at="data")
+    with caplog.at_level(logging.WARNING, logger="itilflow.gateway.signin"):
+        failed, ticket = ask(browser, "chen")
+    assert failed.status_code == 200 and "Check your mail" in failed.text
+    assert "sign-in mail for chen failed" in caplog.text
+    with Session(rt.engine) as session:
+        [row] = session.exec(select(SigninRequest)).all()
+        assert row.person == "chen" and row.used_at is not None  # withdrawn
+    smtp_server.fail_with(None)
+    assert enter(browser, ticket, "12345678").status_code == 403
+    assert sessions(rt) == 0

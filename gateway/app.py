@@ -25,7 +25,9 @@ from itilflow.gateway import (
     incidents,
     inspections,
     knowledge,
+    oidc,
     problems,
+    signin,
     surveys,
 )
 from itilflow.gateway.deps import Gateway
@@ -50,6 +52,8 @@ ROUTERS = (
     knowledge.router,
     inspections.router,
     directory.router,
+    signin.router,
+    oidc.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0

@@ -6,6 +6,10 @@ prove who clicks (mails get forwarded), so with `approval_links.confirm_by_code`
 mails a one-time code to the approver's own address from the people data
 (services/changes/approval_codes.py), and only a second POST with that code decides, once,
 atomically; the paused change run is then resumed with the decision.
+
+Every form carries the CSRF field (gateway/browser.py). The link works for an approver who is not
+signed in (the link and the mailed code are its credential); a browser signed in as someone else
+than the link's approver is told so and decides nothing.
 """
 
 import logging
@@ -16,14 +20,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
+from itilflow.gateway import browser
 from itilflow.gateway.deps import Gateway, GatewayDep
 from itilflow.gateway.html import render_page
-from itilflow.models import ApprovalRequest, Change
+from itilflow.models import ApprovalRequest, Change, add_change_entry
 from itilflow.notifications import NotificationError, asend_email, render_message
 from itilflow.notifications.change_context import change_context
 from itilflow.policies import format_duration
 from itilflow.services import changes
 from itilflow.services.changes import approval_codes
+from itilflow.services.principals import Principal
 
 log = logging.getLogger("itilflow.gateway.changes")
 
@@ -32,20 +38,48 @@ router = APIRouter(prefix="/approvals", tags=["approvals"])
 NOT_RECORDED = "Your decision was not recorded"
 
 
-def page(title: str, *, status_code: int = 200, **values: Any) -> HTMLResponse:
+def page(
+    title: str, *, csrf: browser.Csrf | None = None, status_code: int = 200, **values: Any
+) -> HTMLResponse:
+    """The approval page; `csrf` for a page with a form (its cookie is set when new)."""
     shown = {"change": None, "request": None, "message": "", "form": False, "by_code": None}
-    return render_page(
+    response = render_page(
         "approval.html",
         status_code=status_code,
         title=title,
+        csrf=csrf.field if csrf else "",
         **{"code_form": None, **shown, **values},
+    )
+    if csrf is not None:
+        csrf.set_on(response)
+    return response
+
+
+def for_someone_else(
+    person: Principal | None, request: ApprovalRequest, change: Change
+) -> HTMLResponse | None:
+    """The refusal page when this browser is signed in as another person than the approver."""
+    if person is None or person.name == request.approver:
+        return None
+    return page(
+        "This link is for another person",
+        change=change,
+        request=request,
+        message=f"This approval link is for {request.approver}, and you are signed in as "
+        f"{person.name}: nothing can be decided here. If {request.approver} should decide, "
+        "they open the link themselves.",
+        status_code=403,
     )
 
 
 @router.get("/{token}", response_class=HTMLResponse)
 def confirm_approval(
-    token: str, gateway: GatewayDep, decision: Annotated[str | None, Query()] = None
+    token: str,
+    http_request: Request,
+    gateway: GatewayDep,
+    decision: Annotated[str | None, Query()] = None,
 ) -> HTMLResponse:
+    person = browser.current_person(http_request)  # before the session: it notes the use
     with Session(gateway.engine) as session:
         try:
             request, change = changes.read_token(session, token, secret=gateway.secret)
@@ -60,13 +94,20 @@ def confirm_approval(
                 message=reason + ".",
                 status_code=409,
             )
+        if refused := for_someone_else(person, request, change):
+            return refused
         verb = {"approve": "Approve", "reject": "Reject"}.get(decision or "", "Decide on")
         by_code = None
         if gateway.policies.change.approval_links.confirm_by_code:
             masked = approval_codes.masked_address_of(session, request.approver)
             by_code = masked or "your address"
         return page(
-            f"{verb} {change.number}?", change=change, request=request, form=True, by_code=by_code
+            f"{verb} {change.number}?",
+            csrf=browser.csrf_for(http_request),
+            change=change,
+            request=request,
+            form=True,
+            by_code=by_code,
         )
 
 
@@ -76,6 +117,7 @@ async def decide_approval(token: str, http_request: Request, gateway: GatewayDep
     decision = (form.get("decision") or [""])[0]
     comment = (form.get("comment") or [""])[0].strip()[:2000]
     code = (form.get("code") or [""])[0].strip()[:64]
+    person = browser.current_person(http_request)  # before the session: it notes the use
     with Session(gateway.engine, expire_on_commit=False) as session:
         try:
             request, change = changes.read_token(session, token, secret=gateway.secret)
@@ -84,6 +126,18 @@ async def decide_approval(token: str, http_request: Request, gateway: GatewayDep
         reason = changes.why_not_open(request, change)
     if reason:  # said first: a used link says so, not that its code is spent
         return page(NOT_RECORDED, message=reason + ".", status_code=409)
+    if not browser.csrf_ok(http_request, form):
+        browser.log_csrf_refusal(http_request, f"approval request {request.id}")
+        return page(
+            NOT_RECORDED,
+            message="The form was not sent from this link's page: open the link again.",
+            status_code=403,
+        )
+    if refused := for_someone_else(person, request, change):
+        assert person is not None
+        _record_refusal(gateway, request, person)
+        return refused
+    csrf = browser.csrf_for(http_request)
     if decision not in ("approve", "reject"):  # a blank form (a scanner) gets no code
         return page(
             NOT_RECORDED,
@@ -91,12 +145,34 @@ async def decide_approval(token: str, http_request: Request, gateway: GatewayDep
             status_code=409,
         )
     if gateway.policies.change.approval_links.confirm_by_code and not code:
-        return await _send_code(gateway, request, change, decision, comment)
-    return await _decide(gateway, request, change, decision, comment, code)
+        return await _send_code(gateway, csrf, request, change, decision, comment)
+    return await _decide(gateway, csrf, request, change, decision, comment, code)
+
+
+def _record_refusal(gateway: Gateway, request: ApprovalRequest, person: Principal) -> None:
+    """On the change's timeline: someone signed in as another person used this link."""
+    log.warning(
+        "approval request %s: %s (signed in) used %s's link: refused",
+        request.id,
+        person.name,
+        request.approver,
+    )
+    with Session(gateway.engine) as session:
+        add_change_entry(
+            session=session,
+            change_id=request.change_id,
+            kind="approval_refused",
+            actor=person.name,
+            message=f"{request.stage}: {person.name} used {request.approver}'s approval link "
+            "while signed in as themselves: nothing decided",
+            data={"request": request.id, "approver": request.approver},
+        )
+        session.commit()
 
 
 async def _decide(
     gateway: Gateway,
+    csrf: browser.Csrf,
     request: ApprovalRequest,
     change: Change,
     decision: str,
@@ -120,6 +196,7 @@ async def _decide(
             void = exc.attempts_left <= 0
             return page(
                 NOT_RECORDED,
+                csrf=csrf,
                 change=change,
                 request=request,
                 message=f"{exc}.",
@@ -145,12 +222,17 @@ async def _decide(
 
 
 async def _send_code(
-    gateway: Gateway, request: ApprovalRequest, change: Change, decision: str, comment: str
+    gateway: Gateway,
+    csrf: browser.Csrf,
+    request: ApprovalRequest,
+    change: Change,
+    decision: str,
+    comment: str,
 ) -> HTMLResponse:
     """Have a one-time code mailed to the approver the link was made for; decide nothing."""
     link_policy = gateway.policies.change.approval_links
     code_form = {"decision": decision, "comment": comment}
-    shown = {"change": change, "request": request}
+    shown = {"change": change, "request": request, "csrf": csrf}
     try:
         sent = await approval_codes.send_approval_code(
             open_session=lambda: Session(gateway.engine, expire_on_commit=False),

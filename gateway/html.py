@@ -25,3 +25,8 @@ def render_page(template: str, *, status_code: int = 200, **values: Any) -> HTML
     given (an undefined one is an error, not an empty string)."""
     html = _environment().get_template(template).render(**values)
     return HTMLResponse(html, status_code=status_code)
+
+
+def render_text(template: str, **values: Any) -> str:
+    """`template` rendered with `values`, as a string (a mail's HTML part)."""
+    return _environment().get_template(template).render(**values)

@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     # own, since a runner starting takes back the claims held under its name.
     runner_name: str | None = None
 
+    # Browser sessions of people signed in to the pages (docs/security.md, "Sign-in"): they end
+    # after this long without a request, and at the latest this long after the sign-in.
+    session_idle_minutes: int = Field(default=480, ge=1)
+    session_max_hours: int = Field(default=24, ge=1)
+    # Sign-in through an OpenID Connect identity provider, when the issuer is set. The claim of
+    # the ID token that holds the directory's username.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_username_claim: str = "preferred_username"
+
     _from_secret_blocks: set[str] = PrivateAttr(default_factory=set)
 
     @field_validator("prefect_database_url")

@@ -1,5 +1,6 @@
 """Storage: SQLModel tables and small verb_noun functions taking a keyword-only session."""
 
+from itilflow.models.browser_session import BrowserSession, SigninRequest
 from itilflow.models.change import (
     EDITABLE,
     FINAL,
@@ -88,6 +89,8 @@ from itilflow.models.trigger import (
 )
 
 __all__ = [
+    "BrowserSession",
+    "SigninRequest",
     "ROLES",
     "ApiToken",
     "RoleGrant",

@@ -38,6 +38,7 @@ POSTGRES_SUITE = (
     "tests/flows",
     "tests/test_sla_timers.py",
     "tests/changes/test_change_process.py",
+    "tests/security/test_signin.py",
     "tests/problems/test_detection.py",
     "tests/problems/test_lifecycle.py",
     "tests/reports",

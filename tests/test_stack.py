@@ -25,6 +25,7 @@ import yaml
 from itilflow.health import deployments_without_upcoming_runs, scheduled_deployments
 from itilflow.stack import logged_tracebacks
 from tests.support.approval_codes import code_in
+from tests.support.csrf import post_form
 from tests.support.smtp import free_port
 from tests.support.stack import start_up as start_stack
 from tests.support.stack import wait_until
@@ -199,7 +200,8 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
         link = wait_until(approval_link, timeout=120, what="the approval mail")
         assert httpx.get(link).status_code == 200
         # The button mails chen a one-time code; only the code decides.
-        pressed = httpx.post(link, data={"decision": "approve"})
+        browser = httpx.Client(timeout=30)  # keeps the page's CSRF cookie, as a browser does
+        pressed = post_form(browser, link, {"decision": "approve"})
         assert pressed.status_code == 200 and "c***@example.com" in pressed.text
 
         def approval_code() -> str | None:
@@ -211,7 +213,8 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
             return None
 
         code = wait_until(approval_code, timeout=30, what="the code mail")
-        decided = httpx.post(link, data={"decision": "approve", "code": code})
+        decided = post_form(browser, link, {"decision": "approve", "code": code})
+        browser.close()
         assert decided.status_code == 200 and "recorded" in decided.text
         wait_until(
             lambda: api.get("/api/changes/1").json()["status"] == "successful",

@@ -15,6 +15,7 @@ from itilflow.models import ApprovalCode, ApprovalRequest, ChangeEntry, session_
 from itilflow.policies import ApprovalLinks
 from itilflow.services import changes
 from tests.support.approval_codes import codes_sent_to, make_waiting_change, wait_for_code
+from tests.support.csrf import post_form
 
 PLAN = {
     "steps": [
@@ -45,7 +46,7 @@ def entries(rt) -> int:
 
 def post(client, token: str, decision: str = "approve", code: str | None = None):
     data = {"decision": decision, "comment": "ok"} | ({"code": code} if code else {})
-    return client.post(f"/approvals/{token}", data=data)
+    return post_form(client, f"/approvals/{token}", data)
 
 
 def ask_for_code(client, smtp_server, token: str, decision: str = "approve") -> str:
@@ -89,9 +90,10 @@ def test_a_forwarded_link_mails_the_code_to_its_approver_only(
 ):
     _, tokens = waiting_change
     # sun got chen's mail forwarded and presses the button, naming himself wherever he can.
-    client.post(
+    post_form(
+        client,
         f"/approvals/{tokens['chen']}",
-        data={"decision": "approve", "email": "sun@example.com", "approver": "sun"},
+        {"decision": "approve", "email": "sun@example.com", "approver": "sun"},
         headers={"From": "sun@example.com"},
     )
     smtp_server.wait_for(1)

@@ -24,6 +24,7 @@ from itilflow import clock, signing
 from itilflow.models import ApprovalRequest, Change, ChangeEntry, session_scope
 from itilflow.services import changes
 from tests.support.approval_codes import codes_sent_to, make_waiting_change, wait_for_code
+from tests.support.csrf import post_form
 
 from .gateway_support import PLAN
 
@@ -96,7 +97,7 @@ def clear_refusal(response: Any) -> str | None:
         return f"{response.status_code} where a confirmation page or a 4xx was due"
     if response.status_code == 405:
         return None  # HEAD, OPTIONS: FastAPI's "Method Not Allowed"
-    if response.status_code in (400, 409):
+    if response.status_code in (400, 403, 409):  # 403: a POST without the CSRF field
         if any(title in response.text for title in REFUSAL_TITLES) and 'id="message"' in (
             response.text
         ):
@@ -108,10 +109,10 @@ def clear_refusal(response: Any) -> str | None:
 def decide_as_chen(client: Any, smtp_server: Any, token: str, decision: str) -> Any:
     """What chen does: press the button, read the code in his mail, enter it."""
     sent = len(codes_sent_to(smtp_server, CHEN))
-    pressed = client.post(f"/approvals/{token}", data={"decision": decision})
+    pressed = post_form(client, f"/approvals/{token}", {"decision": decision})
     assert pressed.status_code == 200, pressed.text
     code = wait_for_code(smtp_server, CHEN, nth=sent + 1)
-    return client.post(f"/approvals/{token}", data={"decision": decision, "code": code})
+    return post_form(client, f"/approvals/{token}", {"decision": decision, "code": code})
 
 
 def test_abused_links_take_no_decision(
@@ -239,7 +240,7 @@ def test_a_link_forwarded_as_it_is_takes_no_decision(
     answers: Counter[int] = Counter()
 
     def sun(data: dict[str, str], **kwargs: Any) -> Any:
-        response = client.post(link, data=data, **kwargs)
+        response = post_form(client, link, data, **kwargs)
         answers[response.status_code] += 1
         assert "chen@example.com" not in response.text, "the page showed chen's address"
         for code in codes_sent_to(smtp_server, CHEN):
@@ -274,18 +275,18 @@ def test_a_link_forwarded_as_it_is_takes_no_decision(
     # chen (who got the code, and did not share it) asks for a new one a minute later; the code
     # asked to approve cannot reject, and once used it decides nothing more.
     clock.advance(rt.policies.change.approval_links.code_resend_after + timedelta(seconds=1))
-    assert client.post(link, data={"decision": "approve"}).status_code == 200
+    assert post_form(client, link, {"decision": "approve"}).status_code == 200
     code = wait_for_code(smtp_server, CHEN, nth=2)
     switched = sun({"decision": "reject", "code": code})
     assert switched.status_code == 409 and "asked to approve" in switched.text
     # chen's code on sun's own link: a code belongs to one link.
-    on_suns_link = client.post(
-        f"/approvals/{tokens['sun']}", data={"decision": "approve", "code": code}
+    on_suns_link = post_form(
+        client, f"/approvals/{tokens['sun']}", {"decision": "approve", "code": code}
     )
     assert on_suns_link.status_code == 409
     assert decided(rt) == 0, "someone without chen's code decided"
 
-    assert client.post(link, data={"decision": "approve", "code": code}).status_code == 200
+    assert post_form(client, link, {"decision": "approve", "code": code}).status_code == 200
     replays = 0
     for decision in ("approve", "reject", "approve"):
         replayed = sun({"decision": decision, "code": code})

@@ -8,6 +8,9 @@ Public, and why:
 - `/surveys/{token}`, `/approvals/{token}`: opened from a mailed link by reporters and approvers
   who have no API token; the signed, expiring token in the path is the authorisation, checked
   here too (a bad one shows the bad-link page, never the incident or change).
+- the sign-in pages (`/signin...`, `/signout`): where a person without a token signs in; they
+  show a form or take a one-time code or link, and start nothing but a browser session
+  (tests/security/test_signin.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ from .gateway_support import RecordingChangeEngine, bearer, seed_objects
 
 PUBLIC = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 SIGNED_LINK_PAGES = {"/surveys/{token}", "/approvals/{token}"}
+SIGNIN_PAGES = {
+    "/signin",
+    "/signin/code",
+    "/signin/link/{token}",
+    "/signin/oidc",
+    "/signin/oidc/callback",
+    "/signout",
+}
 WRONG_AUTHORIZATIONS = {
     "no header": None,
     "empty": "",
@@ -94,7 +105,7 @@ def test_every_route_but_the_public_ones_needs_the_token(
     checked: list[tuple[str, str]] = []
     let_through: list[str] = []
     for method, path in table:
-        if path in PUBLIC or path in SIGNED_LINK_PAGES:
+        if path in PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES:
             continue
         checked.append((method, path))
         url = concrete(path, seeds)
@@ -117,11 +128,11 @@ def test_every_route_but_the_public_ones_needs_the_token(
         "auth on every route",
         routes=len(table),
         checked=len(checked),
-        public=len({p for _, p in table} & (PUBLIC | SIGNED_LINK_PAGES)),
+        public=len({p for _, p in table} & (PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES)),
         requests=len(checked) * len(WRONG_AUTHORIZATIONS),
         let_through=len(let_through),
     )
-    protected = {(m, p) for m, p in in_schema if p not in PUBLIC | SIGNED_LINK_PAGES}
+    protected = {(m, p) for m, p in in_schema if p not in PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES}
     assert protected and protected <= set(checked)
     assert not let_through, "\n".join(let_through)
     assert stored(rt) == before
@@ -147,7 +158,8 @@ def test_the_public_routes_are_only_these(gateway: Any) -> None:
         for method, path in routes(app)
         if client.request(method, concrete(path, seeds)).status_code != 401
     }
-    assert unauthenticated == PUBLIC | SIGNED_LINK_PAGES
+    signin_routes = {path for _, path in routes(app)} & SIGNIN_PAGES
+    assert unauthenticated == PUBLIC | SIGNED_LINK_PAGES | signin_routes
     assert client.get("/health").json() == {"status": "ok"}
 
 

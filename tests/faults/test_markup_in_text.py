@@ -25,6 +25,7 @@ from itilflow.tasks.incident.survey_links import survey_links
 from itilflow.tasks.notify.plan_notifications import plan_notifications
 from itilflow.tasks.problem.plan_problem_notifications import plan_problem_notifications
 from tests.reports.dataset import NOW, make_incident, utc
+from tests.support.csrf import csrf_of
 
 from .gateway_support import PLAN
 
@@ -115,7 +116,8 @@ async def test_incident_text_is_escaped_in_mail_chat_and_the_survey_page(
     assert survey.status_code == 200
     assert_shown_as_text(survey.text, TITLE)
     answered = client.post(
-        url.removeprefix(rt.settings.public_url), data={"score": "1", "comment": SURVEY_COMMENT}
+        url.removeprefix(rt.settings.public_url),
+        data={"score": "1", "comment": SURVEY_COMMENT, "csrf": csrf_of(survey.text)},
     )
     assert answered.status_code == 200 and "<iframe" not in answered.text
     with session_scope(rt.engine) as session:

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from itilflow import clock
 from itilflow.dispatch.runner import Runner
 from itilflow.models import FlowTrigger, Incident, get_timeline
+from tests.support.csrf import csrf_of
 from tests.support.principals import as_person
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -189,12 +190,16 @@ async def test_resolution_sends_a_survey_and_a_low_score_opens_a_follow_up(
     assert page.status_code == 200 and "<form" in page.text
     assert client.get(f"/api/incidents/{ref['id']}").json()["survey_score"] is None
 
-    tampered = client.post(path[:-3] + "abc", data={"score": "1"})
+    csrf = csrf_of(page.text)  # the form's CSRF field, sent back as a browser does
+    tampered = client.post(path[:-3] + "abc", data={"score": "1", "csrf": csrf})
     assert tampered.status_code == 400
 
-    answered = client.post(path, data={"score": "1", "comment": "took <b>ages</b>"})
+    unforged = client.post(path, data={"score": "1"})  # no CSRF field: nothing recorded
+    assert unforged.status_code == 403
+    answered = client.post(path, data={"score": "1", "comment": "took <b>ages</b>", "csrf": csrf})
     assert answered.status_code == 200
-    assert client.post(path, data={"score": "5"}).text.count("already been recorded") == 1
+    again = client.post(path, data={"score": "5", "csrf": csrf})
+    assert again.text.count("already been recorded") == 1
     assert client.get(f"/api/incidents/{ref['id']}").json()["survey_score"] == 1
 
     await run(rt)

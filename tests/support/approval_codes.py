@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.csrf import post_form
 from tests.support.smtp import SmtpCapture
 
 # The English and the Chinese code mail both put the code after a colon on a line of its own.
@@ -50,10 +51,11 @@ def decide_by_link(
     url = link.split("?")[0]
     sent = len(codes_sent_to(smtp, address))
     form = {"decision": decision, "comment": comment}
-    pressed = httpx.post(url, data=form, trust_env=False, timeout=30)
-    assert pressed.status_code == 200, pressed.text
-    code = wait_for_code(smtp, address, nth=sent + 1)
-    return httpx.post(url, data=form | {"code": code}, trust_env=False, timeout=30)
+    with httpx.Client(trust_env=False, timeout=30) as browser:  # keeps the CSRF cookie
+        pressed = post_form(browser, url, form)
+        assert pressed.status_code == 200, pressed.text
+        code = wait_for_code(smtp, address, nth=sent + 1)
+        return post_form(browser, url, form | {"code": code})
 
 
 def make_waiting_change(rt: Any, plan: dict[str, Any], *, risk_level: str | None = None) -> Any:

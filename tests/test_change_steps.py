@@ -436,7 +436,7 @@ async def test_env_values_never_reach_the_output():
     )
     assert not result.ok
     assert secret not in result.output and secret not in result.summary
-    assert result.output == "token=***\n***\n"
+    assert result.output == "token=[redacted]\n[redacted]\n"
     assert "API_TOKEN" not in os.environ
 
 

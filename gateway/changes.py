@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from itilflow.engine import ChangeEngine
 from itilflow.gateway.deps import ChangeEngineDep, Client, Gateway, GatewayDep
-from itilflow.models import Change, get_change_timeline, parse_change_ref
+from itilflow.models import Change, Engineer, get_change_timeline, parse_change_ref
 from itilflow.notifications.change_context import change_url
 from itilflow.services import changes
 
@@ -29,14 +29,28 @@ class ChangeIn(BaseModel):
     description: str = Field(default="", max_length=20_000)
     category: Literal["standard", "normal", "emergency"] = "normal"
     cis: list[str] = Field(default_factory=list, max_length=100)
-    plan: dict[str, Any] = Field(
+    plan: dict[str, Any] | None = Field(
+        default=None,
         description="backup, steps (each with its undo), verify, "
-        "rollback_verify: see itilflow.executors"
+        "rollback_verify: see itilflow.executors. Left out for a standard change.",
     )
+    template: str | None = Field(
+        default=None,
+        max_length=200,
+        description="a standard change's template (GET /api/change-templates); its plan is "
+        "built from the template and `parameters`",
+    )
+    parameters: dict[str, Any] = Field(default_factory=dict, max_length=50)
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None
     requester: str | None = Field(default=None, max_length=200)
     requester_email: str | None = Field(default=None, max_length=320)
+
+    @model_validator(mode="after")
+    def _a_template_is_a_standard_change(self) -> "ChangeIn":
+        if self.template is not None and "category" not in self.model_fields_set:
+            self.category = "standard"
+        return self
 
 
 class ChangeEdit(BaseModel):
@@ -128,23 +142,33 @@ async def start(change_engine: ChangeEngine, change_id: int) -> None:
 async def create_change(
     body: ChangeIn, client: Client, gateway: GatewayDep, change_engine: ChangeEngineDep
 ) -> ChangeOut:
-    new = changes.NewChange(
-        title=body.title,
-        description=body.description,
-        category=body.category,
-        ci_names=body.cis,
-        plan=body.plan,
-        planned_start=body.planned_start,
-        planned_end=body.planned_end,
-        requester=body.requester or client,
-        requester_email=body.requester_email,
-    )
+    requester = body.requester or client
     with Session(gateway.engine, expire_on_commit=False) as session:
+        new = changes.NewChange(
+            title=body.title,
+            description=body.description,
+            category=body.category,
+            ci_names=body.cis,
+            plan=body.plan,
+            planned_start=body.planned_start,
+            planned_end=body.planned_end,
+            requester=requester,
+            requester_email=body.requester_email,
+            template=body.template,
+            parameters=body.parameters,
+            # Until the gateway authenticates principals: the directory's groups, no roles.
+            requester_roles=frozenset(),
+            requester_groups=_groups_of(session, requester),
+        )
         try:
-            change = changes.submit_change(session=session, new=new, actor=client)
+            change = changes.submit_change(
+                session=session, new=new, actor=client, policies=gateway.policies
+            )
         except ValidationError as exc:
             raise HTTPException(422, _plan_errors(exc)) from exc
-        except changes.ChangeError as exc:
+        except changes.NotAllowedToRequest as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except (changes.StandardChangeRefused, changes.ChangeError) as exc:
             raise HTTPException(422, str(exc)) from exc
         session.commit()
     assert change.id is not None
@@ -186,6 +210,8 @@ async def edit(
             )
         except ValidationError as exc:
             raise HTTPException(422, _plan_errors(exc)) from exc
+        except changes.StandardChangeRefused as exc:
+            raise HTTPException(422, str(exc)) from exc
         except changes.ChangeError as exc:
             raise HTTPException(409, str(exc)) from exc
         session.commit()
@@ -212,6 +238,11 @@ async def cancel(
     if run:
         await change_engine.cancel(run)
     return out(gateway, change)
+
+
+def _groups_of(session: Session, username: str) -> frozenset[str]:
+    person = session.get(Engineer, username)
+    return frozenset(person.memberships()) if person is not None and person.active else frozenset()
 
 
 def _plan_errors(exc: ValidationError) -> str:

@@ -47,9 +47,6 @@ class TemplateRefused(ValueError):
 class _Parameter(PolicyModel):
     description: str = ""
 
-    def describe(self) -> dict[str, Any]:
-        return self.model_dump(exclude_defaults=False)
-
 
 class StrParameter(_Parameter):
     type: Literal["str"]
@@ -363,7 +360,8 @@ def _substituted(plan: dict[str, Any], values: Mapping[str, Any]) -> dict[str, A
                 action = item.get(key)
                 if isinstance(action, dict):
                     kind = action.get("kind", "shell")
-                    item[key] = {k: fill(v, _POSITIONS.get((kind, k))) for k, v in action.items()}
+                    filled = {k: fill(v, _POSITIONS.get((kind, k))) for k, v in action.items()}
+                    item[key] = {"kind": kind, **filled}
             built[section].append(item)
     return built
 

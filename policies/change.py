@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from itilflow.policies._base import Name, PolicyModel, TimeZoneName, plain_list, raise_if
-from itilflow.policies.change_templates import ChangeTemplate, StepsPolicy
+from itilflow.policies.change_templates import ChangeTemplate
 from itilflow.policies.durations import Duration
+from itilflow.policies.steps import StepsPolicy
 
 ChangeCategory = Literal["standard", "normal", "emergency"]
 RiskLevel = Literal["low", "medium", "high"]

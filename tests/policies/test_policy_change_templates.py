@@ -115,8 +115,9 @@ def replace_templates(policy_dir, templates: str) -> None:
             """{argv: [/bin/bash, -c, "echo $1", x, "{{word}}"]}""",
             r"do.argv\[4\]: a parameter in the arguments of the shell 'bash'",
         ),
+        ('"echo hi"', r"plan.steps\[0\]: expected a mapping with a name and `do`"),
     ],
-    ids=["single-quotes", "double-quotes", "unknown", "in-cwd", "sh-c", "bash-args"],
+    ids=["single-quotes", "double-quotes", "unknown", "in-cwd", "sh-c", "bash-args", "no-action"],
 )
 def test_a_placeholder_that_could_run_as_code_is_refused_by_key(policy_dir, action, says) -> None:
     replace_templates(policy_dir, TEMPLATE % action)

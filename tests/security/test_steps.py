@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from itilflow.executors import ChangePlan, Containment, arun_action
 from itilflow.models import Change, ConfigurationItem, get_change_timeline, session_scope
-from itilflow.policies.change_templates import StepsPolicy
+from itilflow.policies.steps import StepsPolicy
 from itilflow.services import changes
 from tests.support.http_sink import HttpSink
 

@@ -13,12 +13,7 @@ from sqlmodel import Session
 
 from itilflow.executors import ChangePlan
 from itilflow.models import ConfigurationItem
-from itilflow.policies import ChangePolicy
-from itilflow.policies.change_templates import (
-    ChangeTemplate,
-    TemplateRefused,
-    may_request_template,
-)
+from itilflow.policies import ChangePolicy, ChangeTemplate, TemplateRefused, may_request_template
 
 
 class StandardChangeRefused(ValueError):

@@ -5,6 +5,7 @@ step, an HTTP step to a host the policy does not allow, and secrets a step print
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,46 @@ def test_a_template_change_is_built_from_the_template_and_skips_approval(gateway
     [submitted] = timeline(rt, change.id)
     assert submitted.data["template"] == "echo"
     assert submitted.data["parameters"] == {"word": "hi there", "host": "lab-box"}
+
+
+async def test_a_template_change_runs_without_approval_and_contained(gateway, rt, prefect_server):
+    from itilflow import clock
+    from itilflow.flows.change import manage_change
+
+    # A Saturday in Shanghai: inside the default maintenance windows, outside any freeze.
+    clock.freeze(datetime(2026, 12, 5, 2, tzinfo=UTC))
+    answer = gateway.post(
+        "/api/changes",
+        json={
+            "title": "say it",
+            "template": "echo",
+            "parameters": {"word": "$(id)", "host": "lab-box"},
+            "requester": "chen",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+
+    assert await manage_change(answer.json()["id"]) == "successful"
+
+    entries = timeline(rt, answer.json()["id"])
+    kinds = [e.kind for e in entries]
+    assert "approval_requested" not in kinds and "step_ok" in kinds
+    [ran] = [e for e in entries if e.kind == "step_ok"]
+    assert ran.data["output"] == "$(id)\nlab-box\n"
+
+
+async def test_a_template_change_from_the_prefect_form_is_refused(gateway, rt, prefect_server):
+    from itilflow.flows.change import request_change
+
+    # The Prefect UI proves nobody's identity: its requester holds no role and no group.
+    with pytest.raises(changes.NotAllowedToRequest, match="prefect-ui may not request"):
+        await request_change(
+            title="say it",
+            category="standard",
+            template="echo",
+            parameters={"word": "hi", "host": "lab-box"},
+        )
+    assert stored_changes(rt) == []
 
 
 def test_a_standard_change_cannot_be_edited_into_another_plan_nor_a_normal_one_into_standard(

@@ -503,3 +503,28 @@ async def test_a_cwd_outside_the_allowed_roots_is_refused(tmp_path: Path):
         result = await arun_action(touching(cwd), contained)
         assert not result.ok and "outside the allowed roots" in result.summary
     assert (inside / "ran").exists() and not (outside / "ran").exists()
+
+
+def test_a_worker_that_cannot_run_steps_as_the_policy_user_refuses_to_start(
+    tmp_path: Path, monkeypatch, capsys
+):
+    from itilflow.cli import main
+    from itilflow.policies import default_policy_dir
+
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    for source in default_policy_dir().iterdir():
+        text = source.read_text(encoding="utf-8")
+        (policy_dir / source.name).write_text(
+            text.replace("run_as: null", "run_as: no-such-user-here"), encoding="utf-8"
+        )
+    monkeypatch.setenv("ITILFLOW_POLICY_DIR", str(policy_dir))
+    monkeypatch.setenv("ITILFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ITILFLOW_API_TOKEN", secrets.token_urlsafe(32))
+    monkeypatch.setenv("ITILFLOW_SECRET_KEY", secrets.token_urlsafe(32))
+    # Unset, so that a worker that did not refuse would stop at this instead of starting.
+    monkeypatch.delenv("ITILFLOW_PREFECT_API_URL", raising=False)
+
+    assert main(["worker"]) == 2
+    error = capsys.readouterr().err
+    assert "no OS user 'no-such-user-here' to run steps as (change.yaml steps.run_as)" in error

@@ -3,6 +3,7 @@
 Pure library code (no engine, no database); the change process calls it one action a task.
 """
 
+from itilflow.executors.containment import DEFAULT_ENVIRONMENT, Containment, ContainmentRefused
 from itilflow.executors.plans import (
     PlanAbandoned,
     aexecute_plan,
@@ -30,6 +31,9 @@ __all__ = [
     "ActionResult",
     "ChangePlan",
     "ChangeStep",
+    "Containment",
+    "ContainmentRefused",
+    "DEFAULT_ENVIRONMENT",
     "HttpAction",
     "NamedAction",
     "Outcome",

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from itilflow.executors.containment import Containment, ContainmentRefused
 from itilflow.executors.results import (
     ActionResult,
     Capture,
@@ -20,12 +21,21 @@ from itilflow.executors.results import (
 from itilflow.executors.schema import HTTP_BODY_LIMIT, SENSITIVE_HEADER, HttpAction
 
 
-async def run_http(action: HttpAction) -> ActionResult:
+async def run_http(action: HttpAction, containment: Containment | None = None) -> ActionResult:
+    """One request, to a host the containment allows (else none is made)."""
     timer = Timer()
-    secrets = [v for k, v in action.headers.items() if SENSITIVE_HEADER.search(k)]
+    contained = containment or Containment()
+    secrets = [*contained.secrets]
+    secrets += [v for k, v in action.headers.items() if SENSITIVE_HEADER.search(k)]
     url_parts = urlsplit(action.url)
     secrets += [s for s in (url_parts.password,) if s]
     what = action.describe()
+    try:
+        contained.check_host(action.url)
+    except (ContainmentRefused, httpx.InvalidURL) as exc:
+        return timer.result(
+            ok=False, summary=redact(f"{what}: refused: {exc}", secret_values(secrets))
+        )
     request: dict[str, Any] = {"headers": action.headers}
     if action.json_body is not None:
         request["json"] = action.json_body

@@ -31,8 +31,16 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 
 from itilflow import clock
+from itilflow.executors.containment import Containment
 from itilflow.executors.http import run_http
-from itilflow.executors.results import ActionResult, PlanEvent, PlanOutcome, Timer
+from itilflow.executors.results import (
+    ActionResult,
+    PlanEvent,
+    PlanOutcome,
+    Timer,
+    redact,
+    secret_values,
+)
 from itilflow.executors.schema import ChangePlan, ChangeStep, HttpAction, Phase, ShellAction
 from itilflow.executors.shell import run_shell
 
@@ -40,13 +48,26 @@ from itilflow.executors.shell import run_shell
 # Running one action
 
 
-async def arun_action(action: ShellAction | HttpAction) -> ActionResult:
-    """Run one action; a failure is an `ActionResult` with `ok=False`, never an exception."""
-    if isinstance(action, ShellAction):
-        return await run_shell(action)
-    if isinstance(action, HttpAction):
-        return await run_http(action)
-    raise TypeError(f"not an action: {action!r}")
+async def arun_action(
+    action: ShellAction | HttpAction, containment: Containment | None = None
+) -> ActionResult:
+    """Run one action under `containment` (the default one when None); a failure is an
+    `ActionResult` with `ok=False`, never an exception."""
+    if not isinstance(action, ShellAction | HttpAction):
+        raise TypeError(f"not an action: {action!r}")
+    timer = Timer()
+    try:
+        if isinstance(action, ShellAction):
+            return await run_shell(action, containment)
+        return await run_http(action, containment)
+    except Exception as exc:  # an executor's own bug: a failed action, its text redacted
+        secrets = [*(containment.secrets if containment else ()), *_env_values(action)]
+        summary = f"error: {type(exc).__name__}: {exc}"
+        return timer.result(ok=False, summary=redact(summary, secret_values(secrets)))
+
+
+def _env_values(action: ShellAction | HttpAction) -> list[str]:
+    return list(action.env.values()) if isinstance(action, ShellAction) else []
 
 
 # ---------------------------------------------------------------------------------------------

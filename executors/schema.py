@@ -28,9 +28,9 @@ KILL_GRACE_SECONDS = 2.0
 DRAIN_SECONDS = 0.5
 """How long to keep reading output after the command exited (a background child may hold it)."""
 REDACT_MIN_LENGTH = 4
-"""Env and secret-header values at least this long are replaced by `***` in output and summary."""
+"""Secret values at least this long are replaced by `[redacted]` in output and summary."""
 
-REDACTED = "***"
+REDACTED = "[redacted]"
 SENSITIVE_HEADER = re.compile(r"auth|token|secret|key|cookie|session|password", re.IGNORECASE)
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _NAME = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
@@ -50,8 +50,10 @@ class StrictModel(BaseModel):
 class ShellAction(StrictModel):
     """A command on the worker's host: `command` runs with `/bin/sh -c`, `argv` without a shell.
 
-    The environment is the worker's, with `env` added on top; `env` values never appear in the
-    result's output or summary. stdin is empty; stdout and stderr are captured together.
+    The environment is the containment's allow-list taken from the worker's (PATH, LANG, ...;
+    never its secrets), with `env` added on top; `env` values never appear in the result's output
+    or summary. Without `cwd` the command runs in a fresh private folder. stdin is empty; stdout
+    and stderr are captured together.
     """
 
     kind: Literal["shell"] = "shell"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import Any
 
+from itilflow.executors.containment import Account, Containment, ContainmentRefused, private_folder
 from itilflow.executors.results import (
     ActionResult,
     Capture,
@@ -13,6 +15,7 @@ from itilflow.executors.results import (
     format_seconds,
     last_line,
     redact,
+    secret_values,
 )
 from itilflow.executors.schema import DRAIN_SECONDS, KILL_GRACE_SECONDS, ShellAction
 
@@ -44,13 +47,40 @@ def _kill_group(pgid: int, sig: int) -> None:
         pass
 
 
-async def run_shell(action: ShellAction) -> ActionResult:
+async def run_shell(action: ShellAction, containment: Containment | None = None) -> ActionResult:
+    """Run the command contained: the allowed environment only, as the policy's user, in its
+    `cwd` (inside an allowed root) or a private folder removed afterwards."""
     timer = Timer()
-    secrets = list(action.env.values())
+    contained = containment or Containment()
+    secrets = [*contained.secrets, *action.env.values()]
+    try:
+        account = contained.account()
+        if action.cwd is not None:
+            contained.check_cwd(action.cwd)
+    except ContainmentRefused as exc:
+        return timer.result(ok=False, summary=redact(f"refused: {exc}", secrets))
     if action.cwd is not None and not os.path.isdir(action.cwd):
         return timer.result(ok=False, summary=f"working directory does not exist: {action.cwd}")
+    env = contained.environment_for(action.env, account)
+    if action.cwd is not None:
+        return await _run(action, timer, action.cwd, env, account, secrets)
+    with private_folder(account) as folder:
+        return await _run(action, timer, folder, env, account, secrets)
+
+
+async def _run(
+    action: ShellAction,
+    timer: Timer,
+    cwd: str,
+    env: dict[str, str],
+    account: Account | None,
+    secrets: list[str],
+) -> ActionResult:
     argv = ["/bin/sh", "-c", action.command] if action.command is not None else action.argv
     assert argv is not None
+    switch: dict[str, Any] = {}
+    if account is not None and (account.uid, account.gid) != (os.geteuid(), os.getegid()):
+        switch = {"user": account.uid, "group": account.gid, "extra_groups": []}
 
     # Our own pipe (not PIPE) so that we can stop reading, and close it, when a background
     # child keeps it open after the command itself exited.
@@ -61,9 +91,10 @@ async def run_shell(action: ShellAction) -> ActionResult:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd,
             stderr=write_fd,
-            cwd=action.cwd,
-            env={**os.environ, **action.env},
+            cwd=cwd,
+            env=env,
             start_new_session=True,  # its own process group: a time-out kills every child
+            **switch,
         )
     except OSError as exc:
         os.close(read_fd)
@@ -100,7 +131,8 @@ async def run_shell(action: ShellAction) -> ActionResult:
         output += "\n[output left open by a background process; stopped reading]"
     code = process.returncode
     assert code is not None
-    return _finished(timer, action, code, output, timed_out=timed_out)
+    result = _finished(timer, action, code, output, timed_out=timed_out)
+    return result.model_copy(update={"summary": redact(result.summary, secret_values(secrets))})
 
 
 async def _wait_or_stop(process: asyncio.subprocess.Process, timeout: float) -> bool:

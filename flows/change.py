@@ -165,34 +165,41 @@ async def manage_change(change_id: int) -> str:
 @flow(name="request-change", flow_run_name="request {title}")
 async def request_change(
     title: str,
-    plan: ChangePlan,
+    plan: ChangePlan | None = None,
     category: Literal["standard", "normal", "emergency"] = "normal",
     cis: list[str] | None = None,
     description: str = "",
     planned_start: datetime | None = None,
     planned_end: datetime | None = None,
     requester_email: str | None = None,
+    template: str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> str:
     """Open a change from the Prefect UI; this run then carries it through approval.
 
     Args:
         title: what changes, in one line
         plan: backup pre-steps, implementation steps each with its undo, verification checks
-        category: standard (pre-approved template), normal, or emergency (ECAB)
+        category: standard (a template of change.yaml, with its parameters), normal, or
+            emergency (ECAB); a plan of your own is never standard
         cis: affected configuration items
         planned_start: start of the agreed window (with time zone); empty means at once
         planned_end: end of the window
         requester_email: who hears about the outcome
+        template: a standard change's template; its plan is built from it
+        parameters: the template's parameters
     """
     change_id = record_change_request(
         title,
-        plan.model_dump(mode="json"),
+        plan.model_dump(mode="json") if plan is not None else None,
         category,
         cis or [],
         description,
         planned_start,
         planned_end,
         requester_email,
+        template,
+        parameters,
     )
     return await manage_change(change_id)
 

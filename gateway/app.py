@@ -19,6 +19,7 @@ from itilflow.engine import ChangeEngine, PrefectChangeEngine
 from itilflow.gateway import (
     alerts,
     approvals,
+    change_templates,
     changes,
     directory,
     health,
@@ -47,6 +48,7 @@ ROUTERS = (
     alerts.router,
     surveys.router,
     changes.router,
+    change_templates.router,
     approvals.router,
     problems.router,
     knowledge.router,

@@ -31,10 +31,18 @@ class ChangeIn(BaseModel):
     description: str = Field(default="", max_length=20_000)
     category: Literal["standard", "normal", "emergency"] = "normal"
     cis: list[str] = Field(default_factory=list, max_length=100)
-    plan: dict[str, Any] = Field(
+    plan: dict[str, Any] | None = Field(
+        default=None,
         description="backup, steps (each with its undo), verify, "
-        "rollback_verify: see itilflow.executors"
+        "rollback_verify: see itilflow.executors. Left out for a standard change.",
     )
+    template: str | None = Field(
+        default=None,
+        max_length=200,
+        description="a standard change's template (GET /api/change-templates); its plan is "
+        "built from the template and `parameters`",
+    )
+    parameters: dict[str, Any] = Field(default_factory=dict, max_length=50)
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None
     requester_email: str | None = Field(
@@ -48,6 +56,12 @@ class ChangeIn(BaseModel):
     @classmethod
     def _requester_is_the_principal(cls, data: Any) -> Any:
         return refuse_identity_claims(data, "requester")
+
+    @model_validator(mode="after")
+    def _a_template_is_a_standard_change(self) -> "ChangeIn":
+        if self.template is not None and "category" not in self.model_fields_set:
+            self.category = "standard"
+        return self
 
 
 class ChangeEdit(BaseModel):
@@ -172,25 +186,31 @@ async def start(change_engine: ChangeEngine, change_id: int) -> None:
 async def create_change(
     body: ChangeIn, client: Reporter, gateway: GatewayDep, change_engine: ChangeEngineDep
 ) -> ChangeOut:
-    with Session(gateway.engine) as session:
-        email = requester_email(session, client, body.requester_email)
-    new = changes.NewChange(
-        title=body.title,
-        description=body.description,
-        category=body.category,
-        ci_names=body.cis,
-        plan=body.plan,
-        planned_start=body.planned_start,
-        planned_end=body.planned_end,
-        requester=client.name,
-        requester_email=email,
-    )
     with Session(gateway.engine, expire_on_commit=False) as session:
+        new = changes.NewChange(
+            title=body.title,
+            description=body.description,
+            category=body.category,
+            ci_names=body.cis,
+            plan=body.plan,
+            planned_start=body.planned_start,
+            planned_end=body.planned_end,
+            requester=client.name,
+            requester_email=requester_email(session, client, body.requester_email),
+            template=body.template,
+            parameters=body.parameters,
+            requester_roles=client.roles,
+            requester_groups=client.groups,
+        )
         try:
-            change = changes.submit_change(session=session, new=new, actor=client.name)
+            change = changes.submit_change(
+                session=session, new=new, actor=client.name, policies=gateway.policies
+            )
         except ValidationError as exc:
             raise HTTPException(422, _plan_errors(exc)) from exc
-        except changes.ChangeError as exc:
+        except changes.NotAllowedToRequest as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except (changes.StandardChangeRefused, changes.ChangeError) as exc:
             raise HTTPException(422, str(exc)) from exc
         session.commit()
     assert change.id is not None
@@ -237,6 +257,8 @@ async def edit(
             )
         except ValidationError as exc:
             raise HTTPException(422, _plan_errors(exc)) from exc
+        except changes.StandardChangeRefused as exc:
+            raise HTTPException(422, str(exc)) from exc
         except changes.ChangeError as exc:
             raise HTTPException(409, str(exc)) from exc
         session.commit()

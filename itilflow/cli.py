@@ -51,6 +51,17 @@ def _policies(settings: Settings) -> Policies:
         raise SettingsError(f"invalid policies in {where}:\n{exc}") from None
 
 
+def _check_step_user(policies: Policies) -> None:
+    """Refuse to start a worker that could not run steps as change.yaml's `steps.run_as`."""
+    from itilflow.executors import Containment, ContainmentRefused
+
+    steps = policies.change.steps
+    try:
+        Containment(run_as=steps.run_as, run_as_group=steps.run_as_group).account()
+    except ContainmentRefused as exc:
+        raise SettingsError(f"{exc} (change.yaml steps.run_as)") from None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from itilflow.commands.db import upgrade_before_up
     from itilflow.stack import Stack, StackError, keep_data_private
@@ -59,6 +70,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     keep_data_private(settings.data_dir)  # before anything writes there
     settings.require_secrets()
     policies = _policies(settings)  # refuse to start on an invalid policy
+    if settings.workers:
+        _check_step_user(policies)
     upgrade_before_up(settings.database_url or "")  # before anything starts that uses it
     stack = Stack(settings)
     inbox = None
@@ -116,6 +129,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.require_secrets()
+    _check_step_user(_policies(settings))
     if not settings.prefect_api_url:
         raise SettingsError(
             "ITILFLOW_PREFECT_API_URL not set: a worker host needs the shared Prefect server"

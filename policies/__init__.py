@@ -23,6 +23,11 @@ from itilflow.policies.change import (
     in_maintenance_window,
     stage_outcome,
 )
+from itilflow.policies.change_templates import (
+    ChangeTemplate,
+    TemplateRefused,
+    may_request_template,
+)
 from itilflow.policies.durations import Duration, format_duration, parse_duration
 from itilflow.policies.escalation import (
     EscalationChain,
@@ -63,6 +68,7 @@ from itilflow.policies.sla import (
     compute_sla,
     sla_deadline,
 )
+from itilflow.policies.steps import StepsPolicy
 
 # The design note calls the schedule's entries PlannedStep.
 PlannedStep = PlannedEscalation
@@ -71,6 +77,10 @@ __all__ = [
     "ApprovalLinks",
     "ApprovalStage",
     "ChangePolicy",
+    "ChangeTemplate",
+    "StepsPolicy",
+    "TemplateRefused",
+    "may_request_template",
     "RiskAssessment",
     "approval_stages",
     "assess_risk",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from itilflow.policies._base import Name, PolicyModel, TimeZoneName, plain_list, raise_if
+from itilflow.policies.change_templates import ChangeTemplate
 from itilflow.policies.durations import Duration
+from itilflow.policies.steps import StepsPolicy
 
 ChangeCategory = Literal["standard", "normal", "emergency"]
 RiskLevel = Literal["low", "medium", "high"]
@@ -127,6 +129,19 @@ class ChangePolicy(PolicyModel):
     # Apprise tags told of every change's outcome.
     notify_tags: list[Name] = []
     language: Literal["en", "zh_CN"] = "en"
+    # The pre-authorised standard changes: a standard change runs one of these, nothing else.
+    templates: dict[Name, ChangeTemplate] = {}
+    # What every step runs under: environment, OS user, folders, reachable hosts.
+    steps: StepsPolicy = StepsPolicy()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_from_context(cls, data: Any) -> Any:
+        # An absent `steps:` is validated like an empty one, so that its default hosts follow
+        # the running stack's addresses (the loader's context) rather than the default ports.
+        if isinstance(data, dict) and "steps" not in data:
+            return {**data, "steps": {}}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> ChangePolicy:
@@ -134,6 +149,15 @@ class ChangePolicy(PolicyModel):
         if missing:
             raise_if([(("approvals",), f"missing a path for {plain_list(missing)}")])
         return self
+
+    def template(self, name: str) -> ChangeTemplate:
+        """The standard-change template `name`; LookupError naming the known ones."""
+        if name not in self.templates:
+            raise LookupError(
+                f"no standard-change template {name!r}; known: "
+                f"{plain_list(sorted(self.templates)) or 'none'}"
+            )
+        return self.templates[name]
 
     @property
     def zone(self) -> ZoneInfo:

@@ -436,8 +436,19 @@ async def test_env_values_never_reach_the_output():
     )
     assert not result.ok
     assert secret not in result.output and secret not in result.summary
-    assert result.output == "token=***\n***\n"
+    assert result.output == "token=[redacted]\n[redacted]\n"
     assert "API_TOKEN" not in os.environ
+
+
+async def test_a_step_gets_the_allowed_environment_and_its_own_never_the_workers(monkeypatch):
+    monkeypatch.setenv("ITILFLOW_SECRET_KEY", "worker-secret-value")
+    monkeypatch.setenv("SOMETHING_ELSE", "worker-value")
+    result = await arun_action(ShellAction(command="env", env={"MINE": "step-value"}))
+    assert result.ok
+    names = {line.split("=", 1)[0] for line in result.output.splitlines()}
+    assert {"PATH", "MINE"} <= names
+    assert "ITILFLOW_SECRET_KEY" not in names and "SOMETHING_ELSE" not in names
+    assert "worker-secret-value" not in result.output
 
 
 async def test_long_output_keeps_its_head_and_tail():

@@ -44,6 +44,12 @@ from itilflow.services.changes.requests import (
     validate_plan,
     void_requests,
 )
+from itilflow.services.changes.templates import (
+    NotAllowedToRequest,
+    Requester,
+    StandardChangeRefused,
+    describe_templates,
+)
 
 __all__ = [
     "APPROVAL_PURPOSE",
@@ -57,6 +63,9 @@ __all__ = [
     "Interruption",
     "MID_IMPLEMENTATION",
     "NewChange",
+    "NotAllowedToRequest",
+    "Requester",
+    "StandardChangeRefused",
     "WrongCode",
     "approval_state",
     "approval_token",
@@ -66,6 +75,7 @@ __all__ = [
     "create_approval_request",
     "decide",
     "decide_by_link",
+    "describe_templates",
     "edit_change",
     "expire_change",
     "failed_changes_on",

@@ -31,6 +31,12 @@ from itilflow.policies import (
     approval_stages,
     assess_risk,
 )
+from itilflow.services.changes.templates import (
+    Requester,
+    StandardChangeRefused,
+    StandardPlan,
+    build_standard_plan,
+)
 
 APPROVAL_PURPOSE = "approval"
 FAILED_OUTCOMES = (
@@ -47,8 +53,11 @@ class ChangeError(ValueError):
 
 @dataclass
 class NewChange:
+    """A change as asked for: a normal or emergency one with its `plan`, or a standard one
+    naming a `template` and its `parameters` (the plan is then built from the template)."""
+
     title: str
-    plan: dict[str, Any]
+    plan: dict[str, Any] | None = None
     description: str = ""
     category: Literal["standard", "normal", "emergency"] = "normal"
     ci_names: list[str] = field(default_factory=list)
@@ -56,22 +65,36 @@ class NewChange:
     planned_end: datetime | None = None
     requester: str = "api"
     requester_email: str | None = None
+    template: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    # Every role the requester holds (implied ones too) and its groups: who may use a template.
+    requester_roles: frozenset[str] = frozenset()
+    requester_groups: frozenset[str] = frozenset()
 
 
 def validate_plan(plan: dict[str, Any]) -> ChangePlan:
     return ChangePlan.model_validate(plan)
 
 
-def submit_change(*, session: Session, new: NewChange, actor: str) -> Change:
-    validate_plan(new.plan)
+def submit_change(
+    *, session: Session, new: NewChange, actor: str, policies: Policies | None = None
+) -> Change:
+    """Store a new change. A standard one needs `policies` (its template); anything that is not
+    a template is normal or emergency, and is approved."""
+    standard = _standard_plan(session, new, policies)
+    plan = standard.plan if standard else new.plan
+    ci_names = standard.ci_names if standard else new.ci_names
+    if plan is None:
+        raise ChangeError("a plan is required (or a standard-change template)")
+    validate_plan(plan)
     if new.planned_start and new.planned_end and new.planned_end <= new.planned_start:
         raise ChangeError("planned_end must be after planned_start")
     change = Change(
         title=new.title,
         description=new.description,
         category=new.category,
-        ci_names=new.ci_names,
-        plan=new.plan,
+        ci_names=ci_names,
+        plan=plan,
         planned_start=new.planned_start,
         planned_end=new.planned_end,
         requester=new.requester,
@@ -85,10 +108,44 @@ def submit_change(*, session: Session, new: NewChange, actor: str) -> Change:
         change_id=change.id,
         kind="submitted",
         actor=actor,
-        message=f"{new.category} change submitted",
-        data={"version": 1},
+        message=f"{new.category} change submitted"
+        + (f" from the template {standard.template}" if standard else ""),
+        data={"version": 1}
+        | ({"template": standard.template, "parameters": standard.parameters} if standard else {}),
     )
     return change
+
+
+def _standard_plan(
+    session: Session, new: NewChange, policies: Policies | None
+) -> StandardPlan | None:
+    """The plan of a standard change, built from its template; None for other categories."""
+    if new.category != "standard":
+        if new.template is not None:
+            raise StandardChangeRefused(
+                f"a template makes a standard change, not a {new.category} one: send "
+                "category standard, or a plan of your own"
+            )
+        return None
+    if new.template is None:
+        raise StandardChangeRefused(
+            "a standard change names a template (`template`, `parameters`); any other plan is "
+            "a normal change and needs approval"
+        )
+    if new.plan is not None:
+        raise StandardChangeRefused(
+            "a standard change's plan is built from its template: leave `plan` out"
+        )
+    if policies is None:
+        raise StandardChangeRefused("standard changes cannot be made here")
+    return build_standard_plan(
+        session,
+        policies.change,
+        template_name=new.template,
+        parameters=new.parameters,
+        ci_names=new.ci_names,
+        requester=Requester(new.requester, new.requester_roles, new.requester_groups),
+    )
 
 
 def load_change(session: Session, change_id: int) -> Change:
@@ -117,6 +174,7 @@ def edit_change(
     unknown = set(changes) - allowed
     if unknown:
         raise ChangeError(f"cannot edit {', '.join(sorted(unknown))}")
+    _check_standard_edit(change, changes)
     if "plan" in changes:
         validate_plan(changes["plan"])
     for key, value in changes.items():
@@ -138,6 +196,25 @@ def edit_change(
         data={"version": change.version, "fields": sorted(changes)},
     )
     return old_run
+
+
+def _check_standard_edit(change: Change, changes: dict[str, Any]) -> None:
+    """Only a template makes a standard change: an edit may not make a change standard, nor
+    change what a standard change runs or touches (it may make it normal, then approved)."""
+    category = changes.get("category", change.category)
+    if category != "standard":
+        return
+    if change.category != "standard":
+        raise StandardChangeRefused(
+            "a change becomes standard only when submitted from a template (`template`, "
+            "`parameters`); an edited plan stays a normal change"
+        )
+    fixed = sorted({"plan", "ci_names"} & set(changes))
+    if fixed:
+        raise StandardChangeRefused(
+            f"a standard change's {' and '.join(fixed)} come from its template: submit a new "
+            "one, or make this one normal (then it is approved)"
+        )
 
 
 def cancel_change(*, session: Session, change: Change, actor: str, note: str) -> str | None:

@@ -1,14 +1,29 @@
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from prefect import task
 from prefect.runtime import flow_run
 
-from itilflow.executors import ActionResult, NamedAction, PlanAbandoned, arun_action
+from itilflow.executors import (
+    ActionResult,
+    Containment,
+    NamedAction,
+    PlanAbandoned,
+    arun_action,
+)
+from itilflow.executors.results import redact, secret_values
 from itilflow.models import add_change_entry, session_scope
-from itilflow.runtime import runtime
+from itilflow.runtime import Runtime, runtime
 from itilflow.services import changes
+
+# Environment variables of the worker whose values are secrets, wherever they came from.
+_SECRET_ENV = re.compile(
+    r"^(ITILFLOW_.*(TOKEN|KEY|PASSWORD|SECRET|AUTH).*|PREFECT_API_AUTH_STRING|PREFECT_API_KEY"
+    r"|PREFECT_SERVER_API_AUTH_STRING)$"
+)
 
 
 @task(name="run-change-action", task_run_name="{phase}: {name}")
@@ -22,6 +37,8 @@ async def run_change_action(
     here (PlanAbandoned) instead of racing the recovery's rollback."""
     rt = runtime()
     parsed = NamedAction.model_validate({"name": name, "do": action}).do
+    contained = step_containment(rt)
+    secrets = secret_values([*contained.secrets, *getattr(parsed, "env", {}).values()])
     this_run = flow_run.get_id()
     with session_scope(rt.engine) as session:
         change = changes.load_change(session, change_id)
@@ -35,10 +52,10 @@ async def run_change_action(
             change_id=change_id,
             kind=f"{phase}_started",
             actor="flow:implement-change",
-            message=f"{phase} {name}: {parsed.describe()}",
+            message=redact(f"{phase} {name}: {parsed.describe()}", secrets),
             data={"phase": phase, "name": name},
         )
-    result = await arun_action(parsed)
+    result = await arun_action(parsed, contained)
     with session_scope(rt.engine) as session:
         add_change_entry(
             session=session,
@@ -56,3 +73,35 @@ async def run_change_action(
             },
         )
     return result
+
+
+def step_containment(rt: Runtime) -> Containment:
+    """What steps run under: change.yaml's `steps:`, and every secret this worker knows."""
+    steps = rt.policies.change.steps
+    return Containment(
+        environment=tuple(steps.environment),
+        run_as=steps.run_as,
+        run_as_group=steps.run_as_group,
+        cwd_roots=tuple(steps.cwd_roots),
+        http_hosts=tuple(steps.http_hosts),
+        secrets=tuple(known_secrets(rt)),
+    )
+
+
+def known_secrets(rt: Runtime) -> list[str]:
+    s = rt.settings
+    values = [
+        secret.get_secret_value()
+        for secret in (
+            s.api_token,
+            s.secret_key,
+            s.smtp_password,
+            s.prefect_auth_string,
+            s.prefect_database_url,
+        )
+        if secret is not None
+    ]
+    values += [value for name, value in os.environ.items() if _SECRET_ENV.match(name)]
+    # "user:password": a step may print the password alone.
+    values += [v.split(":", 1)[1] for v in list(values) if ":" in v and "//" not in v]
+    return [value for value in values if value.strip()]

@@ -18,6 +18,7 @@ from itilflow.models import Change, ConfigurationItem, get_change_timeline, sess
 from itilflow.policies.steps import StepsPolicy
 from itilflow.services import changes
 from tests.support.http_sink import HttpSink
+from tests.support.principals import as_person
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -166,10 +167,10 @@ def test_a_standard_change_that_is_not_as_its_template_allows_is_refused(
         "title": "echo",
         "template": "echo",
         "parameters": {"word": "hi", "host": "lab-box"},
-        "requester": "chen",
         **body,
     }
-    answer = gateway.post("/api/changes", json=request)
+    who = request.pop("requester", "chen")
+    answer = gateway.post("/api/changes", json=request, headers=as_person(rt, who, ("reporter",)))
     assert answer.status_code == status, answer.text
     assert says in answer.json()["detail"]
     assert stored_changes(rt) == []
@@ -183,8 +184,8 @@ def test_a_template_change_is_built_from_the_template_and_skips_approval(gateway
             "title": "say hi",
             "template": "echo",
             "parameters": {"word": "hi there", "host": "lab-box"},
-            "requester": requester,
         },
+        headers=as_person(rt, requester, ("reporter",)),
     )
     assert answer.status_code == 201, answer.text
     assert answer.json()["category"] == "standard" and answer.json()["cis"] == ["lab-box"]
@@ -210,8 +211,8 @@ async def test_a_template_change_runs_without_approval_and_contained(gateway, rt
             "title": "say it",
             "template": "echo",
             "parameters": {"word": "$(id)", "host": "lab-box"},
-            "requester": "chen",
         },
+        headers=as_person(rt, "chen", ("reporter",)),
     )
     assert answer.status_code == 201, answer.text
 
@@ -227,8 +228,8 @@ async def test_a_template_change_runs_without_approval_and_contained(gateway, rt
 async def test_a_template_change_from_the_prefect_form_is_refused(gateway, rt, prefect_server):
     from itilflow.flows.change import request_change
 
-    # The Prefect UI proves nobody's identity: its requester holds no role and no group.
-    with pytest.raises(changes.NotAllowedToRequest, match="prefect-ui may not request"):
+    # The Prefect UI proves nobody's identity: its requester (prefect-operator) holds no role.
+    with pytest.raises(changes.NotAllowedToRequest, match="prefect-operator may not request"):
         await request_change(
             title="say it",
             category="standard",
@@ -247,8 +248,8 @@ def test_a_standard_change_cannot_be_edited_into_another_plan_nor_a_normal_one_i
             "title": "t",
             "template": "echo",
             "parameters": {"word": "a", "host": "lab-box"},
-            "requester": "chen",
         },
+        headers=as_person(rt, "chen", ("reporter",)),
     ).json()
     normal = gateway.post("/api/changes", json={"title": "show env", "plan": ENV_PLAN}).json()
     before = {c.id: (c.category, c.plan, c.version) for c in stored_changes(rt)}

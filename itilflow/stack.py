@@ -73,7 +73,7 @@ class Stack:
 
     @property
     def api_url(self) -> str:
-        return self.settings.prefect_api_url or f"http://127.0.0.1:{self.settings.prefect_port}/api"
+        return self.settings.local_prefect_api_url
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -212,6 +212,8 @@ class Stack:
                 "starts; with ITILFLOW_PREFECT_API_URL set it starts none (set that server's "
                 "database where it runs)"
             )
+        # Before any child: each gets the credentials of the server in its environment.
+        self.settings.require_prefect_auth()
         if self.settings.demo and self.demo_inbox:
             self.start("demo-inbox", [*itilflow, "demo-inbox"])
         # Before the other children: they read its address from their environment.
@@ -225,7 +227,7 @@ class Stack:
                     "server",
                     "start",
                     "--host",
-                    "127.0.0.1",
+                    self.settings.prefect_host,
                     "--port",
                     str(self.settings.prefect_port),
                 ],
@@ -276,10 +278,7 @@ class Stack:
         """Pause or resume every schedule of `deployment` ("flow/deployment") on the Prefect
         server; pausing drops its runs already scheduled. (Taking a schedule out of
         prefect.yaml would not do: the server keeps it.) False: no such deployment."""
-        auth = None
-        if self.settings.prefect_auth_string is not None:
-            user, _, password = self.settings.prefect_auth_string.get_secret_value().partition(":")
-            auth = (user, password)
+        auth = self.settings.prefect_basic_auth
         with httpx.Client(base_url=self.api_url, auth=auth, timeout=30) as api:
             found = api.get(f"/deployments/name/{deployment}")
             if found.status_code == 404:
@@ -340,10 +339,6 @@ class Stack:
     def health(self) -> StackHealth:
         """The checks `watch` makes, from where each child's log began at this start."""
         server_log = self.data_dir / "logs" / "prefect-server.log"
-        auth = None
-        if self.settings.prefect_auth_string is not None:
-            user, _, password = self.settings.prefect_auth_string.get_secret_value().partition(":")
-            auth = (user, password)
         return StackHealth(
             api_url=self.api_url,
             server_log=None if self.settings.prefect_api_url else server_log,
@@ -353,7 +348,7 @@ class Stack:
                 if child.log is not None
             ],
             loop_seconds=scheduler_loop_seconds(self.env()),
-            auth=auth,
+            auth=self.settings.prefect_basic_auth,
         )
 
     def watch(self, say: Callable[[str], None]) -> None:

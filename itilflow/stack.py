@@ -219,21 +219,7 @@ class Stack:
         # Before the other children: they read its address from their environment.
         node_exporter = self.start_node_exporter() if self.settings.demo else None
         if not self.settings.prefect_api_url:
-            (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
-            server = self.start(
-                "prefect-server",
-                [
-                    *prefect,
-                    "server",
-                    "start",
-                    "--host",
-                    self.settings.prefect_host,
-                    "--port",
-                    str(self.settings.prefect_port),
-                ],
-                extra_env=self.server_env(),
-            )
-            self.wait_for(self.api_url + "/health", server, timeout=120)
+            self.start_prefect_server()
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
         self.run([*prefect, "--no-prompt", "deploy", "--all"])
         if self.settings.demo:
@@ -243,6 +229,22 @@ class Stack:
         self.start("runner", [*itilflow, "runner"])
         gateway = self.start("gateway", [*itilflow, "gateway"])
         self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)
+
+    def start_prefect_server(self) -> Child:
+        """The Prefect server, on SQLite under the data folder unless told otherwise, listening
+        on prefect_host (loopback) and asking every API call but /health for the credentials
+        (PREFECT_SERVER_API_AUTH_STRING from env()); returns once it answers."""
+        self.settings.require_prefect_auth()
+        (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        server = self.start(
+            "prefect-server",
+            [sys.executable, "-m", "prefect", "server", "start"]
+            + ["--host", s.prefect_host, "--port", str(s.prefect_port)],
+            extra_env=self.server_env(),
+        )
+        self.wait_for(self.api_url + "/health", server, timeout=120)
+        return server
 
     def start_node_exporter(self) -> str | None:
         """The node_exporter the demo's hosts inspection scrapes: ITILFLOW_NODE_EXPORTER_URL,

@@ -80,6 +80,10 @@ def authed(engine_stack: Stack) -> Iterator[None]:
             prefect.context.get_settings_context()
         ):
             yield
+            # The runs' logs reach this server before it stops (not a connection error later).
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=10)
 
 
 @pytest.fixture

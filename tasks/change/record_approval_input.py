@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from itilflow.models import session_scope
 from itilflow.runtime import runtime
 from itilflow.services import changes
 
 
-@task(name="record-approval-input")
+# Never from a cache: a replayed resume (same code, same run) is judged again, and refused.
+@task(name="record-approval-input", cache_policy=NO_CACHE)
 def record_approval_input(
     change_id: int, version: int, decision: str, code: str, comment: str, flow_run_id: str
 ) -> changes.EngineDecision:

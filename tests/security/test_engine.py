@@ -457,3 +457,56 @@ def test_a_valid_code_approves_once(rt, client, smtp_server, engine_stack, chang
     assert len(entries(rt, change_id, "approved")) == 2
     assert len(entries(rt, change_id, "approval_refused")) == 1
     assert change_row(rt, change_id).status.value == "awaiting_approval"
+
+
+def test_a_receipt_works_only_for_its_run_request_and_decision(rt):
+    """The gateway's receipt, judged by the run (no engine needed): bound to the run, the
+    request, its approver and the decision stored, and short-lived."""
+    from datetime import timedelta
+
+    from itilflow import clock
+    from itilflow.models import Change
+    from itilflow.services import changes
+    from tests.support.approval_codes import make_waiting_change
+
+    change, _ = make_waiting_change(rt, PLAN)
+    chen, sun = requests_of(rt, change.id)
+    with session_scope(rt.engine) as session:
+        changes.decide(session=session, request=chen, decision="approve", comment="", via="link")
+
+    def judge(receipt: str, *, run: str = "run-1", decision: str = "approve") -> str:
+        with session_scope(rt.engine) as session:
+            return changes.decide_from_engine(
+                session=session,
+                change=session.get(Change, change.id),
+                version=change.version,
+                decision=decision,
+                code=receipt,
+                comment="",
+                flow_run_id=run,
+                secret=rt.secret,
+                policies=rt.policies,
+            ).outcome
+
+    def receipt_for(request: ApprovalRequest, decision: str = "approve") -> str:
+        return changes.resume_receipt(
+            request=request, decision=decision, flow_run_id="run-1", secret=rt.secret
+        )
+
+    assert judge(receipt_for(chen)) == "recorded"
+    assert judge(receipt_for(chen), run="run-2") == "refused"  # another run
+    assert judge(receipt_for(chen, "reject"), decision="reject") == "refused"  # not stored
+    assert judge(receipt_for(sun)) == "refused"  # sun decided nothing
+    forged = changes.resume_receipt(
+        request=chen, decision="approve", flow_run_id="run-1", secret="not-the-key"
+    )
+    assert judge(forged) == "refused"
+    late = receipt_for(chen)
+    clock.advance(timedelta(minutes=11))
+    assert judge(late) == "refused"
+    refused = entries(rt, change.id, "approval_refused")
+    assert len(refused) == 5 and {e.actor for e in refused} == {"prefect-api (unauthenticated)"}
+    assert [(r.approver, r.decision) for r in requests_of(rt, change.id)] == [
+        ("chen", "approve"),
+        ("sun", None),
+    ]

@@ -3,12 +3,15 @@ implement, verify, and roll back when verification fails."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, pause_flow_run
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
+from prefect.runtime import flow_run as prefect_flow_run
+from pydantic import Field
 
 from itilflow.executors import (
     ChangePlan,
@@ -41,12 +44,27 @@ from itilflow.tasks.change.take_over_change import take_over_change
 
 
 class ApprovalDecision(RunInput):
-    """The resume form of a change waiting for approval (the emailed links resume it too)."""
+    """The resume form of a change waiting for approval (the emailed links resume it too).
 
-    approver: str
-    # No default: an empty resume must not count as a decision.
+    Prefect has no users, so the form cannot say who fills it in: the emailed one-time code
+    does (the approver is the one it was mailed to). No field names the approver.
+    """
+
+    # No defaults: an empty resume must not count as a decision (Prefect refuses it).
     decision: Literal["approve", "reject"]
+    code: str = Field(
+        description="The one-time code mailed to you: open the approve or reject link in your "
+        "approval mail, press the button, and enter the code from the next mail here"
+    )
     comment: str = ""
+
+
+RESUME_HELP = (
+    "**Decide with the code from your mail.** Open the approve or reject link in your approval "
+    "mail and press the button: a one-time code is mailed to your address on record. Enter it "
+    "here (or on the page) with the same decision. A resume without a valid code decides "
+    "nothing, is recorded on the change's timeline as refused, and the change keeps waiting."
+)
 
 
 def _on_crashed(flow: Any, flow_run: Any, state: Any) -> None:
@@ -108,21 +126,35 @@ async def implement_change(change_id: int, version: int) -> str:
 async def await_approvals(change_id: int, version: int) -> str:
     """Ask each stage in turn and wait, paused, for decisions from links or the UI."""
     wait = runtime().policies.change.timing.expire_after.total_seconds()
+    stage, deadline = None, 0.0
     while True:
         step = approval_step(change_id, version)
         await deliver_and_keep(step.mails)  # a request mail that fails is kept, not dropped
         if step.outcome != "pending":
             return step.outcome
+        # Each stage waits `expire_after` from when it is asked; a resume (a refused one
+        # above all) does not start the wait again.
+        if step.stage != stage:
+            stage, deadline = step.stage, time.monotonic() + wait
         try:
             decision = await pause_flow_run(
-                wait_for_input=ApprovalDecision, timeout=int(wait), poll_interval=1
+                wait_for_input=ApprovalDecision.with_initial_data(description=RESUME_HELP),
+                timeout=max(1, int(deadline - time.monotonic())),
+                poll_interval=1,
             )
         except FlowPauseTimeout:
             expire_change(change_id, version)
             return "expired"
-        record_approval_input(
-            change_id, version, decision.approver, decision.decision, decision.comment
+        taken = record_approval_input(
+            change_id,
+            version,
+            decision.decision,
+            decision.code,
+            decision.comment,
+            str(prefect_flow_run.id),
         )
+        if taken.outcome == "refused":
+            get_run_logger().warning("resume refused: %s", taken.message)
 
 
 # The implementation runs inside this run rather than as a subflow: creating a subflow run right

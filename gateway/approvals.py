@@ -210,8 +210,13 @@ async def _decide(
             return page(NOT_RECORDED, message=f"{exc}.", status_code=409)
         flow_run_id = change.flow_run_id
     if flow_run_id:
+        # The run takes no decision from a resume alone (Prefect has no users): it gets the
+        # gateway's signed receipt of the one just stored, for this run only.
+        receipt = changes.resume_receipt(
+            request=request, decision=decision, flow_run_id=flow_run_id, secret=gateway.secret
+        )
         await gateway.change_engine.resume(
-            flow_run_id, {"approver": request.approver, "decision": decision, "comment": comment}
+            flow_run_id, {"decision": decision, "code": receipt, "comment": comment}
         )
     return page(
         "Thank you",
@@ -245,7 +250,7 @@ async def _send_code(
             ),
         )
     except approval_codes.NoAddressOnRecord as exc:
-        message = f"{exc}: decide in the Prefect UI."
+        message = f"{exc}: no code can reach you; ask the change manager."
         return page("The code could not be sent", **shown, message=message, status_code=409)
     except approval_codes.CodeSentRecently as exc:
         wait = format_duration(link_policy.code_resend_after)

@@ -10,6 +10,10 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRETS_FILE = "secrets.env"
+# The Prefect API's basic-auth credentials `itilflow up` generates when none are given: the
+# server it starts and every client on this host (children, `itilflow doctor`) read them here.
+PREFECT_AUTH_FILE = "prefect-auth"
+PREFECT_AUTH_USER = "itilflow"
 # Outside demo mode a secret must be at least as long as 32 random bytes in URL-safe base64
 # (`secrets.token_urlsafe(32)`): a short or typed-in token is guessable.
 MIN_SECRET_CHARS = 43
@@ -31,6 +35,9 @@ class Settings(BaseSettings):
     # An existing Prefect server; empty means `itilflow up` starts one on SQLite in data_dir.
     prefect_api_url: str | None = None
     prefect_port: int = 4200
+    # The address the Prefect server `itilflow up` starts listens on: loopback, so that only this
+    # host reaches it (and a TLS proxy in front of it, docs/security.md).
+    prefect_host: str = "127.0.0.1"
     # The database of the Prefect server `itilflow up` starts (empty: SQLite in data_dir), e.g.
     # postgresql+asyncpg://user:password@host/prefect. A secret: the URL may hold a password.
     prefect_database_url: SecretStr | None = None
@@ -53,6 +60,7 @@ class Settings(BaseSettings):
     smtp_password_secret_block: str | None = None
     # The Prefect API's basic auth, "user:password": `itilflow up` gives it to the server it
     # starts (PREFECT_SERVER_API_AUTH_STRING) and to every client (PREFECT_API_AUTH_STRING).
+    # Empty with the server `up` starts: generated once into the data folder (PREFECT_AUTH_FILE).
     prefect_auth_string: SecretStr | None = None
 
     # Prefect workers `itilflow up` starts on this host (0: none, the runs go to workers on
@@ -128,6 +136,12 @@ class Settings(BaseSettings):
         if self.public_url is None:
             self.public_url = f"http://{self.gateway_host}:{self.gateway_port}"
         self.public_url = self.public_url.rstrip("/")
+        if self.prefect_auth_string is not None and not self.prefect_auth_string.get_secret_value():
+            self.prefect_auth_string = None  # blank: unset, never an empty password
+        if self.prefect_auth_string is None and not self.prefect_api_url:
+            # The credentials of the server `itilflow up` started here, for every local client.
+            stored = read_prefect_auth_string(self.data_dir)
+            self.prefect_auth_string = SecretStr(stored) if stored else None
         return self
 
     @model_validator(mode="after")
@@ -156,7 +170,27 @@ class Settings(BaseSettings):
     @property
     def local_prefect_api_url(self) -> str:
         """The Prefect API: the configured server, or the one `itilflow up` starts."""
-        return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
+        if self.prefect_api_url:
+            return self.prefect_api_url
+        # A server listening on every address is reached on loopback.
+        host = "127.0.0.1" if self.prefect_host in ("0.0.0.0", "::", "") else self.prefect_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.prefect_port}/api"
+
+    @property
+    def prefect_basic_auth(self) -> tuple[str, str] | None:
+        """The Prefect API's credentials as (user, password) for an HTTP client, or None."""
+        if self.prefect_auth_string is None:
+            return None
+        user, _, password = self.prefect_auth_string.get_secret_value().partition(":")
+        return user, password
+
+    def require_prefect_auth(self) -> None:
+        """The server `itilflow up` starts always asks for credentials: without given ones,
+        make them once in the data folder (0600) and keep them for the next start. An existing
+        server (prefect_api_url) keeps whatever its operator set up."""
+        if self.prefect_auth_string is None and not self.prefect_api_url:
+            self.prefect_auth_string = SecretStr(ensure_prefect_auth_string(self.data_dir))
 
     def stack_urls(self) -> dict[str, str]:
         """The stack's own addresses, for the placeholders of the inspection policy
@@ -281,6 +315,30 @@ def load_demo_secrets(data_dir: Path) -> dict[str, str]:
     path.touch(mode=0o600, exist_ok=True)
     path.write_text("".join(f"{key}={values[key]}\n" for key in wanted))
     return values
+
+
+def read_prefect_auth_string(data_dir: Path) -> str | None:
+    """The Prefect credentials `itilflow up` generated into `data_dir`, or None."""
+    path = data_dir / PREFECT_AUTH_FILE
+    try:
+        value = path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return value or None  # blank: none, never an empty password
+
+
+def ensure_prefect_auth_string(data_dir: Path) -> str:
+    """The stored Prefect credentials, made (`itilflow:<32 random bytes>`) when there are none."""
+    stored = read_prefect_auth_string(data_dir)
+    if stored:
+        return stored
+    value = f"{PREFECT_AUTH_USER}:{secrets.token_urlsafe(32)}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / PREFECT_AUTH_FILE
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(value + "\n")
+    return value
 
 
 @lru_cache

@@ -73,7 +73,7 @@ class Stack:
 
     @property
     def api_url(self) -> str:
-        return self.settings.prefect_api_url or f"http://127.0.0.1:{self.settings.prefect_port}/api"
+        return self.settings.local_prefect_api_url
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -212,26 +212,14 @@ class Stack:
                 "starts; with ITILFLOW_PREFECT_API_URL set it starts none (set that server's "
                 "database where it runs)"
             )
+        # Before any child: each gets the credentials of the server in its environment.
+        self.settings.require_prefect_auth()
         if self.settings.demo and self.demo_inbox:
             self.start("demo-inbox", [*itilflow, "demo-inbox"])
         # Before the other children: they read its address from their environment.
         node_exporter = self.start_node_exporter() if self.settings.demo else None
         if not self.settings.prefect_api_url:
-            (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
-            server = self.start(
-                "prefect-server",
-                [
-                    *prefect,
-                    "server",
-                    "start",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.settings.prefect_port),
-                ],
-                extra_env=self.server_env(),
-            )
-            self.wait_for(self.api_url + "/health", server, timeout=120)
+            self.start_prefect_server()
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
         self.run([*prefect, "--no-prompt", "deploy", "--all"])
         if self.settings.demo:
@@ -241,6 +229,22 @@ class Stack:
         self.start("runner", [*itilflow, "runner"])
         gateway = self.start("gateway", [*itilflow, "gateway"])
         self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)
+
+    def start_prefect_server(self) -> Child:
+        """The Prefect server, on SQLite under the data folder unless told otherwise, listening
+        on prefect_host (loopback) and asking every API call but /health for the credentials
+        (PREFECT_SERVER_API_AUTH_STRING from env()); returns once it answers."""
+        self.settings.require_prefect_auth()
+        (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        server = self.start(
+            "prefect-server",
+            [sys.executable, "-m", "prefect", "server", "start"]
+            + ["--host", s.prefect_host, "--port", str(s.prefect_port)],
+            extra_env=self.server_env(),
+        )
+        self.wait_for(self.api_url + "/health", server, timeout=120)
+        return server
 
     def start_node_exporter(self) -> str | None:
         """The node_exporter the demo's hosts inspection scrapes: ITILFLOW_NODE_EXPORTER_URL,
@@ -276,10 +280,7 @@ class Stack:
         """Pause or resume every schedule of `deployment` ("flow/deployment") on the Prefect
         server; pausing drops its runs already scheduled. (Taking a schedule out of
         prefect.yaml would not do: the server keeps it.) False: no such deployment."""
-        auth = None
-        if self.settings.prefect_auth_string is not None:
-            user, _, password = self.settings.prefect_auth_string.get_secret_value().partition(":")
-            auth = (user, password)
+        auth = self.settings.prefect_basic_auth
         with httpx.Client(base_url=self.api_url, auth=auth, timeout=30) as api:
             found = api.get(f"/deployments/name/{deployment}")
             if found.status_code == 404:
@@ -340,10 +341,6 @@ class Stack:
     def health(self) -> StackHealth:
         """The checks `watch` makes, from where each child's log began at this start."""
         server_log = self.data_dir / "logs" / "prefect-server.log"
-        auth = None
-        if self.settings.prefect_auth_string is not None:
-            user, _, password = self.settings.prefect_auth_string.get_secret_value().partition(":")
-            auth = (user, password)
         return StackHealth(
             api_url=self.api_url,
             server_log=None if self.settings.prefect_api_url else server_log,
@@ -353,7 +350,7 @@ class Stack:
                 if child.log is not None
             ],
             loop_seconds=scheduler_loop_seconds(self.env()),
-            auth=auth,
+            auth=self.settings.prefect_basic_auth,
         )
 
     def watch(self, say: Callable[[str], None]) -> None:

@@ -215,16 +215,22 @@ HOSTS_CHECK = r"""
 import json, os, time, httpx
 prefect = "http://127.0.0.1:4200/api"
 token = open("data/secrets.env").read().split("ITILFLOW_API_TOKEN=")[1].split()[0]
-hosts = httpx.get(f"{prefect}/deployments/name/patrol-inspection/inspection-hosts").json()
+# The credentials `up` generated for its Prefect server.
+auth = tuple(open("data/prefect-auth").read().strip().split(":", 1))
+hosts = httpx.get(
+    f"{prefect}/deployments/name/patrol-inspection/inspection-hosts", auth=auth
+).json()
 for _ in range(60):  # 503: the Prefect server's SQLite was busy; its own client retries too
-    created = httpx.post(f"{prefect}/deployments/{hosts['id']}/create_flow_run", json={})
+    created = httpx.post(
+        f"{prefect}/deployments/{hosts['id']}/create_flow_run", json={}, auth=auth
+    )
     if created.status_code != 503:
         break
     time.sleep(1)
 assert created.status_code == 201, created.text
 run = created.json()
 for _ in range(360):
-    state = httpx.get(f"{prefect}/flow_runs/{run['id']}").json()["state"]["type"]
+    state = httpx.get(f"{prefect}/flow_runs/{run['id']}", auth=auth).json()["state"]["type"]
     if state in ("COMPLETED", "FAILED", "CRASHED"):
         break
     time.sleep(0.5)

@@ -27,8 +27,8 @@ from itilflow.stack import logged_tracebacks
 from tests.support.approval_codes import code_in
 from tests.support.csrf import post_form
 from tests.support.smtp import free_port
+from tests.support.stack import prefect_auth, wait_until
 from tests.support.stack import start_up as start_stack
-from tests.support.stack import wait_until
 
 # prefect.yaml's work pool, which `up` creates.
 WORK_POOL = "itilflow"
@@ -87,12 +87,12 @@ def doctor(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
-def post_until_not_busy(url: str, body: object) -> httpx.Response:
+def post_until_not_busy(url: str, body: object, auth: httpx.Auth) -> httpx.Response:
     """POST, again while the answer is 503: Prefect's "try again" when its SQLite database
     was busy (its own client retries too)."""
 
     def post() -> httpx.Response | None:
-        response = httpx.post(url, json=body, timeout=30)
+        response = httpx.post(url, json=body, timeout=30, auth=auth)
         return None if response.status_code == 503 else response
 
     return wait_until(post, timeout=60, what=f"POST {url} to be answered")
@@ -109,12 +109,13 @@ def not_sqlite_busy(lines: list[str], database_env: dict[str, str]) -> list[str]
     return [line for line in lines if SQLITE_BUSY not in line]
 
 
-def fire_a_short_schedule(prefect_api: str, deployment: dict) -> None:
+def fire_a_short_schedule(prefect_api: str, deployment: dict, auth: httpx.Auth) -> None:
     """Give the deployment a 10 s schedule, wait until the Prefect scheduler made a run of it
     that the worker completed, and take the schedule away again."""
     added = post_until_not_busy(
         f"{prefect_api}/deployments/{deployment['id']}/schedules",
         [{"schedule": {"interval": 10}, "active": True}],
+        auth,
     )
     assert added.status_code == 201, added.text
     schedule_id = added.json()[0]["id"]
@@ -126,6 +127,7 @@ def fire_a_short_schedule(prefect_api: str, deployment: dict) -> None:
                 "deployments": {"id": {"any_": [deployment["id"]]}},
                 "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
             },
+            auth=auth,
         ).json()
         return next((run for run in runs if run["auto_scheduled"]), None)
 
@@ -140,10 +142,12 @@ def fire_a_short_schedule(prefect_api: str, deployment: dict) -> None:
         # in worker.log. With the pool paused (and a poll interval, 2 s, waited out) the worker
         # holds no run of it.
         pool = f"{prefect_api}/work_pools/{WORK_POOL}"
-        assert httpx.patch(pool, json={"is_paused": True}).status_code == 204
+        assert httpx.patch(pool, json={"is_paused": True}, auth=auth).status_code == 204
         time.sleep(3)
-        httpx.delete(f"{prefect_api}/deployments/{deployment['id']}/schedules/{schedule_id}")
-        assert httpx.patch(pool, json={"is_paused": False}).status_code == 204
+        httpx.delete(
+            f"{prefect_api}/deployments/{deployment['id']}/schedules/{schedule_id}", auth=auth
+        )
+        assert httpx.patch(pool, json={"is_paused": False}, auth=auth).status_code == 204
 
 
 def port_closed(port: int) -> bool:
@@ -226,7 +230,10 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
         declared = {
             d["name"] for d in yaml.safe_load((PROJECT / "prefect.yaml").read_text())["deployments"]
         }
-        deployments = httpx.post(f"{prefect_api}/deployments/filter", json={}).json()
+        # The Prefect API asks for the credentials `up` generated into the data folder.
+        auth = prefect_auth(data)
+        assert httpx.post(f"{prefect_api}/deployments/filter", json={}).status_code == 401
+        deployments = httpx.post(f"{prefect_api}/deployments/filter", json={}, auth=auth).json()
         assert {d["name"] for d in deployments} == declared
 
         # A run of the UI's update-incident deployment, picked up by the worker.
@@ -242,6 +249,7 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
                         "note": "from the UI",
                     }
                 },
+                auth=auth,
             )
             # 503 is Prefect's "try again": its SQLite database was busy (its client retries too).
             return None if response.status_code == 503 else response
@@ -256,13 +264,13 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
 
         # The Prefect scheduler fires a schedule: a run that the worker completes ...
         fire_a_short_schedule(
-            prefect_api, next(d for d in deployments if d["name"] == "remind-approvers")
+            prefect_api, next(d for d in deployments if d["name"] == "remind-approvers"), auth
         )
 
         # ... and makes runs for every deployment with a schedule in prefect.yaml (its loop for
         # recently changed deployments runs every 5 s, the full one every 60 s; taking the
         # short schedule away took remind-approvers' runs with it).
-        with httpx.Client(base_url=prefect_api, timeout=10) as prefect:
+        with httpx.Client(base_url=prefect_api, timeout=10, auth=auth) as prefect:
             scheduled = scheduled_deployments(prefect)
             assert {d["name"] for d in scheduled} == {
                 d["name"]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.smtp import free_port
-from tests.support.stack import start_up, wait_until
+from tests.support.stack import prefect_auth, start_up, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -115,7 +115,7 @@ def test_a_demo_on_other_ports_without_node_exporter(
     )
     process, output = start_up(data, env)
     # The Prefect server on SQLite answers slowly on a loaded 2-core machine: not httpx's 5 s.
-    prefect = httpx.Client(timeout=60)
+    prefect = httpx.Client(timeout=60, auth=prefect_auth(data))
     try:
         said = "".join(output)
         assert "hosts inspection: off (no-such-node-exporter is not installed" in said

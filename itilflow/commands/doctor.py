@@ -34,11 +34,7 @@ class Check:
 
 
 def _prefect_client(settings: Settings, api_url: str) -> httpx.Client:
-    auth = None
-    if settings.prefect_auth_string is not None:
-        user, _, password = settings.prefect_auth_string.get_secret_value().partition(":")
-        auth = (user, password)
-    return httpx.Client(base_url=api_url, timeout=TIMEOUT, auth=auth)
+    return httpx.Client(base_url=api_url, timeout=TIMEOUT, auth=settings.prefect_basic_auth)
 
 
 def check_database(database_url: str) -> Check:

@@ -21,6 +21,11 @@ from itilflow.services.changes.approvals import (
     why_not_open,
     withdraw_approval_code,
 )
+from itilflow.services.changes.engine_decisions import (
+    EngineDecision,
+    decide_from_engine,
+    resume_receipt,
+)
 from itilflow.services.changes.recovery import (
     AWAITING_DECISIONS,
     MID_IMPLEMENTATION,
@@ -59,6 +64,7 @@ __all__ = [
     "ChangeError",
     "CodeNotSent",
     "DecisionRefused",
+    "EngineDecision",
     "FAILED_OUTCOMES",
     "Interruption",
     "MID_IMPLEMENTATION",
@@ -75,6 +81,7 @@ __all__ = [
     "create_approval_request",
     "decide",
     "decide_by_link",
+    "decide_from_engine",
     "describe_templates",
     "edit_change",
     "expire_change",
@@ -85,6 +92,7 @@ __all__ = [
     "pending_request_for",
     "read_interruption",
     "read_token",
+    "resume_receipt",
     "stages_for",
     "submit_change",
     "take_over_change",

@@ -194,6 +194,12 @@ def _code_hash(secret: str, request: ApprovalRequest, decision: str, code: str) 
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def code_matches(live: ApprovalCode, request: ApprovalRequest, code: str, *, secret: str) -> bool:
+    """Whether `code` is the live code `live` of `request` (constant time); counts nothing."""
+    entered = _code_hash(secret, request, live.decision, "".join(code.split()))
+    return hmac.compare_digest(entered.encode(), live.code_hash.encode())
+
+
 def issue_approval_code(
     *,
     session: Session,

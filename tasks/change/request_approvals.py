@@ -77,7 +77,7 @@ def _ask(session: Any, rt: Any, change: Any, stage: str, approver: str) -> Notif
         kind="approval_requested",
         actor=ACTOR,
         message=f"{stage}: asked {approver}"
-        + ("" if address else " (no email address on record: decide in the Prefect UI)"),
+        + ("" if address else " (no email address on record: no approval code can reach them)"),
         data={"stage": stage, "approver": approver, "request": request.id},
     )
     if not address:

@@ -246,7 +246,9 @@ def test_a_rejection_ends_the_change_and_tells_the_requester(
 
 
 def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_server, tmp_path):
-    """What the Prefect UI's resume form sends, through the same REST endpoint."""
+    """What the Prefect UI's resume form sends, through the same REST endpoint: the decision
+    with the code the link page mailed to the approver, who is the one it was mailed to (a
+    typed name counts for nothing)."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -256,7 +258,7 @@ def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_s
     config.write_text("version=1\n")
     with ConfigService(config) as service:
         change = open_change(live_gateway, plan_for(config, service.url, "version=2"))
-        approval_links(smtp_server, "chen@example.com")
+        links = approval_links(smtp_server, "chen@example.com")
         run_id = UUID(
             wait_for(
                 "the run id",
@@ -270,8 +272,16 @@ def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_s
             )
             empty = prefect.resume_flow_run(run_id, run_input={})
             assert empty.status.value == "REJECT"  # no decision given: nothing happens
-            outsider = prefect.resume_flow_run(
+            named = prefect.resume_flow_run(
                 run_id, run_input={"approver": "mallory", "decision": "approve"}
+            )
+            assert named.status.value == "REJECT"  # a name without a code: nothing happens
+            claimed = prefect.resume_flow_run(
+                run_id, run_input={"approver": "zhao", "decision": "approve", "code": "000000"}
+            )
+            assert claimed.status.value == "REJECT"  # the form has no approver to claim
+            outsider = prefect.resume_flow_run(
+                run_id, run_input={"decision": "approve", "code": "000000"}
             )
             assert outsider.status.value == "ACCEPT"
             wait_for(
@@ -279,9 +289,14 @@ def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_s
                 lambda: prefect.read_flow_run(run_id).state.type == StateType.PAUSED,
             )
             assert status_of(live_gateway, change["number"]) == "awaiting_approval"
+            # Chen presses Approve on the link's page and types the mailed code into the form.
+            pressed = httpx.post(
+                links["approve"].split("?")[0], data={"decision": "approve"}, trust_env=False
+            )
+            assert pressed.status_code == 200, pressed.text
+            code = wait_for_code(smtp_server, "chen@example.com")
             accepted = prefect.resume_flow_run(
-                run_id,
-                run_input={"approver": "zhao", "decision": "approve", "comment": "from the UI"},
+                run_id, run_input={"decision": "approve", "code": code, "comment": "from the UI"}
             )
             assert accepted.status.value == "ACCEPT"
         wait_for(
@@ -289,8 +304,11 @@ def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_s
             lambda: status_of(live_gateway, change["number"]) == "successful",
         )
     entries = live_gateway.get(f"/api/changes/{change['number']}/timeline").json()
-    assert any(e["kind"] == "decision_refused" and "mallory" in e["message"] for e in entries)
-    assert any(e["kind"] == "approved" and "prefect-ui" in e["message"] for e in entries)
+    refused = [e for e in entries if e["kind"] == "approval_refused"]
+    assert len(refused) == 1 and "no code to approve" in refused[0]["message"], refused
+    assert not any(e["actor"] in ("zhao", "mallory") for e in entries), entries
+    approved = [e for e in entries if e["kind"] == "approved" and "prefect-ui" in e["message"]]
+    assert [e["actor"] for e in approved] == ["chen"], entries
 
 
 def test_the_cli_submits_the_example_change_and_shows_its_timeline(

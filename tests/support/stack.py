@@ -9,6 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from itilflow.settings import read_prefect_auth_string
+
 PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -46,3 +50,12 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "con
             return result
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def prefect_auth(data_dir: Path) -> httpx.BasicAuth:
+    """The credentials `itilflow up` generated for the Prefect server it started: every call
+    to its API but /health needs them."""
+    stored = read_prefect_auth_string(data_dir)
+    assert stored, f"no Prefect credentials in {data_dir}"
+    user, _, password = stored.partition(":")
+    return httpx.BasicAuth(user, password)

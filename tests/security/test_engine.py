@@ -26,6 +26,7 @@ from itilflow.stack import Stack
 from tests.changes.conftest import InProcessChangeEngine, wait_for
 from tests.conftest import ALL_TAGS, make_settings, write_apprise_config
 from tests.support.approval_codes import codes_sent_to, wait_for_code
+from tests.support.csrf import post_form
 from tests.support.smtp import free_port
 
 pytestmark = pytest.mark.timeout(600)
@@ -330,8 +331,8 @@ def mailed_code(client: Any, smtp_server: Any, rt: Any, change_id: int, approver
     """Have the link page mail `approver` a code to approve (as pressing its button does)."""
     address = f"{approver}@example.com"
     nth = len(codes_sent_to(smtp_server, address)) + 1
-    pressed = client.post(
-        f"/approvals/{link_token(rt, change_id, approver)}", data={"decision": "approve"}
+    pressed = post_form(
+        client, f"/approvals/{link_token(rt, change_id, approver)}", {"decision": "approve"}
     )
     assert pressed.status_code == 200, pressed.text
     return wait_for_code(smtp_server, address, nth=nth)
@@ -445,7 +446,7 @@ def test_a_valid_code_approves_once(rt, client, smtp_server, engine_stack, chang
     pause_key = wait_for_state(run_id, "PAUSED").state_details.pause_key
     zhou = link_token(rt, change_id, "zhou")
     zhou_code = mailed_code(client, smtp_server, rt, change_id, "zhou")
-    page = client.post(f"/approvals/{zhou}", data={"decision": "approve", "code": zhou_code})
+    page = post_form(client, f"/approvals/{zhou}", {"decision": "approve", "code": zhou_code})
     assert page.status_code == 200 and "is recorded" in page.text, page.text
     wait_for(  # the run took the receipt and paused again: the CAB needs two
         "the run to pause for the second CAB member",

@@ -56,7 +56,7 @@ def test_a_person_signs_in_with_the_mailed_code_in_a_browser(live_gateway, smtp_
         driver.save_screenshot(str(tmp_path / "signin-code.png"))
         [mail] = smtp_server.wait_for(1)
         body = mail.message.get_body(("plain",)).get_content()
-        code = re.search(r"^Your code: (\d+)$", body, re.MULTILINE).group(1)
+        code = re.search(r"^Your code: (\d+)\r?$", body, re.MULTILINE).group(1)
         driver.find_element(By.ID, "code").send_keys(code)
         driver.find_element(By.ID, "confirm").click()
         shown = waiting.until(lambda d: d.find_element(By.ID, "signed-in").text)

@@ -18,11 +18,13 @@ from itilflow.policies.change import (
     ApprovalStage,
     ChangePolicy,
     RiskAssessment,
+    Segregation,
     approval_stages,
     assess_risk,
     in_maintenance_window,
     stage_outcome,
 )
+from itilflow.policies.change_windows import NoAllowedStart, next_allowed_start
 from itilflow.policies.durations import Duration, format_duration, parse_duration
 from itilflow.policies.escalation import (
     EscalationChain,
@@ -71,10 +73,13 @@ __all__ = [
     "ApprovalLinks",
     "ApprovalStage",
     "ChangePolicy",
+    "NoAllowedStart",
     "RiskAssessment",
+    "Segregation",
     "approval_stages",
     "assess_risk",
     "in_maintenance_window",
+    "next_allowed_start",
     "stage_outcome",
     "CLOCK_KINDS",
     "PRIORITIES",

@@ -46,7 +46,13 @@ def record_approval_input(
                 decision=decision,
                 comment=comment,
                 via="prefect-ui",
+                segregation=rt.policies.change.segregation,
             )
+        except changes.SegregationRefused as exc:
+            changes.record_refusal(
+                session, request, decision, str(exc), actor=approver, via="prefect-ui"
+            )
+            return f"refused: {exc}"
         except changes.DecisionRefused as exc:
             return f"refused: {exc}"
         return f"{decision}d by {approver}"

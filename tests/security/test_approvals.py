@@ -37,6 +37,7 @@ from itilflow.tasks.change.record_approval_input import record_approval_input
 from itilflow.tasks.change.request_approvals import approval_step
 from tests.changes.conftest import change_engine, live_gateway, wait_for  # noqa: F401
 from tests.support.approval_codes import codes_sent_to, decide_by_link, wait_for_code
+from tests.support.change_policy import use_change_policy
 
 PLAN = {
     "steps": [{"name": "noop", "do": {"kind": "shell", "command": "true"}, "irreversible": True}]
@@ -62,12 +63,6 @@ class RecordingEngine:
     async def resume(self, flow_run_id: str, run_input: dict[str, Any]) -> bool:
         self.calls.append(("resume", flow_run_id))
         return True
-
-
-def use_change_policy(rt: Any, **changes_to_policy: Any) -> None:
-    """Run with change.yaml changed as given (tasks read rt.policies; build apps after this)."""
-    change = rt.policies.change.model_copy(update=changes_to_policy)
-    rt.policies = rt.policies.model_copy(update={"change": change})
 
 
 def two_stages_sharing_chen(cab_quorum: Any = 2) -> dict[str, Any]:

@@ -436,3 +436,53 @@ def test_an_unplanned_change_runs_in_the_window_it_is_in_or_waits_for_the_next(r
         assert window.when == "now"
     else:
         assert window.when == "later" and datetime.fromisoformat(window.at) == expected
+
+
+@pytest.fixture
+def only_chen_leads(rt):
+    """Normal changes need chen, and only chen (requested before the gateway is built)."""
+    only_chen = ApprovalPath(stages=[ApprovalStage(name="technical-lead", approvers=["chen"])])
+    use_change_policy(rt, approvals={**SHIPPED.approvals, "normal": only_chen})
+
+
+def test_a_stage_only_the_requester_could_approve_waits_for_an_override_then_asks_them(
+    only_chen_leads,
+    live_gateway,  # noqa: F811
+    rt,
+    smtp_server,
+    change_engine,  # noqa: F811
+    prefect_server,
+):
+    zhou = person_token(rt, "zhou", role="change_manager")
+    change_id = new_change(
+        rt, requester="chen", status=ChangeStatus.submitted, planned_start=clock.now()
+    )
+    asyncio.run(change_engine.start(change_id))
+    wait_for("the stage to block", lambda: "segregation_blocked" in kinds(rt, change_id))
+    assert requests_of(rt, change_id) == [] and smtp_server.mails == []
+    first_run = wait_for(
+        "the run", lambda: live_gateway.get(f"/api/changes/{change_id}").json()["flow_run_id"]
+    )
+
+    overridden = live_gateway.post(
+        f"/api/changes/{change_id}/segregation-override",
+        json={"reason": "chen is the only engineer who knows this system"},
+        headers={"Authorization": f"Bearer {zhou}"},
+    )
+    assert overridden.status_code == 200, overridden.text
+    mail = wait_for(
+        "chen's approval mail",
+        lambda: next((m for m in smtp_server.mails if "chen@example.com" in m.rcpt_tos), None),
+    )
+    link = mail.message.get_body(("plain",)).get_content().split("/approvals/")[1].split()[0]
+    url = f"{rt.settings.public_url}/approvals/{link}"
+    assert "recorded" in decide_by_link(smtp_server, url, "chen@example.com", "approve").text
+    wait_for(
+        "the change to finish",
+        lambda: live_gateway.get(f"/api/changes/{change_id}").json()["status"] == "successful",
+    )
+    entries = timeline(rt, change_id)
+    override = next(e for e in entries if e.kind == "segregation_override")
+    assert override.actor == "zhou" and "only engineer" in override.message
+    runs = {e.data["flow_run_id"] for e in entries if e.kind == "process_started"}
+    assert first_run in runs and len(runs) == 2  # the waiting run gave way to a new one

@@ -88,7 +88,8 @@ def approval_state(
             blocked = view.counted is None
             return ApprovalState("pending", stage, live, view.eligible, view.excluded, blocked)
         for request in decided:
-            deciders.setdefault(request.approver, stage.name)
+            if request.approver in view.eligible:  # a vote that did not count binds no one
+                deciders.setdefault(request.approver, stage.name)
     return ApprovalState("approved", None, [])
 
 

@@ -121,11 +121,9 @@ async def _decide(
                 segregation=gateway.policies.change.segregation,
             )
             session.commit()
-        except changes.SegregationRefused:
+        except changes.SegregationRefused as exc:
             session.rollback()
-            refused = _refuse_by_segregation(gateway, request, decision)
-            assert refused is not None
-            return refused
+            return _segregation_refused(gateway, request, decision, exc)
         except changes.WrongCode as exc:
             session.commit()  # the wrong attempt counts
             void = exc.attempts_left <= 0
@@ -250,13 +248,19 @@ def _refuse_by_segregation(
     with Session(gateway.engine) as session:
         try:
             changes.check_segregation(session, request, gateway.policies.change.segregation)
+            return None
         except changes.SegregationRefused as exc:
-            changes.record_refusal(
-                session, request, decision, str(exc), actor="gateway", via="link"
-            )
-            session.commit()
-            return page(NOT_RECORDED, message=f"{exc}.", status_code=409)
-    return None
+            refused = exc
+    return _segregation_refused(gateway, request, decision, refused)  # after the read ended
+
+
+def _segregation_refused(
+    gateway: Gateway, request: ApprovalRequest, decision: str, exc: Exception
+) -> HTMLResponse:
+    with Session(gateway.engine) as session:
+        changes.record_refusal(session, request, decision, str(exc), actor="gateway", via="link")
+        session.commit()
+    return page(NOT_RECORDED, message=f"{exc}.", status_code=409)
 
 
 async def _mail_code(

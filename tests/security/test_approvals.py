@@ -33,6 +33,7 @@ from itilflow.policies.change import ApprovalPath
 from itilflow.services import changes
 from itilflow.services.principals import create_token, grant_role
 from itilflow.tasks.change.check_window import check_window
+from itilflow.tasks.change.plan_approval_reminders import plan_approval_reminders
 from itilflow.tasks.change.record_approval_input import record_approval_input
 from itilflow.tasks.change.request_approvals import approval_step
 from tests.changes.conftest import change_engine, live_gateway, wait_for  # noqa: F401
@@ -391,6 +392,9 @@ def test_the_code_cap_locks_the_link_and_tells_the_approver_and_change_managers(
     assert told == {"chen@example.com", "wang@example.com"}
     notified = [e for e in timeline(rt, change_id) if e.kind == "notified"]
     assert len(notified) == 2
+    # Nor is chen reminded to use a link that can no longer decide.
+    clock.advance(rt.policies.change.timing.remind_every)
+    assert plan_approval_reminders.fn() == []
 
 
 def test_without_change_managers_the_escalation_contact_is_told(rt):

@@ -177,6 +177,9 @@ def decide(
     SegregationRefused when it breaks segregation of duties (the policy's, on by default)."""
     if decision not in ("approve", "reject"):
         raise DecisionRefused(f"unknown decision {decision!r}: expected approve or reject")
+    # One decision of a change at a time (PostgreSQL; SQLite writes one at a time anyway): two
+    # votes by one person in two stages at once cannot both pass the check below.
+    session.execute(select(Change.id).where(Change.id == request.change_id).with_for_update())
     check_segregation(session, request, segregation or Segregation())
     now = clock.now()
     change_is_waiting = exists().where(

@@ -180,7 +180,8 @@ async def request_change(
         plan: backup pre-steps, implementation steps each with its undo, verification checks
         category: standard (pre-approved template), normal, or emergency (ECAB)
         cis: affected configuration items
-        planned_start: start of the agreed window (with time zone); empty means at once
+        planned_start: start of the agreed window (with time zone); empty means the next
+            maintenance window outside the change freezes
         planned_end: end of the window
         requester_email: who hears about the outcome
     """

@@ -56,7 +56,7 @@ def confirm_approval(
         reason = _with_contacts(session, gateway, change, changes.why_not_open(request, change))
         if reason:
             return page(
-                "No decision needed",
+                "This link is locked" if request.locked_at else "No decision needed",
                 change=change,
                 request=request,
                 message=reason + ".",

@@ -215,7 +215,8 @@ async def request_change(
         category: standard (a template of change.yaml, with its parameters), normal, or
             emergency (ECAB); a plan of your own is never standard
         cis: affected configuration items
-        planned_start: start of the agreed window (with time zone); empty means at once
+        planned_start: start of the agreed window (with time zone); empty means the next
+            maintenance window outside the change freezes
         planned_end: end of the window
         requester_email: who hears about the outcome
         template: a standard change's template; its plan is built from it

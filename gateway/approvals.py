@@ -20,12 +20,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
+from itilflow import clock
 from itilflow.gateway import browser
 from itilflow.gateway.deps import Gateway, GatewayDep
 from itilflow.gateway.html import render_page
 from itilflow.models import ApprovalRequest, Change, add_change_entry
 from itilflow.notifications import NotificationError, asend_email, render_message
-from itilflow.notifications.change_context import change_context
+from itilflow.notifications.change_context import change_context, link_locked_mails
+from itilflow.notifications.plans import keep_for_delivery
 from itilflow.policies import format_duration
 from itilflow.services import changes
 from itilflow.services.changes import approval_codes
@@ -85,10 +87,10 @@ def confirm_approval(
             request, change = changes.read_token(session, token, secret=gateway.secret)
         except changes.DecisionRefused as exc:
             return page("This link cannot be used", message=f"{exc}.", status_code=400)
-        reason = changes.why_not_open(request, change)
+        reason = _with_contacts(session, gateway, change, changes.why_not_open(request, change))
         if reason:
             return page(
-                "No decision needed",
+                "This link is locked" if request.locked_at else "No decision needed",
                 change=change,
                 request=request,
                 message=reason + ".",
@@ -123,7 +125,7 @@ async def decide_approval(token: str, http_request: Request, gateway: GatewayDep
             request, change = changes.read_token(session, token, secret=gateway.secret)
         except changes.DecisionRefused as exc:
             return page("This link cannot be used", message=f"{exc}.", status_code=400)
-        reason = changes.why_not_open(request, change)
+        reason = _with_contacts(session, gateway, change, changes.why_not_open(request, change))
     if reason:  # said first: a used link says so, not that its code is spent
         return page(NOT_RECORDED, message=reason + ".", status_code=409)
     if not browser.csrf_ok(http_request, form):
@@ -144,6 +146,9 @@ async def decide_approval(token: str, http_request: Request, gateway: GatewayDep
             message=f"unknown decision {decision!r}: expected approve or reject.",
             status_code=409,
         )
+    refused = _refuse_by_segregation(gateway, request, decision)
+    if refused is not None:  # before any code is mailed: the rule, not the code, refuses
+        return refused
     if gateway.policies.change.approval_links.confirm_by_code and not code:
         return await _send_code(gateway, csrf, request, change, decision, comment)
     return await _decide(gateway, csrf, request, change, decision, comment, code)
@@ -189,8 +194,12 @@ async def _decide(
                 code=code,
                 secret=gateway.secret,
                 policy=gateway.policies.change.approval_links,
+                segregation=gateway.policies.change.segregation,
             )
             session.commit()
+        except changes.SegregationRefused as exc:
+            session.rollback()
+            return _segregation_refused(gateway, request, decision, exc)
         except changes.WrongCode as exc:
             session.commit()  # the wrong attempt counts
             void = exc.attempts_left <= 0
@@ -248,7 +257,12 @@ async def _send_code(
             mail_code=lambda address, code: _mail_code(
                 gateway, request, change, decision, address, code
             ),
+            on_locked=lambda session, locked: _keep_lock_notices(gateway, session, change, locked),
         )
+    except changes.LinkLocked as exc:
+        with Session(gateway.engine) as session:
+            message = _with_contacts(session, gateway, change, str(exc))
+        return page("This link is locked", **shown, message=f"{message}.", status_code=409)
     except approval_codes.NoAddressOnRecord as exc:
         message = f"{exc}: no code can reach you; ask the change manager."
         return page("The code could not be sent", **shown, message=message, status_code=409)
@@ -283,6 +297,57 @@ async def _send_code(
         "until then.",
         code_form=code_form,
     )
+
+
+def _with_contacts(
+    session: Session, gateway: Gateway, change: Change, reason: str | None
+) -> str | None:
+    """A locked link's reason says whom to contact to decide instead."""
+    if reason != changes.LOCKED:
+        return reason
+    contacts = approval_codes.lock_contacts(session, gateway.policies)
+    who = ", ".join(contacts) or "the change's requester"
+    return f"{reason}; to decide on {change.number}, contact {who}"
+
+
+def _keep_lock_notices(
+    gateway: Gateway, session: Session, change: Change, request: ApprovalRequest
+) -> None:
+    """The approver and every change manager are told, through the delivery pipeline, in the
+    transaction that locks the link."""
+    plans = link_locked_mails(
+        session,
+        change,
+        request,
+        contacts=approval_codes.lock_contacts(session, gateway.policies),
+        codes=gateway.policies.change.approval_links.max_codes_per_link,
+        policies=gateway.policies,
+        public_url=gateway.settings.public_url or "",
+    )
+    keep_for_delivery(session, plans, due_at=clock.now())
+
+
+def _refuse_by_segregation(
+    gateway: Gateway, request: ApprovalRequest, decision: str
+) -> HTMLResponse | None:
+    """The refusal page, recorded on the change's timeline, when the link's approver may not
+    decide under segregation of duties; None when they may."""
+    with Session(gateway.engine) as session:
+        try:
+            changes.check_segregation(session, request, gateway.policies.change.segregation)
+            return None
+        except changes.SegregationRefused as exc:
+            refused = exc
+    return _segregation_refused(gateway, request, decision, refused)  # after the read ended
+
+
+def _segregation_refused(
+    gateway: Gateway, request: ApprovalRequest, decision: str, exc: Exception
+) -> HTMLResponse:
+    with Session(gateway.engine) as session:
+        changes.record_refusal(session, request, decision, str(exc), actor="gateway", via="link")
+        session.commit()
+    return page(NOT_RECORDED, message=f"{exc}.", status_code=409)
 
 
 async def _mail_code(

@@ -5,16 +5,30 @@ The pages behind the emailed approval links are gateway/approvals.py.
 
 import logging
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from sqlmodel import Session
 
 from itilflow.engine import ChangeEngine
 from itilflow.gateway.deps import ChangeEngineDep, Gateway, GatewayDep, Reporter
 from itilflow.gateway.schemas import refuse_identity_claims
-from itilflow.models import Change, Engineer, get_change_timeline, parse_change_ref
+from itilflow.models import (
+    Change,
+    Engineer,
+    add_change_entry,
+    get_change_timeline,
+    parse_change_ref,
+)
 from itilflow.notifications.change_context import change_url
 from itilflow.services import changes
 from itilflow.services.principals import Principal
@@ -111,6 +125,11 @@ class ChangeOut(BaseModel):
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(default="", max_length=2000)
+
+
+class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
 
 def out(gateway: Gateway, change: Change) -> ChangeOut:
@@ -285,6 +304,43 @@ async def cancel(
         session.commit()
     if run:
         await change_engine.cancel(run)
+    return out(gateway, change)
+
+
+@router.post("/{ref}/segregation-override", response_model=ChangeOut)
+async def override_segregation(
+    ref: str,
+    body: OverrideIn,
+    by: Reporter,
+    gateway: GatewayDep,
+    change_engine: ChangeEngineDep,
+) -> ChangeOut:
+    """A change manager lets the people segregation of duties keeps out of a blocked stage
+    decide there, with a reason on the record; the change's run starts again to ask them."""
+    with Session(gateway.engine, expire_on_commit=False) as session:
+        change = load(session, ref)
+        try:
+            changes.override_segregation(session, change, by, body.reason, gateway.policies)
+        except changes.OverrideForbidden as exc:
+            assert change.id is not None
+            add_change_entry(
+                session=session,
+                change_id=change.id,
+                kind="segregation_override_refused",
+                actor=by.name,
+                message=f"segregation override refused: {exc}",
+            )
+            session.commit()
+            raise HTTPException(403, str(exc)) from exc
+        except changes.OverrideRefused as exc:
+            raise HTTPException(409, str(exc)) from exc
+        old_run, change.flow_run_id = change.flow_run_id, None
+        session.add(change)
+        session.commit()
+    if old_run:  # paused waiting for decisions: a new run asks the people let through
+        await change_engine.cancel(old_run)
+    assert change.id is not None
+    await start(change_engine, change.id)
     return out(gateway, change)
 
 

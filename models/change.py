@@ -123,6 +123,8 @@ class ApprovalRequest(SQLModel, table=True):
     voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set when the link was asked for more codes than the policy's cap: it decides nothing more.
+    locked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ApprovalCode(SQLModel, table=True):

@@ -82,3 +82,40 @@ def approval_mail(
         tags=[],
         message=render_message("approval_request", policies.change.language, context),
     )
+
+
+def link_locked_mails(
+    session: Session,
+    change: Change,
+    request: ApprovalRequest,
+    *,
+    contacts: list[str],
+    codes: int,
+    policies: Policies,
+    public_url: str,
+) -> list[NotificationPlan]:
+    """The notice that the approver's link locked after its code cap: to the approver and to
+    each of `contacts` (the change managers) with an address on record."""
+    assert change.id is not None
+    context = {
+        "change": change_context(change, policies=policies, public_url=public_url),
+        "approver": request.approver,
+        "stage": request.stage,
+        "codes": codes,
+        "contacts": ", ".join(contacts) or "the change's requester",
+    }
+    message = render_message("approval_link_locked", policies.change.language, context)
+    return [
+        make_plan(
+            Subject("change", change.id),
+            message,
+            number=change_number(change.id),
+            key=f"link-locked:{request.id}:{who}",
+            template="approval_link_locked",
+            actor="gateway",
+            emails=[address],
+            tags=[],
+        )
+        for who in dict.fromkeys([request.approver, *contacts])
+        if (address := email_of(session, who))
+    ]

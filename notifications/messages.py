@@ -75,6 +75,8 @@ CHANGE_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "change_outcome": ("outcome", "summary"),
     # The one-time code the approval page mails to the approver (decision: approve | reject).
     "approval_code": ("approver", "decision", "code", "valid_minutes"),
+    # An approval link locked after its code cap, to the approver and the change managers.
+    "approval_link_locked": ("approver", "stage", "codes", "contacts"),
 }
 TEMPLATE_EXTRAS = {**TEMPLATE_EXTRAS, **CHANGE_TEMPLATE_EXTRAS}
 TEMPLATES: tuple[str, ...] = tuple(TEMPLATE_EXTRAS)

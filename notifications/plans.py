@@ -10,9 +10,12 @@ a retried or redelivered plan sends only what has not landed yet.
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any, TypedDict
 
-from itilflow.models import Subject
+from sqlmodel import Session
+
+from itilflow.models import Subject, add_trigger, get_trigger
 from itilflow.notifications.messages import RenderedMessage
 
 CHANNELS = ("email", "chat")
@@ -89,3 +92,24 @@ def channels_left(plan: NotificationPlan, delivered: set[tuple[Subject, str, str
         for channel in CHANNELS
         if recipients(plan, channel) and (subject, plan["key"], channel) not in delivered
     ]
+
+
+def keep_for_delivery(session: Session, plans: list[NotificationPlan], *, due_at: datetime) -> int:
+    """Hand plans to the runner's delivery (a `notify` trigger each, as a plan the engine's
+    retries could not deliver is kept) in the caller's transaction: written with the change
+    they tell of, so they are never lost. Returns how many were kept (a key kept already is
+    not kept twice)."""
+    kept = 0
+    for plan in plans:
+        subject, key = subject_of(plan), f"notify:{plan['key']}"
+        if get_trigger(session=session, subject=subject, key=key) is None:
+            add_trigger(
+                session=session,
+                subject=subject,
+                kind="notify",
+                key=key,
+                due_at=due_at,
+                data={"plan": dict(plan)},
+            )
+            kept += 1
+    return kept

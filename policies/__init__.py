@@ -18,6 +18,7 @@ from itilflow.policies.change import (
     ApprovalStage,
     ChangePolicy,
     RiskAssessment,
+    Segregation,
     approval_stages,
     assess_risk,
     in_maintenance_window,
@@ -28,6 +29,7 @@ from itilflow.policies.change_templates import (
     TemplateRefused,
     may_request_template,
 )
+from itilflow.policies.change_windows import NoAllowedStart, next_allowed_start
 from itilflow.policies.durations import Duration, format_duration, parse_duration
 from itilflow.policies.escalation import (
     EscalationChain,
@@ -81,10 +83,13 @@ __all__ = [
     "StepsPolicy",
     "TemplateRefused",
     "may_request_template",
+    "NoAllowedStart",
     "RiskAssessment",
+    "Segregation",
     "approval_stages",
     "assess_risk",
     "in_maintenance_window",
+    "next_allowed_start",
     "stage_outcome",
     "CLOCK_KINDS",
     "PRIORITIES",

@@ -108,12 +108,28 @@ class ApprovalLinks(PolicyModel):
     code_attempts: StrictInt = Field(5, ge=1, le=20)
     # At most one code per approval request this often (a button held down, a bot posting).
     code_resend_after: Duration = timedelta(minutes=1)
+    # Codes one link may ever have: asking for one more locks the link (no codes, no decisions
+    # by it) and tells the approver and the change managers. With `code_attempts` this caps the
+    # guesses against one link at max_codes_per_link * code_attempts.
+    max_codes_per_link: StrictInt = Field(10, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _check(self) -> ApprovalLinks:
         if self.code_valid_for <= timedelta():
             raise_if([(("code_valid_for",), "expected a duration above 0, like '10m'")])
         return self
+
+
+class Segregation(PolicyModel):
+    """Segregation of duties: who may not approve. A stage left without enough eligible
+    approvers waits for a change manager's recorded override."""
+
+    # False: a change's requester is never asked to approve it, and a decision of theirs is
+    # refused.
+    requester_may_approve: StrictBool = False
+    # True: a person counts once across a change's stages; who decided in one stage is not
+    # asked in a later one, and a decision of theirs there is refused.
+    one_vote_per_person: StrictBool = True
 
 
 class ChangePolicy(PolicyModel):
@@ -124,6 +140,7 @@ class ChangePolicy(PolicyModel):
     approvals: dict[ChangeCategory, ApprovalPath]
     timing: ApprovalTiming = ApprovalTiming()
     approval_links: ApprovalLinks = ApprovalLinks()
+    segregation: Segregation = Segregation()
     # The P1 incident opened when a rollback fails goes to this category's group.
     rollback_failure_category: Name = "software"
     # Apprise tags told of every change's outcome.

@@ -7,6 +7,7 @@ from importlib import resources
 import httpx
 import yaml
 
+from itilflow import clock
 from itilflow.models import get_engine, session_scope
 from itilflow.models.migrations import check_database
 from itilflow.services.directory import Record, save_records
@@ -58,7 +59,10 @@ def load_demo(settings: Settings) -> str:
             # Only once: a second `up --demo` finds it already there.
             if api.get("/api/changes/1").status_code == 200:
                 break
-            response = api.post("/api/changes", json=change)
+            # Planned to start now, as asked: without a planned start a change waits for the
+            # next maintenance window, and the demo's would wait for tonight's.
+            planned = {"planned_start": clock.now().isoformat()}
+            response = api.post("/api/changes", json=planned | change)
             response.raise_for_status()
             ref = response.json()
             lines.append(

@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from itilflow.models import ApprovalRequest, add_change_entry, get_engineer
-from itilflow.policies import ApprovalLinks
+from itilflow.policies import ApprovalLinks, Policies
 from itilflow.services.changes.approvals import (
-    CodeNotSent,
-    DecisionRefused,
     issue_approval_code,
     mask_address,
     withdraw_approval_code,
 )
+from itilflow.services.changes.errors import CodeNotSent, DecisionRefused, LinkLocked
+from itilflow.services.principals import people_with_role
+
+LOCKED_KIND = "approval_link_locked"
 
 
 class NoAddressOnRecord(DecisionRefused):
@@ -52,6 +54,14 @@ class CodeSent:
     masked_address: str
 
 
+def lock_contacts(session: Session, policies: Policies) -> list[str]:
+    """Who decides when a link is locked: every change manager, else the policy's escalation
+    contact (none when neither exists)."""
+    managers = people_with_role(session=session, role="change_manager")
+    escalate_to = policies.change.timing.escalate_to
+    return managers or ([escalate_to] if escalate_to else [])
+
+
 def masked_address_of(session: Session, approver: str) -> str | None:
     """The approver's address on record, masked for a page (a.b***@example.org), or None."""
     engineer = get_engineer(session=session, username=approver)
@@ -66,10 +76,13 @@ async def send_approval_code(
     secret: str,
     policy: ApprovalLinks,
     mail_code: Callable[[str, str], Awaitable[bool]],
+    on_locked: Callable[[Session, ApprovalRequest], None] | None = None,
 ) -> CodeSent:
     """Issue a code for `decision` on `request` and have `mail_code(address, code)` mail it
     (True when it went). Decides nothing. Raises NoAddressOnRecord, CodeSentRecently,
-    CodeMailFailed, or DecisionRefused for a decision that is neither approve nor reject."""
+    CodeMailFailed, LinkLocked past the code cap, or DecisionRefused for a decision that is
+    neither approve nor reject. The call that locks the link notes it on the change's timeline
+    and has `on_locked(session, request)` add the notices, in the same transaction."""
     with open_session() as session:
         engineer = get_engineer(session=session, username=request.approver)
         address = engineer.email if engineer else None
@@ -82,6 +95,13 @@ async def send_approval_code(
             )
         except CodeNotSent as exc:
             raise CodeSentRecently(masked) from exc
+        except LinkLocked as exc:
+            if exc.newly:
+                _note_locked(session, request, policy)
+                if on_locked is not None:
+                    on_locked(session, request)
+                session.commit()
+            raise
         session.commit()  # stored before it is mailed: the approver may be quick
     if not await mail_code(address, plain_code):
         with open_session() as session:
@@ -100,3 +120,15 @@ async def send_approval_code(
         )
         session.commit()
     return CodeSent(masked)
+
+
+def _note_locked(session: Session, request: ApprovalRequest, policy: ApprovalLinks) -> None:
+    add_change_entry(
+        session=session,
+        change_id=request.change_id,
+        kind=LOCKED_KIND,
+        actor="gateway",
+        message=f"{request.stage}: the approval link of {request.approver} is locked after "
+        f"{policy.max_codes_per_link} codes: it sends no codes and takes no decisions",
+        data={"request": request.id, "codes": policy.max_codes_per_link},
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import delete, exists, func, update
@@ -30,25 +30,18 @@ from itilflow.policies import (
     ApprovalLinks,
     ApprovalStage,
     Policies,
+    Segregation,
     stage_outcome,
 )
+from itilflow.services.changes.errors import (
+    CodeNotSent,
+    DecisionRefused,
+    SegregationRefused,
+    WrongCode,
+)
+from itilflow.services.changes.link_lock import LOCKED, refuse_past_the_cap
 from itilflow.services.changes.requests import APPROVAL_PURPOSE, load_change, stages_for
-
-
-class DecisionRefused(ValueError):
-    """An approval link or form that may not decide; the reason is shown to the person."""
-
-
-class WrongCode(DecisionRefused):
-    """The code entered does not match; the attempt is counted (the caller commits it)."""
-
-    def __init__(self, message: str, *, attempts_left: int) -> None:
-        super().__init__(message)
-        self.attempts_left = attempts_left
-
-
-class CodeNotSent(DecisionRefused):
-    """No new code now: one was sent less than `code_resend_after` ago."""
+from itilflow.services.changes.segregation import conflict_of, overrides_of, segregate
 
 
 @dataclass(frozen=True)
@@ -56,26 +49,47 @@ class ApprovalState:
     outcome: Literal["approved", "rejected", "pending", "stale"]
     stage: ApprovalStage | None  # the stage waiting for decisions
     asked: list[str]  # approvers of that stage who already have a live request
+    # Who of that stage may be asked under segregation of duties, who may not (and why).
+    eligible: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)
+    # Too few may decide to reach the quorum: the stage waits for a change manager's override.
+    blocked: bool = False
 
 
 def approval_state(
     session: Session, change: Change, version: int, policies: Policies
 ) -> ApprovalState:
-    """Where the approvals of this version stand, stage by stage."""
+    """Where the approvals of this version stand, stage by stage, under segregation of duties:
+    decisions by people who may not decide in a stage do not count there."""
     if change.version != version or change.status not in EDITABLE:
         return ApprovalState("stale", None, [])
     assert change.id is not None
     requests = list_approval_requests(session=session, change_id=change.id, version=version)
+    overrides = overrides_of(session, change.id, version)
+    deciders: dict[str, str] = {}  # who decided in an earlier stage, and where
     for stage in stages_for(change, policies):
+        view = segregate(
+            stage,
+            requester=change.requester,
+            deciders=deciders,
+            overridden=overrides.get(stage.name, set()),
+            policy=policies.change.segregation,
+        )
         of_stage = [r for r in requests if r.stage == stage.name]
         decided = sorted((r for r in of_stage if r.decision), key=lambda r: r.decided_at)
-        decisions = {r.approver: r.decision for r in decided}
-        outcome = stage_outcome(stage, decisions)  # type: ignore[arg-type]
+        decisions = {r.approver: r.decision for r in decided if r.approver in view.eligible}
+        # Blocked: counted as if the override came, so a rejection that no override could
+        # outweigh ends the change now.
+        outcome = stage_outcome(view.counted or stage, decisions)  # type: ignore[arg-type]
         if outcome == "rejected":
             return ApprovalState("rejected", stage, [])
-        if outcome == "pending":
-            live = [r.approver for r in of_stage if r.voided_at is None]
-            return ApprovalState("pending", stage, live)
+        live = [r.approver for r in of_stage if r.voided_at is None]
+        if view.counted is None or outcome == "pending":
+            blocked = view.counted is None
+            return ApprovalState("pending", stage, live, view.eligible, view.excluded, blocked)
+        for request in decided:
+            if request.approver in view.eligible:  # a vote that did not count binds no one
+                deciders.setdefault(request.approver, stage.name)
     return ApprovalState("approved", None, [])
 
 
@@ -132,6 +146,8 @@ def read_token(session: Session, token: str, *, secret: str) -> tuple[ApprovalRe
 def why_not_open(request: ApprovalRequest, change: Change) -> str | None:
     if request.decision is not None:
         return f"this link was already used: {request.approver} decided '{request.decision}'"
+    if request.locked_at is not None:
+        return LOCKED
     if request.voided_at is not None or change.version != request.version:
         return f"{change.number} was changed after this link was sent; a new link will follow"
     if change.status != ChangeStatus.awaiting_approval:
@@ -141,12 +157,30 @@ def why_not_open(request: ApprovalRequest, change: Change) -> str | None:
     return None
 
 
+def check_segregation(session: Session, request: ApprovalRequest, policy: Segregation) -> None:
+    """SegregationRefused when the request's approver may not decide it (nothing changed)."""
+    why = conflict_of(session, request, load_change(session, request.change_id), policy)
+    if why is not None:
+        raise SegregationRefused(why)
+
+
 def decide(
-    *, session: Session, request: ApprovalRequest, decision: str, comment: str, via: str
+    *,
+    session: Session,
+    request: ApprovalRequest,
+    decision: str,
+    comment: str,
+    via: str,
+    segregation: Segregation | None = None,
 ) -> None:
-    """Record one decision atomically; DecisionRefused (and nothing changed) if it may not."""
+    """Record one decision atomically; DecisionRefused (and nothing changed) if it may not,
+    SegregationRefused when it breaks segregation of duties (the policy's, on by default)."""
     if decision not in ("approve", "reject"):
         raise DecisionRefused(f"unknown decision {decision!r}: expected approve or reject")
+    # One decision of a change at a time (PostgreSQL; SQLite writes one at a time anyway): two
+    # votes by one person in two stages at once cannot both pass the check below.
+    session.execute(select(Change.id).where(Change.id == request.change_id).with_for_update())
+    check_segregation(session, request, segregation or Segregation())
     now = clock.now()
     change_is_waiting = exists().where(
         col(Change.id) == request.change_id,
@@ -160,6 +194,7 @@ def decide(
             col(ApprovalRequest.nonce) == request.nonce,
             col(ApprovalRequest.decision).is_(None),
             col(ApprovalRequest.voided_at).is_(None),
+            col(ApprovalRequest.locked_at).is_(None),
             col(ApprovalRequest.expires_at) > now,
             change_is_waiting,
         )
@@ -215,6 +250,7 @@ def issue_approval_code(
     """
     if decision not in ("approve", "reject"):
         raise DecisionRefused(f"unknown decision {decision!r}: expected approve or reject")
+    refuse_past_the_cap(session, request, policy)
     now = clock.now()
     row = ApprovalCode(
         request_id=request.id,
@@ -267,11 +303,15 @@ def decide_by_link(
     code: str,
     secret: str,
     policy: ApprovalLinks,
+    segregation: Segregation | None = None,
 ) -> None:
     """Take an approval link's decision in the caller's transaction. With `confirm_by_code` the
     code is consumed first, so a double click decides once and a code asked to approve cannot
     reject. WrongCode: the attempt is counted and the caller commits it; DecisionRefused: the
-    caller rolls back."""
+    caller rolls back. Segregation of duties is checked before the code is."""
+    check_segregation(session, request, segregation or Segregation())
+    if request.locked_at is not None:
+        raise DecisionRefused(LOCKED)
     if policy.confirm_by_code:
         consume_approval_code(
             session=session,
@@ -281,7 +321,14 @@ def decide_by_link(
             secret=secret,
             policy=policy,
         )
-    decide(session=session, request=request, decision=decision, comment=comment, via="link")
+    decide(
+        session=session,
+        request=request,
+        decision=decision,
+        comment=comment,
+        via="link",
+        segregation=segregation,
+    )
 
 
 def consume_approval_code(

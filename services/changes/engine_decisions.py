@@ -155,7 +155,14 @@ def _by_code(
                 secret=secret,
                 policy=link_policy,
             )
-            decide(session=session, request=request, decision=decision, comment=comment, via=VIA)
+            decide(
+                session=session,
+                request=request,
+                decision=decision,
+                comment=comment,
+                via=VIA,
+                segregation=policies.change.segregation,
+            )
             return EngineDecision("decided", f"{decision}d by {request.approver}")
     for request, _ in candidates:
         try:  # counts the try as the link page does

@@ -26,10 +26,13 @@ from itilflow.models import (
 )
 from itilflow.policies import (
     ApprovalStage,
+    ChangePolicy,
+    NoAllowedStart,
     Policies,
     RiskAssessment,
     approval_stages,
     assess_risk,
+    next_allowed_start,
 )
 from itilflow.services.changes.templates import (
     Requester,
@@ -297,8 +300,17 @@ def assess(session: Session, change: Change, policies: Policies) -> RiskAssessme
         failed_changes=failed_changes_on(
             session, change.ci_names, clock.now() - policy.risk.history_window, change.id
         ),
-        planned_start=change.planned_start,
+        planned_start=change.planned_start or _expected_start(policy, change.category),
     )
+
+
+def _expected_start(policy: ChangePolicy, category: str) -> datetime | None:
+    """When a change without a planned start will run: the next allowed start (a freeze that
+    raises the risk then counts; one that refuses is waited out, not refused)."""
+    try:
+        return next_allowed_start(policy, clock.now(), category=category)
+    except NoAllowedStart:
+        return None
 
 
 def stages_for(change: Change, policies: Policies) -> list[ApprovalStage]:

@@ -37,6 +37,7 @@ def plan_approval_reminders() -> list[NotificationPlan]:
             select(ApprovalRequest).where(
                 col(ApprovalRequest.decision).is_(None),
                 col(ApprovalRequest.voided_at).is_(None),
+                col(ApprovalRequest.locked_at).is_(None),  # its notice said whom to contact
                 col(ApprovalRequest.expires_at) > now,
             )
         ).all()

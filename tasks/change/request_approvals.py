@@ -42,9 +42,12 @@ def approval_step(change_id: int, version: int) -> ApprovalStep:
         if state.outcome == "stale":
             return ApprovalStep(outcome="stale")
         assert state.stage is not None
+        # Segregation of duties: only the stage's eligible approvers are asked; who is not,
+        # and a stage that now waits for a change manager's override, go on the timeline.
+        changes.note_segregation(session, change, version, state)
         mails = [
             mail
-            for approver in state.stage.approvers
+            for approver in state.eligible
             if approver not in state.asked
             if (mail := _ask(session, rt, change, state.stage.name, approver)) is not None
         ]

@@ -9,14 +9,13 @@ from prefect import task
 from itilflow import clock
 from itilflow.models import (
     add_subject_entry,
-    add_trigger,
-    get_trigger,
     notified_keys,
     session_scope,
 )
 from itilflow.notifications.plans import (
     NotificationPlan,
     channels_left,
+    keep_for_delivery,
     recipients,
     subject_of,
 )
@@ -30,7 +29,7 @@ def record_failed_notifications(plans: list[NotificationPlan], error: str) -> in
     many plans were kept."""
     rt = runtime()
     retry_at = clock.now() + timedelta(seconds=rt.settings.redeliver_after_seconds)
-    kept = 0
+    undelivered: list[NotificationPlan] = []
     with session_scope(rt.engine) as session:
         delivered = notified_keys(session=session, subjects={subject_of(p) for p in plans})
         for plan in plans:
@@ -49,15 +48,6 @@ def record_failed_notifications(plans: list[NotificationPlan], error: str) -> in
                     ),
                     data={"key": plan["key"], "channel": channel, "to": to, "error": error},
                 )
-            key = f"notify:{plan['key']}"
-            if channels and get_trigger(session=session, subject=subject, key=key) is None:
-                add_trigger(
-                    session=session,
-                    subject=subject,
-                    kind="notify",
-                    key=key,
-                    due_at=retry_at,
-                    data={"plan": dict(plan)},
-                )
-                kept += 1
-    return kept
+            if channels:
+                undelivered.append(plan)
+        return keep_for_delivery(session, undelivered, due_at=retry_at)

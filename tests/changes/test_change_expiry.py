@@ -3,7 +3,7 @@ decision within the approval time (expire-change). Both leave it expired, on the
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -53,6 +53,9 @@ def test_a_window_that_closed_before_the_approval_expires_the_change(rt):
 
 
 def test_a_window_to_come_is_later_and_an_open_one_now(rt):
+    # Saturday noon in Shanghai: inside change.yaml's weekend window (without a planned start a
+    # change waits for one: tests/security/test_approvals.py).
+    clock.freeze(datetime(2026, 12, 5, 4, 0, tzinfo=UTC))
     change, _ = make_waiting_change(rt, PLAN)
     start = clock.now() + timedelta(hours=1)
     with session_scope(rt.engine) as session:

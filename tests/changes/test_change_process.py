@@ -13,9 +13,17 @@ import pytest
 
 from tests.changes.conftest import wait_for
 from tests.support.approval_codes import decide_by_link, wait_for_code
+from tests.support.change_policy import without_calendar
 from tests.support.change_service import ConfigService
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture(autouse=True)
+def _any_time_is_a_window(rt):
+    """These changes have no planned start: without windows and freezes they run once
+    approved, whatever the date (with them they would wait for tonight's window)."""
+    without_calendar(rt)
 
 
 def plan_for(config: Path, service_url: str, expect: str) -> dict:

@@ -13,7 +13,9 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("template", ["approval_request", "change_outcome", "approval_code"])
+@pytest.mark.parametrize(
+    "template", ["approval_request", "change_outcome", "approval_code", "approval_link_locked"]
+)
 def test_change_templates_render_in_every_part(template, language):
     message = render_message(template, language, make_context(template))
     for part in (message.subject, message.text, message.html, message.chat_title):

@@ -9,6 +9,7 @@ import pytest
 from itilflow.policies import (
     ApprovalStage,
     Policies,
+    Segregation,
     approval_stages,
     assess_risk,
     in_maintenance_window,
@@ -120,6 +121,15 @@ def test_approval_links_confirm_by_code_unless_switched_off(defaults: Policies) 
     links = defaults.change.approval_links
     assert links.confirm_by_code is True
     assert links.code_attempts == 5
+    assert links.max_codes_per_link == 10
+
+
+def test_segregation_of_duties_is_on_by_default(defaults: Policies) -> None:
+    segregation = defaults.change.segregation
+    assert segregation.requester_may_approve is False
+    assert segregation.one_vote_per_person is True
+    # A change.yaml without the section gets the same.
+    assert Segregation() == segregation
 
 
 @pytest.mark.parametrize(
@@ -145,8 +155,31 @@ def test_approval_links_confirm_by_code_unless_switched_off(defaults: Policies) 
             "code_resend_after: 1m\n  send_by_pigeon: true",
             r"change.yaml: approval_links.send_by_pigeon",
         ),
+        (
+            "max_codes_per_link: 10",
+            "max_codes_per_link: 0",
+            r"change.yaml: approval_links.max_codes_per_link: expected a number at least 1",
+        ),
+        (
+            "requester_may_approve: false",
+            "requester_may_approve: sometimes",
+            r"change.yaml: segregation.requester_may_approve: expected true or false",
+        ),
+        (
+            "one_vote_per_person: true",
+            "one_vote_per_person: true\n  counting: loose",
+            r"change.yaml: segregation.counting",
+        ),
     ],
-    ids=["not-a-bool", "no-attempts", "no-validity", "unknown-key"],
+    ids=[
+        "not-a-bool",
+        "no-attempts",
+        "no-validity",
+        "unknown-key",
+        "no-codes",
+        "segregation-not-a-bool",
+        "segregation-unknown-key",
+    ],
 )
 def test_bad_approval_link_settings_name_their_key(policy_dir, edit, old, new, says) -> None:
     from itilflow.policies import PolicyError, load_policies

@@ -29,6 +29,8 @@ _EXTRAS: dict[str, Any] = {
     "valid_minutes": 10,
     "outcome": "rolled back",
     "summary": "Verification failed; 2 steps rolled back.",
+    "codes": 10,
+    "contacts": "zhou",
 }
 
 

@@ -36,6 +36,8 @@ from itilflow.services.changes.approvals import (
     consume_approval_code,
     decide,
 )
+from itilflow.services.changes.errors import SegregationRefused
+from itilflow.services.changes.overrides import record_refusal
 
 RESUME_PURPOSE = "approval-resume"
 # The gateway resumes the run at once; a receipt is no use later.
@@ -155,14 +157,19 @@ def _by_code(
                 secret=secret,
                 policy=link_policy,
             )
-            decide(
-                session=session,
-                request=request,
-                decision=decision,
-                comment=comment,
-                via=VIA,
-                segregation=policies.change.segregation,
-            )
+            try:
+                decide(
+                    session=session,
+                    request=request,
+                    decision=decision,
+                    comment=comment,
+                    via=VIA,
+                    segregation=policies.change.segregation,
+                )
+            except SegregationRefused as exc:  # a valid code, but the rule says no
+                why = str(exc)
+                record_refusal(session, request, decision, why, actor=request.approver, via=VIA)
+                return EngineDecision("refused", why)
             return EngineDecision("decided", f"{decision}d by {request.approver}")
     for request, _ in candidates:
         try:  # counts the try as the link page does

@@ -15,6 +15,7 @@ from tests.changes.conftest import wait_for
 from tests.support.approval_codes import decide_by_link, wait_for_code
 from tests.support.change_policy import without_calendar
 from tests.support.change_service import ConfigService
+from tests.support.csrf import post_form
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -298,9 +299,10 @@ def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_s
             )
             assert status_of(live_gateway, change["number"]) == "awaiting_approval"
             # Chen presses Approve on the link's page and types the mailed code into the form.
-            pressed = httpx.post(
-                links["approve"].split("?")[0], data={"decision": "approve"}, trust_env=False
-            )
+            with httpx.Client(trust_env=False) as browser:  # keeps the page's CSRF cookie
+                pressed = post_form(
+                    browser, links["approve"].split("?")[0], {"decision": "approve"}
+                )
             assert pressed.status_code == 200, pressed.text
             code = wait_for_code(smtp_server, "chen@example.com")
             accepted = prefect.resume_flow_run(

@@ -19,7 +19,7 @@ from itilflow.commands.doctor import add_doctor_commands
 from itilflow.commands.inbox import add_inbox_commands
 from itilflow.commands.principals import add_principal_commands
 from itilflow.commands.session import add_session_commands
-from itilflow.settings import Settings, SettingsError
+from itilflow.settings import PREFECT_AUTH_FILE, Settings, SettingsError
 
 if TYPE_CHECKING:
     from itilflow.policies import Policies
@@ -99,7 +99,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         assert settings.api_token is not None
         token = settings.api_token.get_secret_value() if settings.demo else "$ITILFLOW_API_TOKEN"
         print(
-            f"\n  Prefect UI:   {stack.api_url.removesuffix('/api')}\n"
+            f"\n  Prefect UI:   {stack.api_url.removesuffix('/api')}"
+            + (
+                ""
+                if settings.prefect_api_url
+                else f"  (its login, user:password: {stack.data_dir / PREFECT_AUTH_FILE})"
+            )
+            + "\n"
             f"  Gateway:      {settings.public_url}  (API docs: {settings.public_url}/docs)\n"
             f"  API token:    {token}\n"
             f"  Data:         {stack.data_dir}  (logs in {stack.data_dir / 'logs'})\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,21 @@ def cmd_change_submit(args: argparse.Namespace) -> int:
         raise ClientError(f"{args.file}: {exc}") from None
     if not isinstance(body, dict):
         raise ClientError(f"{args.file}: expected a mapping of keys (a change), see docs/examples")
+    if args.start:
+        body["planned_start"] = planned_start(args.start)
     for key in ("planned_start", "planned_end"):
         if body.get(key) is not None:
             body[key] = str(body[key])
     change = Api(client_settings(args)).call("POST", "/api/changes", json=body, expect=(201,))
     print(change["number"])
     return 0
+
+
+def planned_start(given: str) -> str:
+    """`now` as this moment in UTC, or the time given (the gateway checks its shape)."""
+    if given == "now":
+        return datetime.now(UTC).isoformat(timespec="seconds")
+    return given
 
 
 def cmd_change_show(args: argparse.Namespace) -> int:
@@ -199,6 +209,11 @@ def add_client_commands(sub: Any) -> None:
     change_sub = change.add_subparsers(dest="change_command", required=True)
     submit = change_sub.add_parser("submit", help="submit a change from a YAML file")
     submit.add_argument("file", help="e.g. docs/examples/change.yaml")
+    submit.add_argument(
+        "--start",
+        help="its planned start: `now` or a time with its offset (2026-12-05T22:00:00+08:00); "
+        "without one (here or in the file) it waits for the next maintenance window",
+    )
     submit.set_defaults(run=run_client(cmd_change_submit))
     show_change = change_sub.add_parser("show", help="a change's status and timeline")
     show_change.add_argument("change", help="e.g. CHG-000002")

@@ -25,6 +25,7 @@ import yaml
 from itilflow.health import deployments_without_upcoming_runs, scheduled_deployments
 from itilflow.stack import logged_tracebacks
 from tests.support.approval_codes import code_in
+from tests.support.attacks import ATTACK_PROBE_TITLE, assert_stack_refuses_attacks
 from tests.support.csrf import post_form
 from tests.support.smtp import free_port
 from tests.support.stack import prefect_auth, wait_until
@@ -262,6 +263,9 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
             what="the worker to run update-incident",
         )
 
+        # Issue 12's attacks on the demo stack: refused, nothing run or changed.
+        assert_stack_refuses_attacks(gateway, prefect_api, auth, token)
+
         # The Prefect scheduler fires a schedule: a run that the worker completes ...
         fire_a_short_schedule(
             prefect_api, next(d for d in deployments if d["name"] == "remind-approvers"), auth
@@ -318,7 +322,11 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
         api = httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {token}"})
         # The patrol inspection runs on its schedule (every 5 min) meanwhile, and may open
         # incidents of its own (a check that times out on a loaded machine).
-        listed = [i for i in api.get("/api/incidents").json() if i["source"] != "inspection"]
+        listed = [
+            i
+            for i in api.get("/api/incidents").json()
+            if i["source"] != "inspection" and i["title"] != ATTACK_PROBE_TITLE
+        ]
         assert len(listed) == 4, "the demo opened nothing twice"
         assert api.get("/api/incidents/1").json()["status"] == "acknowledged"
     finally:

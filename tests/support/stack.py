@@ -16,10 +16,14 @@ from itilflow.settings import read_prefect_auth_string
 PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
-def start_up(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
-    """`itilflow up --demo` on `data_dir`, once it says it is up; with what it said so far."""
+def start_up(
+    data_dir: Path, env: dict[str, str], *, demo: bool = True
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """`itilflow up --demo` (or `up`, with `demo=False`: its secrets must be in `env`) on
+    `data_dir`, once it says it is up; with what it said so far."""
+    up = ["up", "--demo"] if demo else ["up"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "itilflow.cli", "--data-dir", str(data_dir), "up", "--demo"],
+        [sys.executable, "-m", "itilflow.cli", "--data-dir", str(data_dir), *up],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.PIPE,

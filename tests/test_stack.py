@@ -88,15 +88,17 @@ def doctor(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
-def post_until_not_busy(url: str, body: object, auth: httpx.Auth) -> httpx.Response:
-    """POST, again while the answer is 503: Prefect's "try again" when its SQLite database
-    was busy (its own client retries too)."""
+def post_until_not_busy(
+    url: str, body: object, auth: httpx.Auth, method: str = "POST"
+) -> httpx.Response:
+    """POST (or `method`), again while the answer is 503: Prefect's "try again" when its SQLite
+    database was busy (its own client retries too)."""
 
-    def post() -> httpx.Response | None:
-        response = httpx.post(url, json=body, timeout=30, auth=auth)
+    def send() -> httpx.Response | None:
+        response = httpx.request(method, url, json=body, timeout=30, auth=auth)
         return None if response.status_code == 503 else response
 
-    return wait_until(post, timeout=60, what=f"POST {url} to be answered")
+    return wait_until(send, timeout=60, what=f"{method} {url} to be answered")
 
 
 # On SQLite, a Prefect server under load logs "database is locked" from its event services now
@@ -143,12 +145,13 @@ def fire_a_short_schedule(prefect_api: str, deployment: dict, auth: httpx.Auth) 
         # in worker.log. With the pool paused (and a poll interval, 2 s, waited out) the worker
         # holds no run of it.
         pool = f"{prefect_api}/work_pools/{WORK_POOL}"
-        assert httpx.patch(pool, json={"is_paused": True}, auth=auth).status_code == 204
+        paused = post_until_not_busy(pool, {"is_paused": True}, auth, method="PATCH")
+        assert paused.status_code == 204, paused.text
         time.sleep(3)
-        httpx.delete(
-            f"{prefect_api}/deployments/{deployment['id']}/schedules/{schedule_id}", auth=auth
-        )
-        assert httpx.patch(pool, json={"is_paused": False}, auth=auth).status_code == 204
+        schedule = f"{prefect_api}/deployments/{deployment['id']}/schedules/{schedule_id}"
+        post_until_not_busy(schedule, None, auth, method="DELETE")
+        resumed = post_until_not_busy(pool, {"is_paused": False}, auth, method="PATCH")
+        assert resumed.status_code == 204, resumed.text
 
 
 def port_closed(port: int) -> bool:

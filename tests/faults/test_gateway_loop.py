@@ -187,3 +187,19 @@ def test_connections_that_never_finish_their_headers(
     assert max(after) < 1.0, after
     assert closed == IDLE_CONNECTIONS, f"{IDLE_CONNECTIONS - closed} connections left open"
     assert len(gateway_lines) <= 3, [r.getMessage() for r in gateway_lines]
+
+
+def test_a_kept_alive_connection_owes_its_next_headers_in_time_too(rt: Any) -> None:
+    """After a response the connection waits for its next request: half of one is not a way
+    around the header timeout (uvicorn's keep-alive timer stops at the first byte)."""
+    with served(rt, gateway_header_timeout=1.0, gateway_keep_alive_timeout=30) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: gat")
+            started = time.monotonic()
+            conn.settimeout(5)
+            assert conn.recv(4096) == b"", "the gateway answered a request it never finished"
+            waited = time.monotonic() - started
+    assert 0.5 < waited < 3.0, waited

@@ -60,7 +60,12 @@ class Readiness:
         return {name: problem for name, problem in found.items() if problem}
 
     async def _database(self) -> str | None:
-        if self._database_check is None or self._database_check.done():
+        pending = self._database_check
+        if (
+            pending is None
+            or pending.done()
+            or pending.get_loop() is not asyncio.get_running_loop()
+        ):
             self._database_check = asyncio.ensure_future(
                 anyio.to_thread.run_sync(self._database_problem)
             )

@@ -282,6 +282,17 @@ def gateway_app() -> Any:
     return _ThreadLimit(app, threads) if threads else app
 
 
+def serve_gateway() -> None:
+    """The gateway served as `itilflow gateway` serves it (gateway/server.py's uvicorn
+    configuration: the slow-client guard and limits), from ITILFLOW_* env."""
+    import uvicorn
+
+    from itilflow.gateway.server import server_config
+    from itilflow.settings import Settings
+
+    uvicorn.Server(server_config(gateway_app(), Settings())).run()
+
+
 class _ThreadLimit:
     """Experiment only: run sync endpoints on at most `threads` worker threads (anyio's default
     is 40), to see what serialising the SQLite writers in-process would give."""
@@ -316,6 +327,13 @@ class Gateway:
 
     def start(self, timeout: float = 60) -> Gateway:
         prepare_database(self.env["ITILFLOW_DATABASE_URL"])
+        if self.workers == 1 and not self.extra_args and not os.environ.get("BENCH_PLAIN_UVICORN"):
+            # As shipped; BENCH_PLAIN_UVICORN=1 measures uvicorn's defaults instead.
+            env = self.env | {"ITILFLOW_GATEWAY_HOST": "127.0.0.1"}
+            serve = [PYTHON, "-c", "import _common; _common.serve_gateway()"]
+            self.proc = spawn(serve, env=env, log=self.log)
+            wait_http(f"{self.url}/health", self.proc, self.log, timeout)
+            return self
         args = [
             PYTHON,
             "-m",

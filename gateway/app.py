@@ -132,12 +132,13 @@ def create_app(
         version="0.1.0",
         description=(
             "Open and work incidents, receive Prometheus Alertmanager webhooks. Every route but "
-            "`/health` and the survey pages (which carry a signed token) needs "
+            "the probes under `/health` and the survey pages (which carry a signed token) needs "
             "`Authorization: Bearer <token>`: a person's or an integration's own token "
             "(`itilflow token create`), whose roles decide what it may do (403 otherwise)."
         ),
     )
     app.state.gateway = gateway
+    app.state.readiness = health.Readiness(settings, gateway.engine)
     for router in ROUTERS:
         _add_routes(app, router)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)

@@ -7,15 +7,18 @@ mails a one-time code to the approver's own address from the people data
 (services/changes/approval_codes.py), and only a second POST with that code decides, once,
 atomically; the paused change run is then resumed with the decision.
 
-Every form carries the CSRF field (gateway/browser.py). The link works for an approver who is not
-signed in (the link and the mailed code are its credential); a browser signed in as someone else
-than the link's approver is told so and decides nothing.
+Every form carries the CSRF field (gateway/browser.py), read by a dependency: the routes are plain
+`def`s, run in FastAPI's thread pool, so that their database waits never hold the event loop.
+The link works for an approver who is not signed in (the link and the mailed code are its
+credential); a browser signed in as someone else than the link's approver is told so and decides
+nothing.
 """
 
+import asyncio
 import logging
 from typing import Annotated, Any
-from urllib.parse import parse_qs
 
+import anyio.from_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
@@ -114,8 +117,9 @@ def confirm_approval(
 
 
 @router.post("/{token}", response_class=HTMLResponse)
-async def decide_approval(token: str, http_request: Request, gateway: GatewayDep) -> HTMLResponse:
-    form = parse_qs((await http_request.body()).decode("utf-8", "replace"))
+def decide_approval(
+    token: str, http_request: Request, gateway: GatewayDep, form: browser.PageForm
+) -> HTMLResponse:
     decision = (form.get("decision") or [""])[0]
     comment = (form.get("comment") or [""])[0].strip()[:2000]
     code = (form.get("code") or [""])[0].strip()[:64]
@@ -150,8 +154,8 @@ async def decide_approval(token: str, http_request: Request, gateway: GatewayDep
     if refused is not None:  # before any code is mailed: the rule, not the code, refuses
         return refused
     if gateway.policies.change.approval_links.confirm_by_code and not code:
-        return await _send_code(gateway, csrf, request, change, decision, comment)
-    return await _decide(gateway, csrf, request, change, decision, comment, code)
+        return _send_code(gateway, csrf, request, change, decision, comment)
+    return _decide(gateway, csrf, request, change, decision, comment, code)
 
 
 def _record_refusal(gateway: Gateway, request: ApprovalRequest, person: Principal) -> None:
@@ -175,7 +179,7 @@ def _record_refusal(gateway: Gateway, request: ApprovalRequest, person: Principa
         session.commit()
 
 
-async def _decide(
+def _decide(
     gateway: Gateway,
     csrf: browser.Csrf,
     request: ApprovalRequest,
@@ -224,9 +228,9 @@ async def _decide(
         receipt = changes.resume_receipt(
             request=request, decision=decision, flow_run_id=flow_run_id, secret=gateway.secret
         )
-        await gateway.change_engine.resume(
-            flow_run_id, {"decision": decision, "code": receipt, "comment": comment}
-        )
+        run_input = {"decision": decision, "code": receipt, "comment": comment}
+        # The engine's Prefect client lives on the event loop: the resume is handed to it.
+        anyio.from_thread.run(gateway.change_engine.resume, flow_run_id, run_input)
     return page(
         "Thank you",
         change=change,
@@ -235,7 +239,7 @@ async def _decide(
     )
 
 
-async def _send_code(
+def _send_code(
     gateway: Gateway,
     csrf: browser.Csrf,
     request: ApprovalRequest,
@@ -247,18 +251,21 @@ async def _send_code(
     link_policy = gateway.policies.change.approval_links
     code_form = {"decision": decision, "comment": comment}
     shown = {"change": change, "request": request, "csrf": csrf}
+    sending = approval_codes.send_approval_code(
+        open_session=lambda: Session(gateway.engine, expire_on_commit=False),
+        request=request,
+        decision=decision,
+        secret=gateway.secret,
+        policy=link_policy,
+        mail_code=lambda address, code: _mail_code(
+            gateway, request, change, decision, address, code
+        ),
+        on_locked=lambda session, locked: _keep_lock_notices(gateway, session, change, locked),
+    )
     try:
-        sent = await approval_codes.send_approval_code(
-            open_session=lambda: Session(gateway.engine, expire_on_commit=False),
-            request=request,
-            decision=decision,
-            secret=gateway.secret,
-            policy=link_policy,
-            mail_code=lambda address, code: _mail_code(
-                gateway, request, change, decision, address, code
-            ),
-            on_locked=lambda session, locked: _keep_lock_notices(gateway, session, change, locked),
-        )
+        # A coroutine that opens sessions between its awaits: on an event loop of this worker
+        # thread's own, so that its database waits never hold the gateway's loop.
+        sent = asyncio.run(sending)
     except changes.LinkLocked as exc:
         with Session(gateway.engine) as session:
             message = _with_contacts(session, gateway, change, str(exc))

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
+from urllib.parse import parse_qs
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
@@ -56,6 +57,15 @@ def client_address(request: Request) -> str:
 
 
 # -------------------------------------------------------------------------------------- CSRF
+
+
+async def read_form(request: Request) -> dict[str, list[str]]:
+    """A page's urlencoded form, read on the event loop as a dependency: the page's route is then
+    a plain `def` that FastAPI runs in its thread pool, where it may wait on the database."""
+    return parse_qs((await request.body()).decode("utf-8", "replace"))
+
+
+PageForm = Annotated[dict[str, list[str]], Depends(read_form)]
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,18 @@
 """Change requests over HTTP: submit, read, edit, cancel. The rules are services/changes'; a
 change's run is started (and an edited one's old run cancelled) through the change engine.
 The pages behind the emailed approval links are gateway/approvals.py.
+
+The routes are plain `def`s: FastAPI runs them in its thread pool, so a database call that waits
+on a lock never holds the event loop (docs/scaling.md, "The gateway under load"). The change
+engine's calls are coroutines of the loop's Prefect client: `_on_loop` hands them back to it.
 """
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import anyio.from_thread
 from fastapi import APIRouter, HTTPException, status
 from pydantic import (
     AwareDatetime,
@@ -194,15 +200,20 @@ def check_may_alter(change: Change, principal: Principal, what: str) -> None:
     )
 
 
-async def start(change_engine: ChangeEngine, change_id: int) -> None:
+def _on_loop(call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run the coroutine function `call` on the event loop from a route's worker thread."""
+    return anyio.from_thread.run(call, *args)
+
+
+def start(change_engine: ChangeEngine, change_id: int) -> None:
     try:
-        await change_engine.start(change_id)
+        _on_loop(change_engine.start, change_id)
     except Exception as exc:  # noqa: BLE001 (stored already; started again by housekeeping)
         log.warning("could not start the run of change %s yet: %s", change_id, exc)
 
 
 @router.post("", response_model=ChangeOut, status_code=201)
-async def create_change(
+def create_change(
     body: ChangeIn, client: Reporter, gateway: GatewayDep, change_engine: ChangeEngineDep
 ) -> ChangeOut:
     with Session(gateway.engine, expire_on_commit=False) as session:
@@ -233,7 +244,7 @@ async def create_change(
             raise HTTPException(422, str(exc)) from exc
         session.commit()
     assert change.id is not None
-    await start(change_engine, change.id)
+    start(change_engine, change.id)
     return out(gateway, change)
 
 
@@ -255,7 +266,7 @@ def get_change_entries(ref: str, _: Reporter, gateway: GatewayDep) -> list[dict[
 
 
 @router.patch("/{ref}", response_model=ChangeOut)
-async def edit(
+def edit(
     ref: str,
     body: ChangeEdit,
     client: Reporter,
@@ -282,14 +293,14 @@ async def edit(
             raise HTTPException(409, str(exc)) from exc
         session.commit()
     if old_run:
-        await change_engine.cancel(old_run)
+        _on_loop(change_engine.cancel, old_run)
     assert change.id is not None
-    await start(change_engine, change.id)
+    start(change_engine, change.id)
     return out(gateway, change)
 
 
 @router.post("/{ref}/cancel", response_model=ChangeOut)
-async def cancel(
+def cancel(
     ref: str, body: CancelIn, client: Reporter, gateway: GatewayDep, change_engine: ChangeEngineDep
 ) -> ChangeOut:
     with Session(gateway.engine, expire_on_commit=False) as session:
@@ -303,12 +314,12 @@ async def cancel(
             raise HTTPException(409, str(exc)) from exc
         session.commit()
     if run:
-        await change_engine.cancel(run)
+        _on_loop(change_engine.cancel, run)
     return out(gateway, change)
 
 
 @router.post("/{ref}/segregation-override", response_model=ChangeOut)
-async def override_segregation(
+def override_segregation(
     ref: str,
     body: OverrideIn,
     by: Reporter,
@@ -338,9 +349,9 @@ async def override_segregation(
         session.add(change)
         session.commit()
     if old_run:  # paused waiting for decisions: a new run asks the people let through
-        await change_engine.cancel(old_run)
+        _on_loop(change_engine.cancel, old_run)
     assert change.id is not None
-    await start(change_engine, change.id)
+    start(change_engine, change.id)
     return out(gateway, change)
 
 

@@ -20,6 +20,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import anyio.to_thread
 import httpx
 from authlib.common.urls import add_params_to_uri
 from authlib.oidc.core import CodeIDToken
@@ -35,6 +36,7 @@ from itilflow.gateway import browser
 from itilflow.gateway.deps import Gateway, gateway_of
 from itilflow.gateway.signin import page, safe_next, signed_in
 from itilflow.services import principals
+from itilflow.services.principals import Principal
 
 log = logging.getLogger("itilflow.gateway.signin")
 
@@ -137,7 +139,8 @@ async def finish_oidc(request: Request) -> Response:
         log.warning("OIDC sign-in from %s refused: %s", browser.client_address(request), exc)
         response = unavailable(request, f"The sign-in was refused: {exc}.", 403)
     else:
-        response = signed_in(request, person, "oidc", next_path)
+        # The session is stored off the event loop (the database may wait on a lock).
+        response = await anyio.to_thread.run_sync(signed_in, request, person, "oidc", next_path)
     response.delete_cookie(STATE_COOKIE, path=CALLBACK)  # a state is used once, either way
     return response
 
@@ -160,11 +163,15 @@ async def _person_from_callback(gateway: Gateway, request: Request) -> tuple[str
     username = claims.get(claim)
     if not isinstance(username, str) or not username:
         raise OidcRefused(f"the ID token has no {claim!r} claim")
-    with Session(gateway.engine) as session:
-        found = principals.principal_named(session=session, name=username, kind="person")
+    found = await anyio.to_thread.run_sync(_active_person, gateway, username)
     if found is None:
         raise OidcRefused(f"{username!r} is not an active person of the directory")
     return found.name, safe_next(kept.get("next"))
+
+
+def _active_person(gateway: Gateway, username: str) -> Principal | None:
+    with Session(gateway.engine) as session:
+        return principals.principal_named(session=session, name=username, kind="person")
 
 
 async def _id_token_claims(gateway: Gateway, code: str, nonce: str) -> dict[str, Any]:

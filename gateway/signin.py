@@ -3,16 +3,18 @@ record, OIDC when an identity provider is configured (gateway/oidc.py), and sign
 
 A GET never signs anyone in or uses anything up: mail scanners fetch links, so the mailed link
 shows a button, and only its POST signs in. Every POST carries the CSRF field
-(gateway/browser.py). The form answers the same page whether or not the name is a person of the
-directory; the code and link go only to the address the directory holds.
+(gateway/browser.py), read by a dependency (browser.PageForm) so that the routes are plain
+`def`s: they wait on the database in FastAPI's thread pool, never on the event loop. The form
+answers the same page whether or not the name is a person of the directory; the code and link go
+only to the address the directory holds.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
@@ -57,10 +59,6 @@ def page(request: Request, title: str, *, status_code: int = 200, **values: Any)
     return response
 
 
-async def read_form(request: Request) -> dict[str, list[str]]:
-    return parse_qs((await request.body()).decode("utf-8", "replace"))
-
-
 def refused_csrf(request: Request, where: str) -> HTMLResponse:
     browser.log_csrf_refusal(request, where)
     return page(
@@ -80,8 +78,7 @@ def signin_page(request: Request, next: str | None = None) -> HTMLResponse:  # n
 
 
 @router.post("/signin", response_class=HTMLResponse)
-async def ask_for_signin(request: Request) -> HTMLResponse:
-    form = await read_form(request)
+def ask_for_signin(request: Request, form: browser.PageForm) -> HTMLResponse:
     if not browser.csrf_ok(request, form):
         return refused_csrf(request, "sign-in")
     gateway = gateway_of(request)
@@ -115,6 +112,10 @@ async def _mail_or_withdraw(gateway: Gateway, started: signin.Started) -> None:
     assert started.mail is not None
     if await _mail(gateway, started.mail):
         return
+    await anyio.to_thread.run_sync(_withdraw, gateway, started)
+
+
+def _withdraw(gateway: Gateway, started: signin.Started) -> None:
     with Session(gateway.engine) as session:  # the code and link that did not go are void
         signin.withdraw_signin(session=session, ticket=started.ticket, secret=gateway.secret)
         session.commit()
@@ -170,8 +171,7 @@ def signed_in(request: Request, person: str, via: str, next_path: str) -> Respon
 
 
 @router.post("/signin/code", response_class=HTMLResponse)
-async def signin_by_code(request: Request) -> Response:
-    form = await read_form(request)
+def signin_by_code(request: Request, form: browser.PageForm) -> Response:
     if not browser.csrf_ok(request, form):
         return refused_csrf(request, "sign-in code")
     gateway = gateway_of(request)
@@ -220,8 +220,7 @@ def confirm_link(token: str, request: Request) -> HTMLResponse:
 
 
 @router.post("/signin/link/{token}", response_class=HTMLResponse)
-async def signin_by_link(token: str, request: Request) -> Response:
-    form = await read_form(request)
+def signin_by_link(token: str, request: Request, form: browser.PageForm) -> Response:
     if not browser.csrf_ok(request, form):
         return refused_csrf(request, "sign-in link")
     gateway = gateway_of(request)
@@ -242,8 +241,7 @@ async def signin_by_link(token: str, request: Request) -> Response:
 
 
 @router.post("/signout", response_class=HTMLResponse)
-async def sign_out(request: Request) -> HTMLResponse:
-    form = await read_form(request)
+def sign_out(request: Request, form: browser.PageForm) -> HTMLResponse:
     if not browser.csrf_ok(request, form):
         return refused_csrf(request, "sign-out")
     gateway = gateway_of(request)

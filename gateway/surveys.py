@@ -7,8 +7,6 @@ carries the CSRF field (gateway/browser.py); a POST without it records nothing.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
@@ -72,8 +70,9 @@ def show_survey(token: str, request: Request, gateway: GatewayDep) -> HTMLRespon
 
 
 @router.post("/{token}", response_class=HTMLResponse)
-async def answer_survey(token: str, request: Request, gateway: GatewayDep) -> HTMLResponse:
-    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+def answer_survey(
+    token: str, request: Request, gateway: GatewayDep, form: browser.PageForm
+) -> HTMLResponse:
     score_text = (form.get("score") or [""])[0]
     comment = (form.get("comment") or [""])[0].strip()[:2000]
     with Session(gateway.engine) as session:  # a broken link says so first

@@ -172,10 +172,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     from itilflow.gateway.app import create_app
+    from itilflow.gateway.server import server_config
 
     settings = _settings(args)
     app = create_app(settings, policies=_policies(settings))
-    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port, log_level="warning")
+    uvicorn.Server(server_config(app, settings)).run()
     return 0
 
 

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     # their requests; empty: public_url. They need this and api_token, never the secret key.
     api_url: str | None = None
     max_body_bytes: int = 1_000_000
+    # Slow or idle clients (docs/scaling.md, "The gateway under load"): a connection that has
+    # not sent its request's headers this many seconds after it opened or after its last
+    # response is closed; connections past the maximum close the one waiting longest for its
+    # headers; a keep-alive connection is closed after this many idle seconds.
+    gateway_header_timeout: float = Field(default=10.0, gt=0)
+    gateway_max_connections: int = Field(default=1000, ge=10)
+    gateway_keep_alive_timeout: int = Field(default=5, ge=1)
 
     api_token: SecretStr | None = None
     secret_key: SecretStr | None = None

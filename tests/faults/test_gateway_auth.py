@@ -29,7 +29,15 @@ from itilflow.models import Change, FlowTrigger, Incident, TimelineEntry
 
 from .gateway_support import RecordingChangeEngine, bearer, seed_objects
 
-PUBLIC = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC = {
+    "/health",
+    "/health/live",
+    "/health/ready",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+}
 SIGNED_LINK_PAGES = {"/surveys/{token}", "/approvals/{token}"}
 SIGNIN_PAGES = {
     "/signin",

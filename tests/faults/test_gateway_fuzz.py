@@ -73,7 +73,13 @@ def test_no_input_makes_a_route_answer_5xx(rt: Any, fault_figures: Any) -> None:
     with TestClient(app, headers=headers) as client:
         seeds = seed_objects(client, rt)
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-        operations = [result.ok() for result in schema.get_all_operations()]
+        # /health/ready takes no input; its 503 says what it checks is down (no Prefect server
+        # runs here), which no request chooses.
+        operations = [
+            op
+            for op in (result.ok() for result in schema.get_all_operations())
+            if op.path != "/health/ready"
+        ]
         runs: list[tuple[Any, dict[str, str] | None]] = [(op, None) for op in operations]
         runs += [
             (op, fixed)

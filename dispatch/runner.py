@@ -75,10 +75,24 @@ ALONE_AFTER_ATTEMPTS = 3
 ENGINE_ERROR = "engine: "
 
 
+# P1 and P2 work (opening, timers, escalations, kept messages) has a lane of its own with small
+# batches, claimed before the others: a flow runs its batch stage by stage, so a P1 in a batch
+# of a hundred P4s would be notified only when all hundred were assigned, and one waiting for
+# its kind's lane would wait for the whole running batch (docs/scaling.md, bench/flood.py).
+URGENT_LANE = "urgent"
+URGENT_RANK = 2
+URGENT_BATCH_SIZE = 10
+
+
 @dataclass
 class Batch:
     flow: str  # "open", "resolved", "timers" or "notify"
     triggers: list[FlowTrigger]
+    urgent: bool = False
+
+    @property
+    def lane(self) -> str:
+        return URGENT_LANE if self.urgent else self.flow
 
     @property
     def trigger_ids(self) -> list[int]:
@@ -104,7 +118,7 @@ def claim_filter(busy: set[str]) -> dict[str, list[str] | None] | None:
     return {"only_kinds": None, "skip_kinds": [lane for lane in named if lane in busy]}
 
 
-def make_batches(triggers: list[FlowTrigger]) -> list[Batch]:
+def make_batches(triggers: list[FlowTrigger], *, urgent: bool = False) -> list[Batch]:
     """One batch per kind of flow; a trigger that keeps failing in its own batch."""
     grouped: dict[str, list[FlowTrigger]] = {}
     alone: list[Batch] = []
@@ -113,10 +127,10 @@ def make_batches(triggers: list[FlowTrigger]) -> list[Batch]:
             trigger.last_error or ""
         ).startswith(ENGINE_ERROR)
         if failing:
-            alone.append(Batch(_flow_of(trigger), [trigger]))
+            alone.append(Batch(_flow_of(trigger), [trigger], urgent))
         else:
             grouped.setdefault(_flow_of(trigger), []).append(trigger)
-    return [Batch(flow, items) for flow, items in grouped.items()] + alone
+    return [Batch(flow, items, urgent) for flow, items in grouped.items()] + alone
 
 
 def run_tags(batch: Batch) -> list[str]:
@@ -155,14 +169,16 @@ class Runner:
         self,
         engine: Engine,
         *,
-        concurrency: int = len(LANES),
+        concurrency: int = len(LANES) + 1,  # and the urgent lane
         poll_seconds: float = 0.2,
         batch_size: int = BATCH_SIZE,
+        urgent_batch_size: int = URGENT_BATCH_SIZE,
         name: str | None = None,
     ) -> None:
         self.engine = engine
         self.concurrency = concurrency
         self.batch_size = batch_size
+        self.urgent_batch_size = urgent_batch_size
         self.poll_seconds = poll_seconds
         self.name = name or default_runner_name()
         self._running: set[asyncio.Task[None]] = set()
@@ -171,14 +187,30 @@ class Runner:
         self.completed = 0
         self.failed = 0
 
-    def _claim(self, limit: int) -> list[FlowTrigger]:
-        kinds = claim_filter(set(self._busy))
-        if kinds is None:
-            return []
+    def _claim(self, limit: int) -> tuple[list[Batch], int]:
+        """The batches to start now, and how many triggers the lanes of their kinds took (as
+        many as `limit`: more may be due)."""
+        busy = set(self._busy)
+        kinds = claim_filter(busy)
+        batches: list[Batch] = []
+        claimed: list[FlowTrigger] = []
         with Session(self.engine, expire_on_commit=False) as session:
-            return claim_due_triggers(
-                session=session, limit=limit, lease=LEASE, runner=self.name, **kinds
-            )
+            if URGENT_LANE not in busy:
+                urgent = claim_due_triggers(
+                    session=session,
+                    limit=self.urgent_batch_size,
+                    lease=LEASE,
+                    runner=self.name,
+                    max_rank=URGENT_RANK,
+                )
+                batches += make_batches(urgent, urgent=True)
+            if kinds is not None:
+                # All ranks, the urgent first: a P1 the urgent lane could not take yet leads
+                # its kind's batch.
+                claimed = claim_due_triggers(
+                    session=session, limit=limit, lease=LEASE, runner=self.name, **kinds
+                )
+        return batches + make_batches(claimed), len(claimed)
 
     def _release_own_claims(self) -> int:
         with session_scope(self.engine) as session:
@@ -207,16 +239,18 @@ class Runner:
                 renewed_at = asyncio.get_running_loop().time()
             free = len(self._running) < self.concurrency
             try:
-                claimed = await asyncio.to_thread(self._claim, self.batch_size) if free else []
+                batches, claimed = (
+                    await asyncio.to_thread(self._claim, self.batch_size) if free else ([], 0)
+                )
             except DATABASE_UNAVAILABLE as exc:
                 _database_unavailable("claim due triggers", exc, claim_retry)
                 await _wait_or_stop(stop, claim_retry)
                 claim_retry = min(claim_retry * 2, DATABASE_RETRY_MAX)
                 continue
             claim_retry = DATABASE_RETRY_FIRST
-            for batch in make_batches(claimed):
+            for batch in batches:
                 self._launch(batch)
-            if len(claimed) < self.batch_size or not free:
+            if claimed < self.batch_size or not free:
                 # Nothing more is due now, or no room: wait a little, for a run to end, or
                 # until told to stop.
                 waiters = {asyncio.ensure_future(stop.wait()), *self._running}
@@ -262,7 +296,7 @@ class Runner:
     def _launch(self, batch: Batch) -> None:
         # Marked busy before the task first runs, so that the next claim already skips the lane.
         self._held |= set(batch.trigger_ids)
-        self._busy[batch.flow] = self._busy.get(batch.flow, 0) + 1
+        self._busy[batch.lane] = self._busy.get(batch.lane, 0) + 1
         job = asyncio.create_task(self._run_batch(batch))
         self._running.add(job)
         job.add_done_callback(self._running.discard)
@@ -272,9 +306,9 @@ class Runner:
             await self._run_and_settle(batch)
         finally:
             self._held -= set(batch.trigger_ids)
-            self._busy[batch.flow] -= 1
-            if not self._busy[batch.flow]:
-                del self._busy[batch.flow]
+            self._busy[batch.lane] -= 1
+            if not self._busy[batch.lane]:
+                del self._busy[batch.lane]
 
     async def _run_and_settle(self, batch: Batch) -> None:
         try:

@@ -75,13 +75,14 @@ ALONE_AFTER_ATTEMPTS = 3
 ENGINE_ERROR = "engine: "
 
 
-# P1 and P2 work (opening, timers, escalations, kept messages) has a lane of its own with small
-# batches, claimed before the others: a flow runs its batch stage by stage, so a P1 in a batch
-# of a hundred P4s would be notified only when all hundred were assigned, and one waiting for
-# its kind's lane would wait for the whole running batch (docs/scaling.md, bench/flood.py).
+# P1 and P2 work (opening, timers, escalations, kept messages) has a lane of its own, claimed
+# before the others: a flow runs its batch stage by stage, so a P1 in a batch of a hundred P4s
+# would be notified only when all hundred were assigned, and one waiting for its kind's lane
+# would wait for the whole running batch (docs/scaling.md, bench/flood.py). Smaller batches, so
+# that the first of a storm of P1s go out sooner; the other lanes take the rest, rank first.
 URGENT_LANE = "urgent"
 URGENT_RANK = 2
-URGENT_BATCH_SIZE = 10
+URGENT_BATCH_SIZE = 25
 
 
 @dataclass

@@ -224,9 +224,13 @@ def claim_due_triggers(
         session.exec(
             select(FlowTrigger)
             .where(col(FlowTrigger.id).in_(claimed))
-            .order_by(col(FlowTrigger.priority_rank), col(FlowTrigger.due_at))
+            .order_by(col(FlowTrigger.priority_rank), *FIRST_DUE)
         )
     )
+
+
+# Due first, and of those due together (a bulk intake) the first stored.
+FIRST_DUE = (col(FlowTrigger.due_at), col(FlowTrigger.id))
 
 
 def _candidates(session: Session, query: Any, limit: int) -> list[int]:
@@ -236,14 +240,14 @@ def _candidates(session: Session, query: Any, limit: int) -> list[int]:
     share = int(limit * OLDEST_SHARE)  # none for claims of fewer than four
     picked: list[int] = []
     if share:
-        picked += session.exec(query.order_by(col(FlowTrigger.due_at)).limit(share))
+        picked += session.exec(query.order_by(*FIRST_DUE).limit(share))
     for rank in RANKS:
         if len(picked) >= limit:
             break
         of_rank = query.where(col(FlowTrigger.priority_rank) == rank)
         if picked:
             of_rank = of_rank.where(col(FlowTrigger.id).not_in(picked))
-        picked += session.exec(of_rank.order_by(col(FlowTrigger.due_at)).limit(limit - len(picked)))
+        picked += session.exec(of_rank.order_by(*FIRST_DUE).limit(limit - len(picked)))
     return picked
 
 

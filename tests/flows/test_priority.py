@@ -4,13 +4,21 @@ back. Claims against the real database (SQLite, or PostgreSQL in the `postgres` 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlmodel import Session, col, select
 
 from itilflow import clock
 from itilflow.dispatch.runner import URGENT_LANE, Runner
-from itilflow.models import FlowTrigger, IncidentCreate, claim_due_triggers, session_scope
+from itilflow.models import (
+    FlowTrigger,
+    IncidentCreate,
+    TimelineEntry,
+    claim_due_triggers,
+    session_scope,
+)
 from itilflow.services import incidents
 from tests.flows.test_incident_flow import MONDAY_MORNING
 
@@ -22,10 +30,14 @@ P4 = {"impact": "low", "urgency": "medium"}
 
 def open_many(rt, count: int, grade: dict[str, str], title: str = "flood") -> list[int]:
     """Opened as the alert intake opens them: one bulk insert, open triggers due now."""
+    new = [
+        IncidentCreate(title=f"{title} {n}", category="software", source="alert", **grade)
+        for n in range(count)
+    ]
     with session_scope(rt.engine) as session:
         return incidents.open_incidents(
             session=session,
-            new=[IncidentCreate(title=f"{title} {n}", **grade) for n in range(count)],
+            new=new,
             dedup_keys=[None] * count,
             policies=rt.policies,
             actor="test",
@@ -117,3 +129,48 @@ def test_a_p1_takes_the_urgent_lane_while_its_kinds_lane_runs_a_batch(rt):
     clock.advance(timedelta(seconds=1))
     open_many(rt, 1, P1, title="second outage")
     assert runner._claim(100) == ([], 0), "one batch a lane, the urgent one too"
+
+
+def first_notified(rt, incident_ids: list[int]) -> dict[int, int]:
+    """incident -> the id of its first `notified` timeline entry (ids grow as entries are
+    written, whatever the frozen clock says)."""
+    with Session(rt.engine) as session:
+        rows = session.exec(
+            select(TimelineEntry.incident_id, TimelineEntry.id)
+            .where(col(TimelineEntry.incident_id).in_(incident_ids))
+            .where(TimelineEntry.kind == "notified")
+            .order_by(col(TimelineEntry.id))
+        ).all()
+    first: dict[int, int] = {}
+    for incident_id, entry_id in rows:
+        first.setdefault(incident_id, entry_id)
+    return first
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_p1_opened_while_a_flood_runs_is_notified_before_the_flood_drains(
+    rt, smtp_server, http_sink
+):
+    clock.freeze(MONDAY_MORNING)
+    flood = open_many(rt, 90, P3)
+    runner = Runner(rt.engine, poll_seconds=0.05, batch_size=30)
+    running = asyncio.create_task(runner.run_until_idle(timeout=300))
+    while "open" not in runner._busy:  # the flood's first batch runs
+        await asyncio.sleep(0.01)
+    (p1,) = await asyncio.to_thread(open_many, rt, 1, P1, "payments down")
+    await running
+    assert runner.failed == 0
+
+    notified = first_notified(rt, [*flood, p1])
+    assert set(notified) == {*flood, p1}, "every incident of the flood notified, and the P1"
+    flood_order = sorted(notified[incident_id] for incident_id in flood)
+    assert notified[p1] < flood_order[-30], "the P1 went out before the flood's last batch"
+    with Session(rt.engine) as session:
+        runs = dict(
+            session.exec(
+                select(FlowTrigger.incident_id, FlowTrigger.flow_run_id).where(
+                    FlowTrigger.key == "open"
+                )
+            ).all()
+        )
+    assert runs[p1] not in {runs[incident_id] for incident_id in flood}, "a run of its own"

@@ -68,7 +68,11 @@ DATABASE_RETRY_MAX = 15.0
 T = TypeVar("T")
 
 
-BATCH_SIZE = 100
+# Under 100 records a batch: a run is tagged with each (run_tags), and Prefect 3.8.8's server
+# answers 500 to a flow run whose event names 100 related resources or more, so a full batch of
+# 100 incidents failed with "engine: ... 500" and waited out the back-off, again and again
+# (bench/flood.py: a flood of 2,000 alerts had drained 1,400 after 10 minutes).
+BATCH_SIZE = 80
 # A trigger that failed this often runs alone, so that one that keeps failing (bad data, a bug)
 # cannot hold back the others; failures of the engine itself (unreachable, restarting) don't count.
 ALONE_AFTER_ATTEMPTS = 3
@@ -170,7 +174,7 @@ class Runner:
         self,
         engine: Engine,
         *,
-        concurrency: int = len(LANES) + 1,  # and the urgent lane
+        concurrency: int = len(LANES),  # batches at once, the urgent lane's on top
         poll_seconds: float = 0.2,
         batch_size: int = BATCH_SIZE,
         urgent_batch_size: int = URGENT_BATCH_SIZE,
@@ -205,7 +209,7 @@ class Runner:
                     max_rank=URGENT_RANK,
                 )
                 batches += make_batches(urgent, urgent=True)
-            if kinds is not None:
+            if kinds is not None and limit > 0:
                 # All ranks, the urgent first: a P1 the urgent lane could not take yet leads
                 # its kind's batch.
                 claimed = claim_due_triggers(
@@ -238,10 +242,15 @@ class Runner:
             if asyncio.get_running_loop().time() - renewed_at >= RENEW_EVERY.total_seconds():
                 await asyncio.to_thread(self._renew)
                 renewed_at = asyncio.get_running_loop().time()
-            free = len(self._running) < self.concurrency
+            # The urgent lane does not count against the concurrency: a runner busy with a
+            # flood still takes a P1.
+            free = len(self._running) - self._busy.get(URGENT_LANE, 0) < self.concurrency
+            limit = self.batch_size if free else 0
             try:
                 batches, claimed = (
-                    await asyncio.to_thread(self._claim, self.batch_size) if free else ([], 0)
+                    await asyncio.to_thread(self._claim, limit)
+                    if free or URGENT_LANE not in self._busy
+                    else ([], 0)
                 )
             except DATABASE_UNAVAILABLE as exc:
                 _database_unavailable("claim due triggers", exc, claim_retry)

@@ -80,8 +80,8 @@ ENGINE_ERROR = "engine: "
 
 
 # P1 and P2 work (opening, timers, escalations, kept messages) has a lane of its own, claimed
-# before the others: a flow runs its batch stage by stage, so a P1 in a batch of a hundred P4s
-# would be notified only when all hundred were assigned, and one waiting for its kind's lane
+# before the others: a flow runs its batch stage by stage, so a P1 in a full batch of P4s
+# would be notified only when all of them were assigned, and one waiting for its kind's lane
 # would wait for the whole running batch (docs/scaling.md, bench/flood.py). Smaller batches, so
 # that the first of a storm of P1s go out sooner; the other lanes take the rest, rank first.
 URGENT_LANE = "urgent"

@@ -241,6 +241,8 @@ def _candidates(session: Session, query: Any, limit: int) -> list[int]:
     picked: list[int] = []
     if share:
         picked += session.exec(query.order_by(*FIRST_DUE).limit(share))
+        if len(picked) < share:
+            return picked  # that was all that is due: an idle runner's poll is one query
     for rank in RANKS:
         if len(picked) >= limit:
             break

@@ -68,17 +68,36 @@ DATABASE_RETRY_MAX = 15.0
 T = TypeVar("T")
 
 
-BATCH_SIZE = 100
+# Under 100 records a batch: a run is tagged with each (run_tags), and Prefect 3.8.8's server
+# answers 500 to a flow run whose event names 100 related resources or more, so a full batch of
+# 100 incidents failed with "engine: ... 500" and waited out the back-off, again and again
+# (bench/flood.py: a flood of 2,000 alerts had drained 1,400 after 10 minutes).
+BATCH_SIZE = 80
 # A trigger that failed this often runs alone, so that one that keeps failing (bad data, a bug)
 # cannot hold back the others; failures of the engine itself (unreachable, restarting) don't count.
 ALONE_AFTER_ATTEMPTS = 3
 ENGINE_ERROR = "engine: "
 
 
+# P1 and P2 work (opening, timers, escalations, kept messages) has a lane of its own, claimed
+# before the others: a flow runs its batch stage by stage, so a P1 in a full batch of P4s
+# would be notified only when all of them were assigned, and one waiting for its kind's lane
+# would wait for the whole running batch (docs/scaling.md, bench/flood.py). Smaller batches, so
+# that the first of a storm of P1s go out sooner; the other lanes take the rest, rank first.
+URGENT_LANE = "urgent"
+URGENT_RANK = 2
+URGENT_BATCH_SIZE = 25
+
+
 @dataclass
 class Batch:
     flow: str  # "open", "resolved", "timers" or "notify"
     triggers: list[FlowTrigger]
+    urgent: bool = False
+
+    @property
+    def lane(self) -> str:
+        return URGENT_LANE if self.urgent else self.flow
 
     @property
     def trigger_ids(self) -> list[int]:
@@ -104,7 +123,7 @@ def claim_filter(busy: set[str]) -> dict[str, list[str] | None] | None:
     return {"only_kinds": None, "skip_kinds": [lane for lane in named if lane in busy]}
 
 
-def make_batches(triggers: list[FlowTrigger]) -> list[Batch]:
+def make_batches(triggers: list[FlowTrigger], *, urgent: bool = False) -> list[Batch]:
     """One batch per kind of flow; a trigger that keeps failing in its own batch."""
     grouped: dict[str, list[FlowTrigger]] = {}
     alone: list[Batch] = []
@@ -113,10 +132,10 @@ def make_batches(triggers: list[FlowTrigger]) -> list[Batch]:
             trigger.last_error or ""
         ).startswith(ENGINE_ERROR)
         if failing:
-            alone.append(Batch(_flow_of(trigger), [trigger]))
+            alone.append(Batch(_flow_of(trigger), [trigger], urgent))
         else:
             grouped.setdefault(_flow_of(trigger), []).append(trigger)
-    return [Batch(flow, items) for flow, items in grouped.items()] + alone
+    return [Batch(flow, items, urgent) for flow, items in grouped.items()] + alone
 
 
 def run_tags(batch: Batch) -> list[str]:
@@ -155,14 +174,16 @@ class Runner:
         self,
         engine: Engine,
         *,
-        concurrency: int = len(LANES),
+        concurrency: int = len(LANES),  # batches at once, the urgent lane's on top
         poll_seconds: float = 0.2,
         batch_size: int = BATCH_SIZE,
+        urgent_batch_size: int = URGENT_BATCH_SIZE,
         name: str | None = None,
     ) -> None:
         self.engine = engine
         self.concurrency = concurrency
         self.batch_size = batch_size
+        self.urgent_batch_size = urgent_batch_size
         self.poll_seconds = poll_seconds
         self.name = name or default_runner_name()
         self._running: set[asyncio.Task[None]] = set()
@@ -171,14 +192,30 @@ class Runner:
         self.completed = 0
         self.failed = 0
 
-    def _claim(self, limit: int) -> list[FlowTrigger]:
-        kinds = claim_filter(set(self._busy))
-        if kinds is None:
-            return []
+    def _claim(self, limit: int) -> tuple[list[Batch], int]:
+        """The batches to start now, and how many triggers the lanes of their kinds took (as
+        many as `limit`: more may be due)."""
+        busy = set(self._busy)
+        kinds = claim_filter(busy)
+        batches: list[Batch] = []
+        claimed: list[FlowTrigger] = []
         with Session(self.engine, expire_on_commit=False) as session:
-            return claim_due_triggers(
-                session=session, limit=limit, lease=LEASE, runner=self.name, **kinds
-            )
+            if URGENT_LANE not in busy:
+                urgent = claim_due_triggers(
+                    session=session,
+                    limit=self.urgent_batch_size,
+                    lease=LEASE,
+                    runner=self.name,
+                    max_rank=URGENT_RANK,
+                )
+                batches += make_batches(urgent, urgent=True)
+            if kinds is not None and limit > 0:
+                # All ranks, the urgent first: a P1 the urgent lane could not take yet leads
+                # its kind's batch.
+                claimed = claim_due_triggers(
+                    session=session, limit=limit, lease=LEASE, runner=self.name, **kinds
+                )
+        return batches + make_batches(claimed), len(claimed)
 
     def _release_own_claims(self) -> int:
         with session_scope(self.engine) as session:
@@ -205,18 +242,25 @@ class Runner:
             if asyncio.get_running_loop().time() - renewed_at >= RENEW_EVERY.total_seconds():
                 await asyncio.to_thread(self._renew)
                 renewed_at = asyncio.get_running_loop().time()
-            free = len(self._running) < self.concurrency
+            # The urgent lane does not count against the concurrency: a runner busy with a
+            # flood still takes a P1.
+            free = len(self._running) - self._busy.get(URGENT_LANE, 0) < self.concurrency
+            limit = self.batch_size if free else 0
             try:
-                claimed = await asyncio.to_thread(self._claim, self.batch_size) if free else []
+                batches, claimed = (
+                    await asyncio.to_thread(self._claim, limit)
+                    if free or URGENT_LANE not in self._busy
+                    else ([], 0)
+                )
             except DATABASE_UNAVAILABLE as exc:
                 _database_unavailable("claim due triggers", exc, claim_retry)
                 await _wait_or_stop(stop, claim_retry)
                 claim_retry = min(claim_retry * 2, DATABASE_RETRY_MAX)
                 continue
             claim_retry = DATABASE_RETRY_FIRST
-            for batch in make_batches(claimed):
+            for batch in batches:
                 self._launch(batch)
-            if len(claimed) < self.batch_size or not free:
+            if claimed < self.batch_size or not free:
                 # Nothing more is due now, or no room: wait a little, for a run to end, or
                 # until told to stop.
                 waiters = {asyncio.ensure_future(stop.wait()), *self._running}
@@ -262,7 +306,7 @@ class Runner:
     def _launch(self, batch: Batch) -> None:
         # Marked busy before the task first runs, so that the next claim already skips the lane.
         self._held |= set(batch.trigger_ids)
-        self._busy[batch.flow] = self._busy.get(batch.flow, 0) + 1
+        self._busy[batch.lane] = self._busy.get(batch.lane, 0) + 1
         job = asyncio.create_task(self._run_batch(batch))
         self._running.add(job)
         job.add_done_callback(self._running.discard)
@@ -272,9 +316,9 @@ class Runner:
             await self._run_and_settle(batch)
         finally:
             self._held -= set(batch.trigger_ids)
-            self._busy[batch.flow] -= 1
-            if not self._busy[batch.flow]:
-                del self._busy[batch.flow]
+            self._busy[batch.lane] -= 1
+            if not self._busy[batch.lane]:
+                del self._busy[batch.lane]
 
     async def _run_and_settle(self, batch: Batch) -> None:
         try:

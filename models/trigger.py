@@ -10,6 +10,11 @@ A trigger's subject is the record it is about: an incident, a change or a proble
 its own nullable foreign key (exactly one is set, a check says so). Three columns rather than a
 kind and an id: the database keeps the references, and the incidents' rows, which are most of
 them, stayed as they were when the other processes came.
+
+Due triggers are served by priority: a trigger carries the rank of its incident's priority (1 for
+P1 ... 4 for P4, 5 for work without one), and claims take the most urgent rank first, each rank by
+due time. A share of every claim goes to the work due longest, whatever its rank, so that a
+stream of urgent work never starves a flood of low-priority work (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
+    Index,
     Integer,
     UniqueConstraint,
     func,
     or_,
+    text,
     update,
 )
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -37,6 +44,22 @@ SUBJECTS = ("incident", "change", "problem")
 ONE_SUBJECT = (
     " + ".join(f"(CASE WHEN {kind}_id IS NULL THEN 0 ELSE 1 END)" for kind in SUBJECTS) + " = 1"
 )
+
+
+# A trigger's priority rank: its incident's priority's number, NO_PRIORITY for everything else.
+RANKS = (1, 2, 3, 4, 5)
+NO_PRIORITY = 5
+# Of every claim, this fraction (at least one row) goes to the triggers due longest, whatever
+# their rank: urgent work arriving faster than the runner serves it cannot stop a flood draining.
+OLDEST_SHARE = 0.25
+PENDING = "done_at IS NULL AND cancelled_at IS NULL"
+
+
+def rank_of(priority: str | None) -> int:
+    """A priority's rank: P1 -> 1 ... P4 -> 4; none (or an unknown one) -> NO_PRIORITY."""
+    if priority and priority[:1] == "P" and priority[1:].isdigit():
+        return min(max(int(priority[1:]), RANKS[0]), NO_PRIORITY)
+    return NO_PRIORITY
 
 
 class Subject(NamedTuple):
@@ -62,6 +85,15 @@ class FlowTrigger(SQLModel, table=True):
         UniqueConstraint("change_id", "key", name="flowtrigger_change_id_key_key"),
         UniqueConstraint("problem_id", "key", name="flowtrigger_problem_id_key_key"),
         CheckConstraint(ONE_SUBJECT, name="flowtrigger_one_subject"),
+        # Serves the claim's "this rank, due by now, earliest first" over pending rows only: done
+        # rows, most of the table, are not in it.
+        Index(
+            "ix_flowtrigger_pending_rank_due",
+            "priority_rank",
+            "due_at",
+            sqlite_where=text(PENDING),
+            postgresql_where=text(PENDING),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -72,6 +104,9 @@ class FlowTrigger(SQLModel, table=True):
     # Unique per subject: "open", "escalation:1:0", "response_due", "notify:opened", ...
     key: str = Field(max_length=80)
     due_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    priority_rank: int = Field(
+        default=NO_PRIORITY, sa_column_kwargs={"server_default": text(str(NO_PRIORITY))}
+    )
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
     claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -104,12 +139,16 @@ def add_trigger(
     data: dict[str, Any] | None = None,
     incident_id: int | None = None,
     subject: Subject | None = None,
+    priority: str | None = None,
 ) -> FlowTrigger:
-    """A trigger about an incident (`incident_id`) or any process's record (`subject`)."""
+    """A trigger about an incident (`incident_id`) or any process's record (`subject`), served
+    by the rank of `priority` (the incident's)."""
     if (incident_id is None) == (subject is None):
         raise ValueError("a trigger needs one subject: an incident_id or a subject")
     subject = subject or Subject("incident", incident_id or 0)
-    trigger = FlowTrigger(kind=kind, key=key, due_at=due_at, data=data or {})
+    trigger = FlowTrigger(
+        kind=kind, key=key, due_at=due_at, data=data or {}, priority_rank=rank_of(priority)
+    )
     setattr(trigger, subject.column, subject.id)
     session.add(trigger)
     return trigger
@@ -154,16 +193,21 @@ def claim_due_triggers(
     runner: str,
     only_kinds: list[str] | None = None,
     skip_kinds: list[str] | None = None,
+    max_rank: int = NO_PRIORITY,
 ) -> list[FlowTrigger]:
-    """Claim up to `limit` due triggers (of `only_kinds`, or of any kind but `skip_kinds`);
-    each claim is a conditional update, so two runners never take the same row."""
+    """Claim up to `limit` due triggers (of `only_kinds`, or of any kind but `skip_kinds`; of
+    rank `max_rank` or more urgent), by priority with a share for the oldest (OLDEST_SHARE);
+    each claim is a conditional update, so two runners never take the same row. Returned most
+    urgent first."""
     now = clock.now()
     query = select(FlowTrigger.id).where(*_claimable(now))
     if only_kinds is not None:
         query = query.where(col(FlowTrigger.kind).in_(only_kinds))
     if skip_kinds:
         query = query.where(col(FlowTrigger.kind).not_in(skip_kinds))
-    candidates = session.exec(query.order_by(col(FlowTrigger.due_at)).limit(limit)).all()
+    if max_rank < NO_PRIORITY:
+        query = query.where(col(FlowTrigger.priority_rank) <= max_rank)
+    candidates = _candidates(session, query, limit)
     claimed: list[int] = []
     for trigger_id in candidates:
         result = session.execute(
@@ -180,9 +224,33 @@ def claim_due_triggers(
         session.exec(
             select(FlowTrigger)
             .where(col(FlowTrigger.id).in_(claimed))
-            .order_by(col(FlowTrigger.due_at))
+            .order_by(col(FlowTrigger.priority_rank), *FIRST_DUE)
         )
     )
+
+
+# Due first, and of those due together (a bulk intake) the first stored.
+FIRST_DUE = (col(FlowTrigger.due_at), col(FlowTrigger.id))
+
+
+def _candidates(session: Session, query: Any, limit: int) -> list[int]:
+    """The oldest share first, then rank by rank, each by due time: one index range a rank
+    (ix_flowtrigger_pending_rank_due), where one ORDER BY rank, due_at would walk past every
+    pending trigger of the ranks before, due or not."""
+    share = int(limit * OLDEST_SHARE)  # none for claims of fewer than four
+    picked: list[int] = []
+    if share:
+        picked += session.exec(query.order_by(*FIRST_DUE).limit(share))
+        if len(picked) < share:
+            return picked  # that was all that is due: an idle runner's poll is one query
+    for rank in RANKS:
+        if len(picked) >= limit:
+            break
+        of_rank = query.where(col(FlowTrigger.priority_rank) == rank)
+        if picked:
+            of_rank = of_rank.where(col(FlowTrigger.id).not_in(picked))
+        picked += session.exec(of_rank.order_by(*FIRST_DUE).limit(limit - len(picked)))
+    return picked
 
 
 def next_due_at(*, session: Session) -> datetime | None:

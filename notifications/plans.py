@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 
 from sqlmodel import Session
 
-from itilflow.models import Subject, add_trigger, get_trigger
+from itilflow.models import Incident, Subject, add_trigger, get_trigger
 from itilflow.notifications.messages import RenderedMessage
 
 CHANNELS = ("email", "chat")
@@ -110,6 +110,15 @@ def keep_for_delivery(session: Session, plans: list[NotificationPlan], *, due_at
                 key=key,
                 due_at=due_at,
                 data={"plan": dict(plan)},
+                priority=_priority_of(session, subject),
             )
             kept += 1
     return kept
+
+
+def _priority_of(session: Session, subject: Subject) -> str | None:
+    # A kept message about a P1 is delivered before a flood's (models/trigger.py ranks).
+    if subject.kind != "incident":
+        return None
+    incident = session.get(Incident, subject.id)
+    return incident.priority if incident else None

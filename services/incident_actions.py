@@ -119,6 +119,7 @@ def resolve(
         kind="resolved",
         key=f"resolved:{resolutions}",
         due_at=clock.now(),
+        priority=incident.priority,
     )
     return incident
 

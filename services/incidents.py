@@ -23,6 +23,7 @@ from itilflow.models import (
     add_trigger,
     get_incident,
     get_incident_by_dedup_key,
+    rank_of,
 )
 from itilflow.models.incident import (
     incident_ids_by_dedup_key,
@@ -89,8 +90,15 @@ def open_incident(
         message=f"opened from {new.source}",
         data={"source": new.source, "dedup_key": dedup_key},
     )
+    # Ranked at intake by the priority classification will give it (a pure function of what
+    # the incident says), so that a P1 is opened before a flood of P4s due earlier.
     add_trigger(
-        session=session, incident_id=incident.id, kind="open", key="open", due_at=clock.now()
+        session=session,
+        incident_id=incident.id,
+        kind="open",
+        key="open",
+        due_at=clock.now(),
+        priority=classify(incident, policies),
     )
     return incident, True
 
@@ -145,11 +153,12 @@ def open_incidents(
                 "kind": "open",
                 "key": "open",
                 "due_at": now,
+                "priority_rank": rank_of(classify(incident, policies)),
                 "data": {},
                 "created_at": now,
                 "attempts": 0,
             }
-            for incident_id in ids
+            for incident_id, incident in zip(ids, new, strict=True)
         ],
     )
     return ids
@@ -210,8 +219,9 @@ def open_requested_incidents(
     return [results[index] for index in range(len(requests))]
 
 
-def classify(incident: Incident, policies: Policies) -> str:
-    """The incident's priority: as given, or from the impact x urgency matrix."""
+def classify(incident: Incident | IncidentCreate, policies: Policies) -> str:
+    """The incident's priority: as given, or from the impact x urgency matrix (known at intake
+    already: the open trigger is ranked by it)."""
     if incident.priority:
         return incident.priority
     impact = incident.impact or policies.priority.default_impact

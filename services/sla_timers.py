@@ -22,6 +22,7 @@ from itilflow.models import (
     add_trigger,
     get_timeline,
     list_triggers,
+    rank_of,
 )
 from itilflow.policies import (
     CLOCK_KINDS,
@@ -128,6 +129,10 @@ def sync_triggers(*, session: Session, incident: Incident, policies: Policies) -
         elif trigger.due_at != planned[key].due_at:
             trigger.due_at = planned[key].due_at
             session.add(trigger)
+        if trigger.pending and trigger.priority_rank != rank_of(incident.priority):
+            # Reprioritised: its timers are served as the new priority's.
+            trigger.priority_rank = rank_of(incident.priority)
+            session.add(trigger)
     for key, timer in planned.items():
         if key not in stored:
             add_trigger(
@@ -137,6 +142,7 @@ def sync_triggers(*, session: Session, incident: Incident, policies: Policies) -
                 key=key,
                 due_at=timer.due_at,
                 data=timer.data,
+                priority=incident.priority,
             )
     session.flush()
 

@@ -27,6 +27,11 @@ async def run(rt) -> Runner:
     return runner
 
 
+def claimed_by(runner: Runner) -> list[FlowTrigger]:
+    batches, _ = runner._claim(10)
+    return [trigger for batch in batches for trigger in batch.triggers]
+
+
 def make_trigger(kind: str, attempts: int = 1, last_error: str | None = None) -> FlowTrigger:
     return FlowTrigger(
         id=attempts,
@@ -150,16 +155,16 @@ async def test_a_running_batch_keeps_its_claims_and_a_dead_runners_lapse(client,
     clock.freeze(MONDAY_MORNING)
     open_incident(client)
     alive = Runner(rt.engine, name="host-a:runner")
-    (claimed,) = alive._claim(10)
+    (claimed,) = claimed_by(alive)
     alive._held = {claimed.id}
     dead = Runner(rt.engine, name="host-b:runner")
-    assert dead._claim(10) == [], "claimed rows are not taken twice"
+    assert claimed_by(dead) == [], "claimed rows are not taken twice"
 
     clock.advance(LEASE - timedelta(seconds=1))
     alive._renew()
     clock.advance(timedelta(seconds=2))
-    assert dead._claim(10) == [], "a live runner's lease was renewed"
+    assert claimed_by(dead) == [], "a live runner's lease was renewed"
 
     clock.advance(LEASE)  # host-a stopped renewing: it died
-    (taken_over,) = dead._claim(10)
+    (taken_over,) = claimed_by(dead)
     assert taken_over.id == claimed.id and taken_over.claimed_by == "host-b:runner"

@@ -331,6 +331,19 @@ def decide_by_link(
     )
 
 
+def live_code_of(session: Session, request: ApprovalRequest) -> ApprovalCode | None:
+    """The request's newest code that is neither used nor voided (expiry and tries unchecked)."""
+    return session.exec(
+        select(ApprovalCode)
+        .where(
+            ApprovalCode.request_id == request.id,
+            col(ApprovalCode.used_at).is_(None),
+            col(ApprovalCode.voided_at).is_(None),
+        )
+        .order_by(col(ApprovalCode.id).desc())
+    ).first()
+
+
 def consume_approval_code(
     *,
     session: Session,
@@ -343,15 +356,7 @@ def consume_approval_code(
     """Use the request's live code for `decision`, once; the caller decides in the same
     transaction. WrongCode (attempt counted) or DecisionRefused when it may not."""
     now = clock.now()
-    live = session.exec(
-        select(ApprovalCode)
-        .where(
-            ApprovalCode.request_id == request.id,
-            col(ApprovalCode.used_at).is_(None),
-            col(ApprovalCode.voided_at).is_(None),
-        )
-        .order_by(col(ApprovalCode.id).desc())
-    ).first()
+    live = live_code_of(session, request)
     if live is None or live.attempts >= policy.code_attempts or live.expires_at <= now:
         raise DecisionRefused(
             "there is no valid code for this link (expired, used or void): "

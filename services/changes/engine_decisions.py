@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from itilflow import clock, signing
 from itilflow.models import (
@@ -35,6 +35,7 @@ from itilflow.services.changes.approvals import (
     code_matches,
     consume_approval_code,
     decide,
+    live_code_of,
 )
 from itilflow.services.changes.errors import SegregationRefused
 from itilflow.services.changes.overrides import record_refusal
@@ -196,15 +197,7 @@ def _live_codes(
     for request in list_approval_requests(session=session, change_id=change.id, version=version):
         if request.decision is not None or request.voided_at is not None:
             continue
-        live = session.exec(
-            select(ApprovalCode)
-            .where(
-                ApprovalCode.request_id == request.id,
-                col(ApprovalCode.used_at).is_(None),
-                col(ApprovalCode.voided_at).is_(None),
-            )
-            .order_by(col(ApprovalCode.id).desc())
-        ).first()
+        live = live_code_of(session, request)
         if (
             live is not None
             and live.decision == decision

@@ -4,7 +4,6 @@ code in a real browser, verified, and rolled back when verification fails."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tests.changes.conftest import wait_for
 from tests.support.approval_codes import decide_by_link, wait_for_code
 from tests.support.change_policy import without_calendar
 from tests.support.change_service import ConfigService
+from tests.support.chromium import headless_chromium
 from tests.support.csrf import post_form
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -89,31 +89,11 @@ def open_change(gateway, plan: dict) -> dict:
 def click_in_browser(url: str, button: str, tmp_path: Path, read_code: Callable[[], str]) -> str:
     """Open the link in headless Chromium, press a button, and type the code from the mail
     (`read_code`) into the page that asks for it, as the approver would."""
-    from selenium import webdriver
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
 
-    chromium = shutil.which("chromium")
-    driver_path = shutil.which("chromedriver")
-    assert chromium and driver_path, "chromium missing: run .ci/install-test-deps.sh"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-sync",
-        "--disable-component-update",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    try:
+    with headless_chromium(tmp_path) as driver:
         driver.get(url)
         driver.save_screenshot(str(tmp_path / "approval-page.png"))
         driver.find_element(By.ID, button).click()
@@ -132,8 +112,6 @@ def click_in_browser(url: str, button: str, tmp_path: Path, read_code: Callable[
         )
         driver.save_screenshot(str(tmp_path / "approval-result.png"))
         return message
-    finally:
-        driver.quit()
 
 
 def test_a_change_approved_in_the_browser_is_implemented_and_verified(

@@ -75,10 +75,11 @@ def _search_filter(text: str) -> list[Any]:
         return [col(Incident.title).ilike(f"%{escaped}%", escape="\\")]
 
 
-def _status_filter(status: str) -> list[Any]:
+def _status_filter(status: str, queue: str) -> list[Any]:
+    """The status asked for; else the open ones (a reporter's own list: all of theirs)."""
     if status in IncidentStatus.__members__:
         return [col(Incident.status) == IncidentStatus(status)]
-    return [col(Incident.status).in_(OPEN_STATUSES)]
+    return [] if queue == "reported" else [col(Incident.status).in_(OPEN_STATUSES)]
 
 
 def _next_due(session: Session, ids: list[int]) -> dict[int, datetime]:
@@ -120,11 +121,12 @@ def queues_page(
     q = q.strip()[:200]
     with Session(gateway_of(request).engine) as session:
         email = _email_of(session, person)
-        open_only = [col(Incident.status).in_(OPEN_STATUSES)]
         counts = {
-            name: _count(session, open_only + _queue_filter(name, person, email)) for name in queues
+            name: _count(session, _status_filter("", name) + _queue_filter(name, person, email))
+            for name in queues
         }
-        filters = _queue_filter(queue, person, email) + _status_filter(status) + _search_filter(q)
+        filters = _queue_filter(queue, person, email) + _status_filter(status, queue)
+        filters += _search_filter(q)
         if priority in PRIORITIES:
             filters.append(col(Incident.priority) == priority)
         total = _count(session, filters)

@@ -80,3 +80,7 @@ def set_fields(rt: Any, number: str, **values: Any) -> None:
         for key, value in values.items():
             setattr(row, key, value)
         session.add(row)
+
+
+# The real gateway under uvicorn, for the browser tests (the sign-in browser test's fixture).
+from tests.security.test_signin_browser import live_gateway  # noqa: E402, F401

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlmodel import Session
 
 from itilflow.gateway import browser
-from itilflow.gateway.console.catalogue import language_of, translator
+from itilflow.gateway.console.catalogue import choose_language, translator
 from itilflow.gateway.deps import gateway_of
 from itilflow.gateway.html import render_page
 from itilflow.models import Engineer
@@ -40,7 +40,7 @@ def language(request: Request, person: Principal | None) -> str:
         with Session(gateway_of(request).engine) as session:
             engineer = session.get(Engineer, person.name)
             person_language = engineer.language if engineer else None
-    return language_of(person_language, request.headers.get("accept-language"))
+    return choose_language(person_language, request.headers.get("accept-language"))
 
 
 def render(
@@ -57,12 +57,16 @@ def render(
     session would wait for the first one's write lock."""
     lang = lang or language(request, person)
     csrf = browser.csrf_for(request)
+    # The layout's own texts come through `ui`; `t` is the page's (the same lookup unless the
+    # page gives its own, e.g. a mapping of its area's texts from catalogue.texts()).
+    ui = translator(lang)
+    values.setdefault("t", ui)
     response = render_page(
         template,
         status_code=status_code,
         person=person,
         lang=lang,
-        t=translator(lang),
+        ui=ui,
         csrf=csrf.field,
         here=request.url.path,
         **values,
@@ -93,6 +97,17 @@ def signed_in_with(request: Request, *roles: str) -> Principal | Response:
     if roles and not person.has(*roles):
         return forbidden(request, person)
     return person
+
+
+def person_or_signin(request: Request) -> Principal | Response:
+    """The signed-in person (any role), or the redirect to the sign-in page that comes back."""
+    return signed_in_with(request)
+
+
+def language_of(request: Request, name: str | None) -> str:
+    """The language of the person named `name` (None: nobody signed in), else the browser's."""
+    person = Principal(name=name, kind="person") if name else None
+    return language(request, person)
 
 
 def form_value(form: dict[str, list[str]], name: str, limit: int = 20_000) -> str:

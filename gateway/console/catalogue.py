@@ -64,7 +64,7 @@ def translator(language: str) -> Callable[..., str]:
     return t
 
 
-def language_of(person_language: str | None, accept_language: str | None) -> str:
+def choose_language(person_language: str | None, accept_language: str | None) -> str:
     """The person's language from the directory, else the browser's first one we have, else
     English. "zh", "zh-CN", "zh-Hans" -> zh_CN."""
     if person_language in LANGUAGES:
@@ -76,3 +76,11 @@ def language_of(person_language: str | None, accept_language: str | None) -> str
         if tag.startswith("en"):
             return "en"
     return DEFAULT_LANGUAGE
+
+
+def texts(area: str, language: str) -> dict[str, str]:
+    """The texts of one area (one YAML file's keys, without the area's prefix) in `language`:
+    for a page that takes its texts as a mapping (`t.status`) rather than through `t(key)`."""
+    prefix = f"{area}."
+    found = messages(language if language in LANGUAGES else DEFAULT_LANGUAGE)
+    return {key.removeprefix(prefix): text for key, text in found.items() if key.startswith(prefix)}

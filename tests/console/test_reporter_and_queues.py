@@ -140,7 +140,9 @@ def test_every_text_the_templates_name_is_in_the_catalogue_in_both_languages():
     used = set()
     for template in PAGES.glob("*.html"):
         text = re.sub(r"\{#.*?#\}", "", template.read_text(), flags=re.DOTALL)
-        used |= {key for key in re.findall(r'(?<![\w.])t\("([\w.]+)"', text) if key[-1] != "."}
+        used |= {
+            key for key in re.findall(r'(?<![\w.])(?:t|ui)\("([\w.]+)"', text) if key[-1] != "."
+        }
     # Keys the templates build from data: every status, action and queue.
     used |= {f"incidents.status.{status.value}" for status in IncidentStatus}
     used |= {f"incidents.actions.{action}" for action in (*ACTION_RULES, REPLY)}
@@ -163,3 +165,19 @@ def test_the_layout_works_in_a_phone_sized_window_without_any_cdn(browser, rt):
     css = browser.get("/static/console.css")
     assert css.status_code == 200 and "@media (max-width:600px)" in css.text
     assert browser.get("/static/console.js").status_code == 200
+
+
+def test_a_page_rendered_without_the_consoles_values_still_gets_the_layout():
+    """A page not behind the sign-in (render_page alone), with its area's texts as a mapping."""
+    from itilflow.gateway.console.catalogue import texts
+    from itilflow.gateway.html import _environment
+
+    page = _environment().from_string(
+        '{% extends "layout.html" %}{% block title %}{{ t.title }}{% endblock %}'
+        "{% block content %}<h1>{{ t.title }}</h1>{% endblock %}"
+    )
+    html = page.render(t={"title": "<Plan>"})
+    assert '<html lang="en">' in html and "<h1>&lt;Plan&gt;</h1>" in html
+    assert "/static/console.css" in html and "signout" not in html
+    assert texts("incidents", "zh_CN")["queue.title"] == "事件"
+    assert texts("console", "en")["nav.mine"] == "Mine"

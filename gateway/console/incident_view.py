@@ -15,11 +15,12 @@ from itilflow.models import (
     Engineer,
     Incident,
     IncidentStatus,
+    TimelineEntry,
     get_engineer,
     get_timeline,
 )
 from itilflow.notifications.incident_context import when
-from itilflow.policies import Policies, compute_sla
+from itilflow.policies import CLOCK_KINDS, Policies, StatusEvent, compute_sla
 from itilflow.services import incidents
 from itilflow.services.incident_edits import is_public
 from itilflow.services.principals import Principal
@@ -78,14 +79,14 @@ def _remaining(due: datetime | None, now: datetime) -> str | None:
     return sign + text
 
 
-def sla_clocks(session: Session, incident: Incident, policies: Policies) -> dict[str, Any] | None:
-    """The response and resolution clocks as people read them; None without a priority."""
-    assert incident.id is not None
+def sla_clocks(
+    entries: list[TimelineEntry], incident: Incident, policies: Policies
+) -> dict[str, Any]:
+    """The response and resolution clocks as people read them, from the incident's timeline."""
     priority = incident.priority or incidents.classify(incident, policies)
     now = clock.now()
-    figures = compute_sla(
-        incidents.status_events(session, incident.id), policies.sla, priority, now
-    )
+    events = [StatusEvent(at=e.at, kind=e.kind) for e in entries if e.kind in CLOCK_KINDS]
+    figures = compute_sla(events, policies.sla, priority, now)
     running = incident.status in OPEN_STATUSES
     return {
         "response_due": when(figures.response_due, policies, priority),
@@ -103,13 +104,12 @@ def sla_clocks(session: Session, incident: Incident, policies: Policies) -> dict
 
 
 def timeline(
-    session: Session, incident: Incident, policies: Policies, *, reporter: bool
+    entries: list[TimelineEntry], incident: Incident, policies: Policies, *, reporter: bool
 ) -> list[dict[str, Any]]:
     """The timeline, oldest first. The reporter sees the status changes and public comments;
     internal notes stay with the people working the incident."""
-    assert incident.id is not None
     shown = []
-    for entry in get_timeline(session=session, incident_id=incident.id):
+    for entry in entries:
         public = is_public(entry.kind, entry.data)
         if reporter and entry.kind == "commented" and not public:
             continue
@@ -130,10 +130,9 @@ def timeline(
 STATUS_KINDS = {"opened", "acknowledged", "on_hold", "resumed", "resolved", "reopened", "closed"}
 
 
-def known_error(session: Session, incident: Incident) -> dict[str, Any] | None:
+def known_error(entries: list[TimelineEntry]) -> dict[str, Any] | None:
     """The known error the incident was matched to (services/problems/knowledge.py), if any."""
-    assert incident.id is not None
-    for entry in get_timeline(session=session, incident_id=incident.id):
+    for entry in entries:
         if entry.kind == "known_error_matched":
             return dict(entry.data.get("known_error") or {}) or None
     return None
@@ -144,7 +143,7 @@ class IncidentView:
     incident: Incident
     assignee: str | None
     opened_at: str | None
-    sla: dict[str, Any] | None
+    sla: dict[str, Any]
     timeline: list[dict[str, Any]]
     known_error: dict[str, Any] | None
     for_reporter: bool
@@ -153,13 +152,15 @@ class IncidentView:
 def view_of(
     session: Session, incident: Incident, policies: Policies, *, reporter: bool
 ) -> IncidentView:
+    assert incident.id is not None
     assignee = get_engineer(session=session, username=incident.assignee)
+    entries = get_timeline(session=session, incident_id=incident.id)  # read once for all
     return IncidentView(
         incident=incident,
         assignee=assignee.name if assignee else incident.assignee,
         opened_at=when(incident.opened_at, policies, incident.priority),
-        sla=sla_clocks(session, incident, policies),
-        timeline=timeline(session, incident, policies, reporter=reporter),
-        known_error=None if reporter else known_error(session, incident),
+        sla=sla_clocks(entries, incident, policies),
+        timeline=timeline(entries, incident, policies, reporter=reporter),
+        known_error=None if reporter else known_error(entries),
         for_reporter=reporter,
     )

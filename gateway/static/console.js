@@ -7,7 +7,11 @@
   var every = parseInt(live.dataset.every || "4000", 10);
   function poll() {
     fetch(live.dataset.src, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (answer) { return answer.ok ? answer.text() : null; })
+      .then(function (answer) {
+        // Signed out meanwhile (session expired or ended): reloading leads to the sign-in page.
+        if (answer.status === 401) { window.location.reload(); }
+        return answer.ok ? answer.text() : null;
+      })
       .then(function (html) {
         if (html !== null && html !== live.innerHTML) { live.innerHTML = html; }
       })

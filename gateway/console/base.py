@@ -26,6 +26,12 @@ from itilflow.models import Engineer
 from itilflow.services.principals import Principal
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
+# Only this site's stylesheet, script and forms; no inline script or style, no framing (a
+# confirmation button cannot be clicked through another site's frame).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def mount_static(app: FastAPI) -> None:
@@ -75,6 +81,8 @@ def render(
     # A console page shows records: nothing of it in a shared cache or another site's Referer.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

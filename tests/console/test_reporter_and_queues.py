@@ -162,6 +162,9 @@ def test_the_layout_works_in_a_phone_sized_window_without_any_cdn(browser, rt):
     page = browser.get("/incidents").text
     assert 'name="viewport" content="width=device-width' in page
     assert not re.search(r'(src|href)="(https?:)?//', page)
+    policy = browser.get("/incidents").headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "style=" not in page and "<script>" not in page  # nothing inline for the policy to stop
     css = browser.get("/static/console.css")
     assert css.status_code == 200 and "@media (max-width:600px)" in css.text
     assert browser.get("/static/console.js").status_code == 200

@@ -103,6 +103,12 @@ def test_an_engineer_acts_on_a_p1_from_its_mail_in_a_phone(live_gateway, rt, smt
         do("resolve", "payment pods restarted, checkout works")
         assert status() == "resolved"
         driver.save_screenshot(str(tmp_path / "resolved-375.png"))
+        # The queues fit the phone too, and lead back to the incident.
+        driver.get(f"{live_gateway}/incidents?queue=all&status=resolved")
+        wait.until(lambda d: d.find_element(By.ID, "incidents"))
+        assert driver.execute_script(no_sideways_scroll)
+        driver.find_element(By.LINK_TEXT, number).click()
+        wait.until(lambda d: d.find_element(By.ID, "live"))
     api.close()
     assert incident(rt, number).status == "resolved"
     entries = [(kind, actor) for kind, actor, _, _ in timeline(rt, number)]

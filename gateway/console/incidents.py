@@ -53,7 +53,7 @@ def _not_found(request: Request, person: Principal, lang: str) -> HTMLResponse:
 
 
 def _audience(session: Session, person: Principal, incident: Incident) -> str | None:
-    """ "worker", "reporter", or None when the person may not see the incident at all."""
+    """The page's audience: "worker", "reporter", or None (may not see the incident)."""
     if views.may_work(person):
         return "worker"
     if views.is_reporter(session, person, incident):
@@ -75,6 +75,7 @@ def _page(
     policies = gateway_of(request).policies
     view = views.view_of(session, incident, policies, reporter=audience == "reporter")
     template = "incident_reporter.html" if audience == "reporter" else "incident.html"
+    actions = views.actions_for(person, incident) if audience == "worker" else []
     return render(
         request,
         person,
@@ -82,9 +83,9 @@ def _page(
         status_code=status_code,
         lang=lang,
         view=view,
-        actions=views.actions_for(person, incident) if audience == "worker" else [],
+        actions=actions,
         may_reply=audience == "reporter" and incident.status in views.REPLY_STATUSES,
-        people=_people(session) if "reassign" in views.actions_for(person, incident) else [],
+        people=_people(session) if "reassign" in actions else [],
         survey_url=_survey_url(request, incident) if audience == "reporter" else None,
         poll_every=POLL_EVERY_MS,
         error=error,
@@ -114,7 +115,7 @@ def incident_page(ref: str, request: Request) -> Response:
     lang = language(request, person)  # before the session below: SQLite has one writer
     with Session(gateway_of(request).engine) as session:
         incident = _load(session, ref)
-        audience = incident and _audience(session, person, incident)
+        audience = _audience(session, person, incident) if incident else None
         if incident is None or audience is None:
             return _not_found(request, person, lang)
         return _page(request, person, session, incident, audience, lang=lang)
@@ -126,11 +127,13 @@ def incident_live(ref: str, request: Request) -> Response:
     person = browser.current_person(request)
     if person is None:
         return HTMLResponse("", status_code=401)
+    if not person.has("reporter"):
+        return HTMLResponse("", status_code=403)
     lang = language(request, person)
     gateway = gateway_of(request)
     with Session(gateway.engine) as session:
         incident = _load(session, ref)
-        audience = incident and _audience(session, person, incident)
+        audience = _audience(session, person, incident) if incident else None
         if incident is None or audience is None:
             return HTMLResponse("", status_code=404)
         view = views.view_of(session, incident, gateway.policies, reporter=audience == "reporter")
@@ -155,7 +158,7 @@ def act(ref: str, request: Request, form: browser.PageForm) -> Response:
     gateway = gateway_of(request)
     with Session(gateway.engine, expire_on_commit=False) as session:
         incident = _load(session, ref)
-        audience = incident and _audience(session, person, incident)
+        audience = _audience(session, person, incident) if incident else None
         if incident is None or audience is None:
             return _not_found(request, person, lang)
         if not _may(person, audience, action):

@@ -139,6 +139,7 @@ def test_a_person_without_a_role_gets_403(browser, api, rt):
     for path in (f"/incidents/{number}", "/incidents"):
         answer = browser.get(path)
         assert answer.status_code == 403 and "Payment module" not in answer.text
+    assert browser.get(f"/incidents/{number}/live").status_code == 403
     page = browser.get("/incidents")
     data = {"action": "acknowledge", "csrf": csrf_of(page.text), "confirm": "yes"}
     assert browser.post(f"/incidents/{number}", data=data).status_code == 403

@@ -1,6 +1,7 @@
 """Edits of an open incident by the people working it: reassign to a person of the directory,
-change its priority. Like services/incident_actions.py: checked first, a timeline entry, the SLA
-triggers brought in line, all in the caller's transaction."""
+change its priority (comments, internal or to the reporter, are incident_actions.comment's).
+Like services/incident_actions.py: checked first, a timeline entry, the SLA triggers brought in
+line, all in the caller's transaction."""
 
 from __future__ import annotations
 
@@ -18,6 +19,33 @@ PRIORITIES = ("P1", "P2", "P3", "P4")
 def _must_be_open(incident: Incident, what: str) -> None:
     if incident.status not in OPEN_STATUSES:
         raise ActionError(f"{incident.number} is {incident.status.value}: {what} needs it open")
+
+
+def _record_edit(
+    session: Session,
+    incident: Incident,
+    *,
+    kind: str,
+    actor: str,
+    message: str,
+    data: dict[str, object],
+    policies: Policies,
+) -> Incident:
+    """The edited incident stored, its timeline entry, and its SLA triggers brought in line."""
+    incident.updated_at = clock.now()
+    session.add(incident)
+    assert incident.id is not None
+    add_timeline(
+        session=session,
+        incident_id=incident.id,
+        kind=kind,
+        actor=actor,
+        message=message,
+        data=data,
+    )
+    session.flush()
+    sync_triggers(session=session, incident=incident, policies=policies)
+    return incident
 
 
 def reassign(
@@ -43,20 +71,16 @@ def reassign(
         incident.group_name = engineer.group_name
     if incident.status == IncidentStatus.new:
         incident.status = IncidentStatus.assigned
-    incident.updated_at = clock.now()
-    session.add(incident)
-    assert incident.id is not None
-    add_timeline(
-        session=session,
-        incident_id=incident.id,
+    after = {"assignee": incident.assignee, "group": incident.group_name}
+    return _record_edit(
+        session,
+        incident,
         kind="reassigned",
         actor=actor,
         message=note or f"reassigned to {engineer.username}",
-        data={"from": before, "to": {"assignee": incident.assignee, "group": incident.group_name}},
+        data={"from": before, "to": after},
+        policies=policies,
     )
-    session.flush()
-    sync_triggers(session=session, incident=incident, policies=policies)
-    return incident
 
 
 def change_priority(
@@ -76,51 +100,17 @@ def change_priority(
         raise ActionError(f"{incident.number} is {priority} already")
     if not note.strip():
         raise ActionError("changing the priority needs a note saying why")
-    before = incident.priority
+    data = {"from": incident.priority, "to": priority}
     incident.priority = priority
-    incident.updated_at = clock.now()
-    session.add(incident)
-    assert incident.id is not None
-    add_timeline(
-        session=session,
-        incident_id=incident.id,
+    return _record_edit(
+        session,
+        incident,
         kind="priority_changed",
         actor=actor,
         message=note,
-        data={"from": before, "to": priority},
+        data=data,
+        policies=policies,
     )
-    session.flush()
-    sync_triggers(session=session, incident=incident, policies=policies)
-    return incident
-
-
-def comment(
-    session: Session,
-    incident: Incident,
-    *,
-    actor: str,
-    note: str,
-    public: bool,
-    policies: Policies,
-) -> Incident:
-    """A comment: internal (the people working it) or public (the reporter sees it too, and a
-    reporter's own reply is public)."""
-    if not note.strip():
-        raise ActionError("a comment needs text")
-    if incident.status == IncidentStatus.closed:
-        raise ActionError(f"{incident.number} is closed: reopen is not possible, open a new one")
-    assert incident.id is not None
-    add_timeline(
-        session=session,
-        incident_id=incident.id,
-        kind="commented",
-        actor=actor,
-        message=note,
-        data={"visibility": "public" if public else "internal"},
-    )
-    incident.updated_at = clock.now()
-    session.add(incident)
-    return incident
 
 
 def is_public(kind: str, data: dict[str, object]) -> bool:

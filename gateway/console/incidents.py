@@ -30,6 +30,7 @@ from itilflow.gateway.html import render_page
 from itilflow.models import Engineer, Incident, parse_incident_ref
 from itilflow.policies import Policies
 from itilflow.services import incident_edits, incidents
+from itilflow.services.incident_actions import comment
 from itilflow.services.principals import Principal
 from itilflow.services.surveys import survey_token
 
@@ -74,12 +75,11 @@ def _page(
 ) -> HTMLResponse:
     policies = gateway_of(request).policies
     view = views.view_of(session, incident, policies, reporter=audience == "reporter")
-    template = "incident_reporter.html" if audience == "reporter" else "incident.html"
     actions = views.actions_for(person, incident) if audience == "worker" else []
     return render(
         request,
         person,
-        template,
+        "incident.html",
         status_code=status_code,
         lang=lang,
         view=view,
@@ -206,6 +206,13 @@ def _may(person: Principal, audience: str, action: str) -> bool:
     return rule is not None and person.has(rule[0])
 
 
+# The console's own edits: the function and the one form field it takes besides the note.
+EDITS = {
+    "reassign": (incident_edits.reassign, "assignee"),
+    "priority": (incident_edits.change_priority, "priority"),
+}
+
+
 def _apply(
     session: Session,
     incident: Incident,
@@ -219,34 +226,18 @@ def _apply(
     if action == views.REPLY:
         if incident.status not in views.REPLY_STATUSES:
             raise incidents.ActionError(f"{incident.number} is closed: open a new incident")
-        incident_edits.comment(
-            session, incident, actor=actor, note=note, public=True, policies=policies
-        )
+        visibility = "public"
     elif action == "comment":
-        public = form_value(form, "visibility", 20) == "public"
-        incident_edits.comment(
-            session, incident, actor=actor, note=note, public=public, policies=policies
-        )
-    elif action == "reassign":
-        incident_edits.reassign(
-            session,
-            incident,
-            assignee=form_value(form, "assignee", 64),
-            actor=actor,
-            note=note,
-            policies=policies,
-        )
-    elif action == "priority":
-        incident_edits.change_priority(
-            session,
-            incident,
-            priority=form_value(form, "priority", 4),
-            actor=actor,
-            note=note,
-            policies=policies,
-        )
+        visibility = "public" if form_value(form, "visibility", 20) == "public" else "internal"
+    elif action in EDITS:
+        edit, field = EDITS[action]
+        value = form_value(form, field, 64)
+        edit(session, incident, **{field: value}, actor=actor, note=note, policies=policies)
+        return
     else:
         assert incident.id is not None
         incidents.apply_action(
             session, incident.id, action, actor=actor, note=note, policies=policies
         )
+        return
+    comment(session, incident, actor=actor, note=note, policies=policies, visibility=visibility)

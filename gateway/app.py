@@ -31,6 +31,9 @@ from itilflow.gateway import (
     signin,
     surveys,
 )
+from itilflow.gateway.console import base as console_base
+from itilflow.gateway.console import incidents as console_incidents
+from itilflow.gateway.console import queues as console_queues
 from itilflow.gateway.deps import Gateway
 from itilflow.gateway.writer import GroupWriter
 from itilflow.models import get_engine
@@ -56,6 +59,8 @@ ROUTERS = (
     directory.router,
     signin.router,
     oidc.router,
+    console_queues.router,
+    console_incidents.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0
@@ -141,6 +146,7 @@ def create_app(
     app.state.readiness = health.Readiness(settings, gateway.engine)
     for router in ROUTERS:
         _add_routes(app, router)
+    console_base.mount_static(app)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

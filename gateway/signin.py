@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -104,13 +105,13 @@ def ask_for_signin(request: Request, form: browser.PageForm) -> HTMLResponse:
     )
     if started.mail is not None:
         # After the answer: neither its timing nor a failed mail may tell that the name exists.
-        response.background = BackgroundTask(_mail_or_withdraw, gateway, started)
+        response.background = BackgroundTask(_mail_or_withdraw, gateway, started, next_path)
     return response
 
 
-async def _mail_or_withdraw(gateway: Gateway, started: signin.Started) -> None:
+async def _mail_or_withdraw(gateway: Gateway, started: signin.Started, next_path: str) -> None:
     assert started.mail is not None
-    if await _mail(gateway, started.mail):
+    if await _mail(gateway, started.mail, next_path):
         return
     await anyio.to_thread.run_sync(_withdraw, gateway, started)
 
@@ -121,9 +122,12 @@ def _withdraw(gateway: Gateway, started: signin.Started) -> None:
         session.commit()
 
 
-async def _mail(gateway: Gateway, mail: signin.SigninMail) -> bool:
-    """Mail the code and link through the approval codes' mail settings; False when it failed."""
+async def _mail(gateway: Gateway, mail: signin.SigninMail, next_path: str = "/signin") -> bool:
+    """Mail the code and link through the approval codes' mail settings; False when it failed.
+    The link carries where to go afterwards (the console page the person came from)."""
     link = f"{gateway.settings.public_url}/signin/link/{mail.link_token}"
+    if next_path != "/signin":
+        link += f"?next={quote(next_path, safe='/')}"
     minutes = int(signin.SIGNIN_VALID_FOR.total_seconds() // 60)
     values = {"name": mail.name, "person": mail.person, "code": mail.code, "link": link}
     text = (
@@ -203,7 +207,7 @@ def signin_by_code(request: Request, form: browser.PageForm) -> Response:
 
 
 @router.get("/signin/link/{token}", response_class=HTMLResponse)
-def confirm_link(token: str, request: Request) -> HTMLResponse:
+def confirm_link(token: str, request: Request, next: str | None = None) -> HTMLResponse:  # noqa: A002
     gateway = gateway_of(request)
     with Session(gateway.engine) as session:
         try:
@@ -216,7 +220,7 @@ def confirm_link(token: str, request: Request) -> HTMLResponse:
                 name_form=True,
                 status_code=400,
             )
-    return page(request, "Sign in?", link_form=person)
+    return page(request, "Sign in?", link_form=person, next=safe_next(next))
 
 
 @router.post("/signin/link/{token}", response_class=HTMLResponse)
@@ -237,7 +241,7 @@ def signin_by_link(token: str, request: Request, form: browser.PageForm) -> Resp
                 status_code=403,
             )
         session.commit()
-    return signed_in(request, person, "link", "/signin")
+    return signed_in(request, person, "link", safe_next((form.get("next") or [""])[0]))
 
 
 @router.post("/signout", response_class=HTMLResponse)

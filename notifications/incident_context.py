@@ -9,13 +9,15 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from itilflow import clock
-from itilflow.models import Incident, get_engineer, get_timeline
+from itilflow.models import Incident, get_engineer, get_timeline, incident_number
 from itilflow.policies import Policies, compute_sla
 from itilflow.services import incidents
 
 
 def incident_url(public_url: str, incident_id: int) -> str:
-    return f"{public_url}/api/incidents/{incident_id}"
+    """The incident's page in the console (gateway/console/incidents.py); tools keep the JSON
+    under /api/incidents/<id>."""
+    return f"{public_url}/incidents/{incident_number(incident_id)}"
 
 
 def _when(value: datetime | None, zone: ZoneInfo) -> str | None:

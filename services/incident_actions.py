@@ -161,15 +161,28 @@ def close(
 
 
 def comment(
-    session: Session, incident: Incident, *, actor: str, note: str, policies: Policies
+    session: Session,
+    incident: Incident,
+    *,
+    actor: str,
+    note: str,
+    policies: Policies,
+    visibility: str | None = None,
 ) -> Incident:
+    """A comment. `visibility` "public": the reporter reads it too (the console's comments to
+    the reporter and the reporter's replies); "internal" or None: the people working it."""
     if not note.strip():
         raise ActionError("a comment needs text")
     if incident.status == IncidentStatus.closed:
         raise ActionError(f"{incident.number} is closed: reopen is not possible, open a new one")
     assert incident.id is not None
     add_timeline(
-        session=session, incident_id=incident.id, kind="commented", actor=actor, message=note
+        session=session,
+        incident_id=incident.id,
+        kind="commented",
+        actor=actor,
+        message=note,
+        data={"visibility": visibility} if visibility else None,
     )
     incident.updated_at = clock.now()
     session.add(incident)

@@ -11,6 +11,10 @@ Public, and why:
 - the sign-in pages (`/signin...`, `/signout`): where a person without a token signs in; they
   show a form or take a one-time code or link, and start nothing but a browser session
   (tests/security/test_signin.py).
+- the console's pages (every path outside /api: /incidents...): a browser's session is their
+  authorisation, never a bearer token. Signed out (whatever Authorization header, the API token
+  too) they answer a redirect to /signin?next=<the page>, or 401 for a page's live part, and
+  change nothing (tests/console/).
 """
 
 from __future__ import annotations
@@ -72,6 +76,19 @@ def routes(app: Any) -> Iterator[tuple[str, str]]:
             yield method, route.path
 
 
+def console_page(path: str) -> bool:
+    """A page of the web console: outside /api, and none of the public pages above."""
+    return not path.startswith("/api") and path not in PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES
+
+
+def sent_to_signin(response: Any) -> bool:
+    """A signed-out browser's answer from a console page: to the sign-in page, or 401."""
+    location = response.headers.get("location", "")
+    return response.status_code == 401 or (
+        response.status_code == 303 and location.startswith("/signin?next=")
+    )
+
+
 def concrete(path: str, seeds: dict[str, dict[str, str]]) -> str:
     """The path with real objects' references (so a missing check would find data)."""
     values = next((v for prefix, v in seeds.items() if path.startswith(prefix)), {})
@@ -118,19 +135,30 @@ def test_every_route_but_the_public_ones_needs_the_token(
         checked.append((method, path))
         url = concrete(path, seeds)
         body = {"title": "t", "note": "n", "alerts": []} if method in {"POST", "PATCH"} else None
-        for name, template in WRONG_AUTHORIZATIONS.items():
+        tries = dict(WRONG_AUTHORIZATIONS)
+        if console_page(path):  # the API's token does not sign a browser in
+            tries["the API token"] = "Bearer {token}"
+        for name, template in tries.items():
             headers = {}
             if template is not None:
                 headers["Authorization"] = template.format(token=token, short=token[:-1])
-            response = client.request(method, url, headers=headers, json=body)
-            if response.status_code != 401 or response.headers.get("www-authenticate") != (
-                "Bearer"
-            ):
+            response = client.request(
+                method, url, headers=headers, json=body, follow_redirects=False
+            )
+            if console_page(path):
+                refused = sent_to_signin(response)
+            else:
+                refused = response.status_code == 401 and (
+                    response.headers.get("www-authenticate") == "Bearer"
+                )
+            if not refused:
                 let_through.append(f"{method} {url} with {name}: {response.status_code}")
         # HEAD on a GET route is refused too, never answered with the data's headers.
         if method == "GET":
-            head = client.head(url)
-            if head.status_code not in (401, 405):
+            head = client.head(url, follow_redirects=False)
+            if head.status_code not in (401, 405) and not (
+                console_page(path) and sent_to_signin(head)
+            ):
                 let_through.append(f"HEAD {url}: {head.status_code}")
     fault_figures(
         "auth on every route",
@@ -164,7 +192,7 @@ def test_the_public_routes_are_only_these(gateway: Any) -> None:
     unauthenticated = {
         path
         for method, path in routes(app)
-        if client.request(method, concrete(path, seeds)).status_code != 401
+        if not sent_to_signin(client.request(method, concrete(path, seeds), follow_redirects=False))
     }
     signin_routes = {path for _, path in routes(app)} & SIGNIN_PAGES
     assert unauthenticated == PUBLIC | SIGNED_LINK_PAGES | signin_routes

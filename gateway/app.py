@@ -31,6 +31,7 @@ from itilflow.gateway import (
     signin,
     surveys,
 )
+from itilflow.gateway.console import changes as console_changes
 from itilflow.gateway.deps import Gateway
 from itilflow.gateway.writer import GroupWriter
 from itilflow.models import get_engine
@@ -56,6 +57,7 @@ ROUTERS = (
     directory.router,
     signin.router,
     oidc.router,
+    console_changes.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0

@@ -32,6 +32,7 @@ from itilflow.gateway import (
     surveys,
 )
 from itilflow.gateway.console import changes as console_changes
+from itilflow.gateway.console import problems as console_problems
 from itilflow.gateway.deps import Gateway
 from itilflow.gateway.writer import GroupWriter
 from itilflow.models import get_engine
@@ -58,6 +59,7 @@ ROUTERS = (
     signin.router,
     oidc.router,
     console_changes.router,
+    console_problems.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0

@@ -1,0 +1,120 @@
+"""The problem page (/problems/PRB-000042: status, linked incidents, root cause, known error) and
+the knowledge pages (/knowledge: search the known errors' workarounds; /knowledge/KB-000042: one
+article).
+
+Who may see them: any signed-in person with a role (reporter, the least one, is implied by every
+other), as the API's reads; a browser signed in as nobody is sent to the sign-in page. The data
+is the API's own (gateway/problems.py `detail`, services.problems' search), so the page and the
+JSON never disagree. The routes are plain `def`s, run in FastAPI's thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
+
+from itilflow.gateway.console._stub import language_of, person_or_signin, texts
+from itilflow.gateway.console.formats import when_in
+from itilflow.gateway.deps import gateway_of
+from itilflow.gateway.html import render_page
+from itilflow.gateway.problems import article_out, detail
+from itilflow.models import KnowledgeArticle, parse_article_ref, parse_problem_ref
+from itilflow.services import problems
+from itilflow.services.principals import Principal
+
+log = logging.getLogger("itilflow.gateway.console")
+
+router = APIRouter(tags=["console"])
+
+READER = "reporter"
+SEARCH_RESULTS = 50
+
+
+def _reader_or_refusal(request: Request) -> tuple[Principal, dict[str, str]] | Response:
+    """The signed-in person holding a role with the texts in their language, or the page that
+    answers instead: the sign-in redirect, or 403 for a person without any role."""
+    person = person_or_signin(request)
+    if isinstance(person, RedirectResponse):
+        return person
+    t = texts("problems", language_of(request, person.name))
+    if not person.has(READER):
+        log.warning("refused %s %s: no role", person.name, request.url.path)
+        return _message(t, t["forbidden_title"], t["forbidden"], 403)
+    return person, t
+
+
+def _message(t: dict[str, str], title: str, message: str, status_code: int) -> HTMLResponse:
+    return render_page(
+        "console_message.html", status_code=status_code, t=t, title=title, message=message
+    )
+
+
+def _when(request: Request) -> Callable[[datetime | None], str]:
+    return when_in(gateway_of(request).policies.problem.zone)
+
+
+@router.get("/problems/{ref}", response_class=HTMLResponse, include_in_schema=False)
+def problem_page(ref: str, request: Request) -> Response:
+    reader = _reader_or_refusal(request)
+    if isinstance(reader, Response):
+        return reader
+    _, t = reader
+    gateway = gateway_of(request)
+    with Session(gateway.engine) as session:
+        try:
+            problem = problems.load_problem(session, parse_problem_ref(ref))
+        except (ValueError, problems.NotFound):
+            return _message(t, t["not_found_title"], t["problem_not_found"].format(ref=ref), 404)
+        shown = detail(session, problem, gateway.settings.public_url or "")
+    return render_page(
+        "problem.html",
+        t=t,
+        title=f"{shown.number} {shown.title}",
+        problem=shown,
+        when=_when(request),
+    )
+
+
+@router.get("/knowledge", response_class=HTMLResponse, include_in_schema=False)
+def knowledge_page(request: Request, q: Annotated[str, Query(max_length=200)] = "") -> Response:
+    reader = _reader_or_refusal(request)
+    if isinstance(reader, Response):
+        return reader
+    _, t = reader
+    with Session(gateway_of(request).engine) as session:
+        found = [
+            article_out(article, score)
+            for article, score in problems.search_articles(session, q, limit=SEARCH_RESULTS)
+        ]
+    return render_page(
+        "knowledge.html", t=t, title=t["knowledge"], q=q, articles=found, when=_when(request)
+    )
+
+
+@router.get("/knowledge/{ref}", response_class=HTMLResponse, include_in_schema=False)
+def article_page(ref: str, request: Request) -> Response:
+    reader = _reader_or_refusal(request)
+    if isinstance(reader, Response):
+        return reader
+    _, t = reader
+    with Session(gateway_of(request).engine) as session:
+        try:
+            article = session.get(KnowledgeArticle, parse_article_ref(ref))
+        except ValueError:
+            article = None
+        if article is None:
+            return _message(t, t["not_found_title"], t["article_not_found"].format(ref=ref), 404)
+        shown = article_out(article)
+    return render_page(
+        "article.html",
+        t=t,
+        title=f"{shown.number} {shown.title}",
+        article=shown,
+        when=_when(request),
+    )

@@ -15,6 +15,8 @@ hold the event loop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -105,7 +107,10 @@ def change_values(
 
 
 def stages_of(
-    gateway: Gateway, change: Change, requests: list[ApprovalRequest], when: Any
+    gateway: Gateway,
+    change: Change,
+    requests: list[ApprovalRequest],
+    when: Callable[[datetime | None], str],
 ) -> list[dict[str, Any]]:
     """The stages this version needs, each with who was asked and who decided when; a stage
     only earlier versions had is not shown (the timeline has those decisions)."""

@@ -11,6 +11,10 @@ Public, and why:
 - the sign-in pages (`/signin...`, `/signout`): where a person without a token signs in; they
   show a form or take a one-time code or link, and start nothing but a browser session
   (tests/security/test_signin.py).
+
+The console's pages (CONSOLE_PAGES) are for a signed-in browser: without a session they answer
+every request, whatever bearer token it carries, with the redirect to the sign-in page and no
+data (tests/console/ checks who may see what once signed in).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ SIGNIN_PAGES = {
     "/signin/oidc/callback",
     "/signout",
 }
+CONSOLE_PAGES = {"/changes/{ref}", "/problems/{ref}", "/knowledge", "/knowledge/{ref}"}
 WRONG_AUTHORIZATIONS = {
     "no header": None,
     "empty": "",
@@ -113,7 +118,7 @@ def test_every_route_but_the_public_ones_needs_the_token(
     checked: list[tuple[str, str]] = []
     let_through: list[str] = []
     for method, path in table:
-        if path in PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES:
+        if path in PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES | CONSOLE_PAGES:
             continue
         checked.append((method, path))
         url = concrete(path, seeds)
@@ -167,8 +172,32 @@ def test_the_public_routes_are_only_these(gateway: Any) -> None:
         if client.request(method, concrete(path, seeds)).status_code != 401
     }
     signin_routes = {path for _, path in routes(app)} & SIGNIN_PAGES
-    assert unauthenticated == PUBLIC | SIGNED_LINK_PAGES | signin_routes
+    console = {path for _, path in routes(app)} & CONSOLE_PAGES
+    assert unauthenticated == PUBLIC | SIGNED_LINK_PAGES | signin_routes | console
     assert client.get("/health").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("page", sorted(CONSOLE_PAGES))
+def test_console_pages_send_a_browser_without_a_session_to_sign_in(
+    gateway: Any, rt: Any, page: str
+) -> None:
+    """Even the bootstrap token opens no console page: pages know sessions, not tokens."""
+    app, client, seeds = gateway
+    assert page in {path for _, path in routes(app)}
+    pages = {"/changes/": seeds["/api/changes/"], "/problems/": seeds["/api/problems/"]}
+    url = concrete(page, pages)
+    token = rt.settings.api_token.get_secret_value()
+    before = stored(rt)
+    for template in [*WRONG_AUTHORIZATIONS.values(), "Bearer {token}"]:
+        headers = {}
+        if template is not None:
+            headers["Authorization"] = template.format(token=token, short=token[:-1])
+        response = client.get(url, headers=headers, follow_redirects=False)
+        assert response.status_code == 303, (url, template, response.status_code)
+        assert response.headers["location"].startswith("/signin?next=%2F")
+        assert "<" not in response.text  # no page, so no data
+        assert client.head(url, headers=headers).status_code in (303, 405)
+    assert stored(rt) == before
 
 
 @pytest.mark.parametrize("page", sorted(SIGNED_LINK_PAGES))

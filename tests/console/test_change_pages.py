@@ -4,6 +4,8 @@ values escaped; a signed-out visitor sent to the sign-in page."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,6 +18,7 @@ from itilflow.models import (
 )
 from itilflow.services import changes
 from tests.console.support import HOSTILE, assert_escaped, sign_in
+from tests.support.approval_codes import wait_for_code
 from tests.support.csrf import csrf_of
 
 PLAN = {
@@ -247,3 +250,22 @@ def test_the_approval_form_without_its_csrf_token_decides_nothing(rt, browser, s
         assert changes.load_change(session, change_id).status == ChangeStatus.awaiting_approval
         [request] = list_approval_requests(session=session, change_id=change_id)
         assert request.decision is None and request.decided_at is None
+
+
+def test_an_approver_decides_from_the_change_page_with_the_mailed_code(rt, browser, smtp_server):
+    change_id = store_change(rt)
+    ask(rt, change_id, "chen")
+    page = sign_in(rt, browser, "chen", []).get(f"/changes/{change_id}")
+    [link] = re.findall(r'href="(/approvals/[^"]+)"', page.text)
+    opened = browser.get(link)
+    assert opened.status_code == 200 and "cp app.bak app.conf" in opened.text
+    pressed = browser.post(link, data={"decision": "approve", "csrf": csrf_of(opened.text)})
+    assert pressed.status_code == 200 and 'id="code"' in pressed.text
+    code = wait_for_code(smtp_server, "chen@example.com")
+    decided = browser.post(
+        link, data={"decision": "approve", "code": code, "csrf": csrf_of(pressed.text)}
+    )
+    assert decided.status_code == 200 and "recorded" in decided.text
+    after = browser.get(f"/changes/{change_id}").text
+    assert "/approvals/" not in after  # the used link is offered no more
+    assert 'class="decision-approve"' in after

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from itilflow.gateway.console._stub import language_of, person_or_signin, texts
-from itilflow.gateway.console.formats import when_in
+from itilflow.gateway.console.page_parts import message_page, when_in
 from itilflow.gateway.console.plan_view import plan_view
 from itilflow.gateway.deps import Gateway, gateway_of
 from itilflow.gateway.html import render_page
@@ -52,13 +52,6 @@ def may_see(person: Principal, change: Change, requests: list[ApprovalRequest]) 
     if person.has(*SEES_EVERY_CHANGE) or person.name == change.requester:
         return True
     return any(request.approver == person.name for request in requests)
-
-
-def message_page(t: dict[str, str], title: str, message: str, status_code: int) -> HTMLResponse:
-    """A console page that only says something (not found, not yours to see)."""
-    return render_page(
-        "console_message.html", status_code=status_code, t=t, title=title, message=message
-    )
 
 
 @router.get("/changes/{ref}", response_class=HTMLResponse, include_in_schema=False)

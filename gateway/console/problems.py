@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from itilflow.gateway.console._stub import language_of, person_or_signin, texts
-from itilflow.gateway.console.formats import when_in
+from itilflow.gateway.console.page_parts import message_page, when_in
 from itilflow.gateway.deps import gateway_of
 from itilflow.gateway.html import render_page
 from itilflow.gateway.problems import article_out, detail
@@ -45,14 +45,8 @@ def _reader_or_refusal(request: Request) -> tuple[Principal, dict[str, str]] | R
     t = texts("problems", language_of(request, person.name))
     if not person.has(READER):
         log.warning("refused %s %s: no role", person.name, request.url.path)
-        return _message(t, t["forbidden_title"], t["forbidden"], 403)
+        return message_page(t, t["forbidden_title"], t["forbidden"], 403)
     return person, t
-
-
-def _message(t: dict[str, str], title: str, message: str, status_code: int) -> HTMLResponse:
-    return render_page(
-        "console_message.html", status_code=status_code, t=t, title=title, message=message
-    )
 
 
 def _when(request: Request) -> Callable[[datetime | None], str]:
@@ -70,7 +64,9 @@ def problem_page(ref: str, request: Request) -> Response:
         try:
             problem = problems.load_problem(session, parse_problem_ref(ref))
         except (ValueError, problems.NotFound):
-            return _message(t, t["not_found_title"], t["problem_not_found"].format(ref=ref), 404)
+            return message_page(
+                t, t["not_found_title"], t["problem_not_found"].format(ref=ref), 404
+            )
         shown = detail(session, problem, gateway.settings.public_url or "")
     return render_page(
         "problem.html",
@@ -109,7 +105,9 @@ def article_page(ref: str, request: Request) -> Response:
         except ValueError:
             article = None
         if article is None:
-            return _message(t, t["not_found_title"], t["article_not_found"].format(ref=ref), 404)
+            return message_page(
+                t, t["not_found_title"], t["article_not_found"].format(ref=ref), 404
+            )
         shown = article_out(article)
     return render_page(
         "article.html",

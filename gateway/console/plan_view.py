@@ -54,6 +54,7 @@ class PlanView:
     verify: list[ItemView]
     rollback_verify: list[ItemView]
     readable: bool = True
+    stored: bool = True  # False for a change stored without a plan
 
     @property
     def irreversible_steps(self) -> list[str]:
@@ -63,6 +64,8 @@ class PlanView:
 def plan_view(plan: dict[str, Any]) -> PlanView:
     """The stored plan as the pages show it; an unreadable one (stored before a schema change)
     is said to be so rather than shown raw, since its raw JSON may hold environment values."""
+    if not plan:
+        return PlanView([], [], [], [], stored=False)
     try:
         parsed = ChangePlan.model_validate(plan)
     except ValidationError:

@@ -269,3 +269,18 @@ def test_an_approver_decides_from_the_change_page_with_the_mailed_code(rt, brows
     after = browser.get(f"/changes/{change_id}").text
     assert "/approvals/" not in after  # the used link is offered no more
     assert 'class="decision-approve"' in after
+
+
+def test_a_change_without_a_plan_or_with_an_unreadable_one_says_so(rt, browser):
+    from itilflow.models import Change
+
+    with session_scope(rt.engine) as session:
+        bare = Change(title="Fix the payment pool", requester="liu")
+        odd = Change(title="Old plan", requester="liu", plan={"steps": [{"name": "x"}]})
+        session.add_all([bare, odd])
+        session.flush()
+        ids = bare.id, odd.id
+    sign_in(rt, browser, "wang", ["agent"])
+    assert "No plan was stored with this change." in browser.get(f"/changes/{ids[0]}").text
+    unreadable = browser.get(f"/changes/{ids[1]}")
+    assert unreadable.status_code == 200 and 'id="plan-unreadable"' in unreadable.text

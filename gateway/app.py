@@ -32,7 +32,9 @@ from itilflow.gateway import (
     surveys,
 )
 from itilflow.gateway.console import base as console_base
+from itilflow.gateway.console import changes as console_changes
 from itilflow.gateway.console import incidents as console_incidents
+from itilflow.gateway.console import problems as console_problems
 from itilflow.gateway.console import queues as console_queues
 from itilflow.gateway.deps import Gateway
 from itilflow.gateway.writer import GroupWriter
@@ -61,6 +63,8 @@ ROUTERS = (
     oidc.router,
     console_queues.router,
     console_incidents.router,
+    console_changes.router,
+    console_problems.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0

@@ -25,6 +25,8 @@ from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.gateway import browser
+from itilflow.gateway.console.catalogue import texts
+from itilflow.gateway.console.plan_view import plan_view
 from itilflow.gateway.deps import Gateway, GatewayDep
 from itilflow.gateway.html import render_page
 from itilflow.models import ApprovalRequest, Change, add_change_entry
@@ -46,14 +48,20 @@ NOT_RECORDED = "Your decision was not recorded"
 def page(
     title: str, *, csrf: browser.Csrf | None = None, status_code: int = 200, **values: Any
 ) -> HTMLResponse:
-    """The approval page; `csrf` for a page with a form (its cookie is set when new)."""
+    """The approval page; `csrf` for a page with a form (its cookie is set when new). A page
+    that asks for a decision or its code shows the change's whole plan first."""
     shown = {"change": None, "request": None, "message": "", "form": False, "by_code": None}
+    shown |= {"code_form": None} | values
+    change = shown["change"]
+    asks = change is not None and bool(shown["form"] or shown["code_form"])
     response = render_page(
         "approval.html",
         status_code=status_code,
         title=title,
         csrf=csrf.field if csrf else "",
-        **{"code_form": None, **shown, **values},
+        plan=plan_view(change.plan) if asks else None,
+        t=texts("changes", "en"),  # the page is in English, as it was before the plan
+        **shown,
     )
     if csrf is not None:
         csrf.set_on(response)

@@ -15,7 +15,8 @@ from itilflow.services.changes import approval_token
 
 
 def change_url(public_url: str, change_id: int) -> str:
-    return f"{public_url}/api/changes/{change_id}"
+    """The change's page in the console (gateway/console/changes.py), which a browser opens."""
+    return f"{public_url}/changes/{change_number(change_id)}"
 
 
 def change_context(change: Change, *, policies: Policies, public_url: str) -> dict[str, Any]:

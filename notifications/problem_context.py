@@ -14,6 +14,7 @@ from itilflow.models import (
     get_engineer,
     get_group,
     list_engineers,
+    problem_number,
 )
 from itilflow.policies import (
     Policies,
@@ -24,7 +25,8 @@ from itilflow.services.problems.detection import KIND_NAMES
 
 
 def problem_url(public_url: str, problem_id: int) -> str:
-    return f"{public_url}/api/problems/{problem_id}"
+    """The problem's page in the console (gateway/console/problems.py), which a browser opens."""
+    return f"{public_url}/problems/{problem_number(problem_id)}"
 
 
 def problem_context(

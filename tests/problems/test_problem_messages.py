@@ -29,7 +29,7 @@ def make_problem(**overrides) -> dict:
             {"number": "INC-000001", "title": "HTTP 500", "opened_at": "2026-11-17 10:00"},
         ],
         "workaround": "Restart the payment service",
-        "url": "https://itilflow.example/api/problems/7",
+        "url": "https://itilflow.example/problems/PRB-000007",
     }
     return problem | overrides
 

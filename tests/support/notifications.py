@@ -47,7 +47,7 @@ def make_change(**overrides: Any) -> dict[str, Any]:
         "cis": "shop-payment",
         "planned_start": "2026-11-24 22:00 CST",
         "planned_end": "2026-11-24 23:00 CST",
-        "url": "https://itilflow.example/api/changes/1",
+        "url": "https://itilflow.example/changes/CHG-000001",
     }
     return change | overrides
 

@@ -139,9 +139,7 @@ def test_requests_and_alerts_are_counted_by_outcome(rt: Any, local: TestClient) 
     )
 
 
-def test_open_incidents_and_due_triggers_come_from_the_database(
-    rt: Any, local: TestClient
-) -> None:
+def test_open_incidents_and_due_triggers_come_from_the_database(rt: Any, local: TestClient) -> None:
     admin = bearer_of(rt.settings.api_token.get_secret_value())
     for n, priority in enumerate(["P1", "P3", "P3"]):
         answer = local.post(

@@ -25,6 +25,8 @@ SECRET_PARAMS = frozenset({"token", "code", "key", "secret", "password", "signat
 PLAIN_QUERY_KEYS = frozenset(
     {"limit", "offset", "status", "priority", "group", "assignee", "category", "period"}
 )
+# Probes and scrapes come every few seconds: when they succeed their lines are DEBUG, not INFO.
+QUIET_ROUTES = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 # Segments of an unmatched path longer than this are cut: a token is longer, a word is not.
 LONG_SEGMENT = 24
 HIDDEN = "…"
@@ -58,15 +60,23 @@ class AccessLog:
             template = getattr(route, "path", None) or "unmatched"
             REQUESTS.labels(template, scope["method"], outcome_of(answered)).inc()
             REQUEST_SECONDS.observe(seconds)
-            if self.enabled and log.isEnabledFor(logging.INFO):
-                _log_request(scope, template, answered, seconds)
+            level = _level_of(template, answered)
+            if self.enabled and log.isEnabledFor(level):
+                _log_request(scope, template, answered, seconds, level)
 
 
-def _log_request(scope: dict[str, Any], template: str, answered: int, seconds: float) -> None:
+def _level_of(template: str, answered: int) -> int:
+    return logging.DEBUG if template in QUIET_ROUTES and answered < 400 else logging.INFO
+
+
+def _log_request(
+    scope: dict[str, Any], template: str, answered: int, seconds: float, level: int
+) -> None:
     path = logged_path(scope, template)
     principal = (scope.get("state") or {}).get("principal")
     client = scope.get("client")
-    log.info(
+    log.log(
+        level,
         "%s %s %d %.1f ms%s",
         scope["method"],
         path,

@@ -86,6 +86,17 @@ def test_tokens_codes_and_cookies_never_reach_the_log(
     assert paths[4] == "/api/incidents?assignee=lin&access_token=…"
 
 
+def test_probes_and_scrapes_that_succeed_are_debug_lines(
+    gateway: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ACCESS)
+    gateway.get("/health/live")
+    gateway.get("/metrics")  # refused: not on loopback, no token
+    live, metrics = access_lines(caplog)
+    assert (live.levelno, live.path) == (logging.DEBUG, "/health/live")
+    assert (metrics.levelno, metrics.status) == (logging.INFO, 401)
+
+
 def test_the_access_log_can_be_switched_off(rt: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=ACCESS)
     settings = rt.settings.model_copy(update={"access_log": False})

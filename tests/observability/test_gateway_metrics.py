@@ -139,6 +139,7 @@ def test_requests_and_alerts_are_counted_by_outcome(rt: Any, local: TestClient) 
     )
 
 
+@pytest.mark.postgres
 def test_open_incidents_and_due_triggers_come_from_the_database(rt: Any, local: TestClient) -> None:
     admin = bearer_of(rt.settings.api_token.get_secret_value())
     for n, priority in enumerate(["P1", "P3", "P3"]):
@@ -165,6 +166,7 @@ def test_open_incidents_and_due_triggers_come_from_the_database(rt: Any, local: 
     assert value(found, "itilflow_inspection_last_run_timestamp_seconds", group="web") > 0
 
 
+@pytest.mark.postgres
 def test_the_database_is_read_once_per_cache_period(rt: Any) -> None:
     figures = gateway_metrics.DatabaseFigures(rt.engine, ttl=60)
     first = {m.name: m for m in figures.collect()}
@@ -193,6 +195,7 @@ def test_the_lanes_are_the_runners() -> None:
     assert {*gateway_metrics.FLOWS, "timers"} == set(runner.LANES)
 
 
+@pytest.mark.postgres
 def test_open_incidents_is_one_grouped_query(rt: Any) -> None:
     from sqlalchemy import event
 

@@ -16,6 +16,8 @@ so the intake's cost per request stays flat (bench/intake.py).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from wsgiref.simple_server import WSGIServer
@@ -148,15 +150,35 @@ def note_deliveries(channels: Iterable[tuple[str, bool]]) -> None:
         NOTIFICATIONS.labels(channel, "delivered" if delivered else "failed").inc(count)
 
 
-def serve_runner_metrics(host: str, port: int) -> WSGIServer | None:
-    """The runner's `/metrics` on host:port in a daemon thread; None when port is 0 or taken:
-    a runner never stops for its metrics (it logs why there are none)."""
+def serve_runner_metrics(host: str, port: int, retry_every: float = 30.0) -> WSGIServer | None:
+    """The runner's `/metrics` on host:port in a daemon thread; None when port is 0 or taken.
+    A runner never stops for its metrics: a taken port (an outgoing connection may hold it for
+    a moment) is logged and tried again every `retry_every` seconds (0: not again)."""
     if not port:
         return None
     try:
         server, _thread = start_http_server(port, addr=host, registry=RUNNER)
     except OSError as exc:
-        log.warning("runner metrics not served on %s:%d: %s", host, port, exc)
+        again = f"; trying again every {retry_every:g} s" if retry_every else ""
+        log.warning("runner metrics not served on %s:%d: %s%s", host, port, exc, again)
+        if retry_every:
+            threading.Thread(
+                target=_serve_when_free,
+                args=(host, port, retry_every),
+                name="runner-metrics",
+                daemon=True,
+            ).start()
         return None
     log.info("runner metrics on http://%s:%d/metrics", host, port)
     return server
+
+
+def _serve_when_free(host: str, port: int, retry_every: float) -> None:
+    while True:
+        time.sleep(retry_every)
+        try:
+            start_http_server(port, addr=host, registry=RUNNER)
+        except OSError:
+            continue
+        log.warning("runner metrics on http://%s:%d/metrics after all", host, port)
+        return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -77,14 +78,21 @@ def test_the_runner_serves_its_metrics_on_its_port() -> None:
     assert "itilflow_gateway_requests" not in answer.text, "the gateway's counters are its own"
 
 
-def test_a_taken_port_is_logged_and_the_runner_goes_on(caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with caplog.at_level(logging.WARNING, logger="itilflow.metrics"):
-            assert serve_runner_metrics("127.0.0.1", port) is None
-    assert f"not served on 127.0.0.1:{port}" in caplog.text
+def test_a_taken_port_is_logged_and_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    with caplog.at_level(logging.WARNING, logger="itilflow.metrics"):
+        assert serve_runner_metrics("127.0.0.1", port, retry_every=0.2) is None
+        assert f"not served on 127.0.0.1:{port}" in caplog.text
+        taken.close()
+        deadline = time.monotonic() + 30
+        while "after all" not in caplog.text:
+            assert time.monotonic() < deadline, "served once the port was free"
+            time.sleep(0.1)
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert "itilflow_runner_last_poll_timestamp_seconds" in answer.text
     assert serve_runner_metrics("127.0.0.1", 0) is None  # 0: switched off
 
 

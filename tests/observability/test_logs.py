@@ -147,3 +147,12 @@ def test_a_bad_log_setting_is_said_and_the_defaults_kept() -> None:
     text = _log_from_the_cli(ITILFLOW_LOG_FORMAT="xml")
     assert "log settings ignored" in text and "log_format" in text
     assert " WARNING itilflow.test careful" in text
+
+
+def test_uvicorn_logs_through_the_process_logging_and_leaves_the_access_log_to_us(
+    rt: Any,
+) -> None:
+    from itilflow.gateway.server import server_config
+
+    config = server_config(object(), rt.settings)
+    assert config.log_config is None and config.access_log is False

@@ -288,9 +288,13 @@ def serve_gateway() -> None:
     import uvicorn
 
     from itilflow.gateway.server import server_config
+    from itilflow.logs import configure_logging
     from itilflow.settings import Settings
 
-    uvicorn.Server(server_config(gateway_app(), Settings())).run()
+    settings = Settings()
+    # As the CLI does: the access log's lines (INFO) are written, and cost what they cost.
+    configure_logging(settings.log_format, settings.log_level)
+    uvicorn.Server(server_config(gateway_app(), settings)).run()
 
 
 class _ThreadLimit:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
-from itilflow import clock
+from itilflow import clock, metrics
 from itilflow.flows.incident import (
     Resolution,
     fire_sla_timers,
@@ -239,6 +239,7 @@ class Runner:
         renewed_at = asyncio.get_running_loop().time()
         claim_retry = DATABASE_RETRY_FIRST
         while not stop.is_set():
+            metrics.RUNNER_POLL.set_to_current_time()
             if asyncio.get_running_loop().time() - renewed_at >= RENEW_EVERY.total_seconds():
                 await asyncio.to_thread(self._renew)
                 renewed_at = asyncio.get_running_loop().time()
@@ -326,15 +327,18 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 (the engine itself failed: retry later)
             error = f"{ENGINE_ERROR}{type(exc).__name__}: {exc}"
             await self._until_stored("release failed triggers", lambda: self._failed(batch, error))
+            _note(batch, "engine_error")
             return
         flow_run_id = str(state.state_details.flow_run_id or "") or None
         if state.is_completed():
             # Marked done however long the database takes: left claimed, they would run again.
             await self._until_stored("mark triggers done", lambda: self._finish(batch, flow_run_id))
             self.completed += len(batch.triggers)
+            _note(batch, "completed")
         else:
             error = state.message or state.type.value
             await self._until_stored("release failed triggers", lambda: self._failed(batch, error))
+            _note(batch, "failed")
 
     def _finish(self, batch: Batch, flow_run_id: str | None) -> None:
         with session_scope(self.engine) as session:
@@ -363,6 +367,12 @@ class Runner:
                     )
         self.failed += len(batch.triggers)
         log.warning("%s flow for %d triggers failed: %s", batch.flow, len(batch.triggers), error)
+
+
+def _note(batch: Batch, outcome: str) -> None:
+    """The batch in the runner's metrics (itilflow/metrics.py)."""
+    ranks = [trigger.priority_rank for trigger in batch.triggers]
+    metrics.note_batch(batch.flow, batch.lane, outcome, ranks)
 
 
 def _database_unavailable(what: str, exc: Exception, retry_in: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.states import State
 
+from itilflow import metrics
 from itilflow.flows.naming import steps_untagged, triggers_run_name
 from itilflow.notifications.plans import NotificationPlan
 from itilflow.runtime import runtime
@@ -41,7 +42,9 @@ async def deliver_and_keep(plans: list[NotificationPlan]) -> int:
     error = _error_of(state)
     if error is None:
         return 0
-    return record_failed_notifications(plans, error)
+    kept = record_failed_notifications(plans, error)
+    metrics.NOTIFICATIONS_KEPT.inc(kept)
+    return kept
 
 
 @flow(name="redeliver-notifications", flow_run_name=triggers_run_name("notifications"))

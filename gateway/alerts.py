@@ -2,11 +2,14 @@
 which stores them with the webhooks that arrive meanwhile; the rules (open, dedupe, resolve or
 annotate) are services/alerts.py's."""
 
+from collections import Counter
+
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from itilflow.gateway.deps import API_PREFIX, Reporter, gateway_of
+from itilflow.metrics import ALERTS
 from itilflow.services.alerts import AlertmanagerWebhook, AlertOutcome, outcomes_of
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
@@ -33,9 +36,12 @@ async def alertmanager_webhook(
         results = await gateway.alert_writer.awrite(body.alerts)
     except SQLAlchemyError as exc:
         # Nothing of this webhook was stored; Alertmanager sends it again on a 5xx.
+        ALERTS.labels("refused_unavailable").inc(len(body.alerts))
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "the alerts could not be stored, nothing was: send them again",
             headers={"Retry-After": "5"},
         ) from exc
+    for outcome, count in Counter(outcome for outcome, _ in results).items():
+        ALERTS.labels(outcome).inc(count)
     return AlertmanagerResult(alerts=outcomes_of(body.alerts, results, gateway.incident_url))

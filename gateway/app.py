@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from itilflow.engine import ChangeEngine, PrefectChangeEngine
 from itilflow.gateway import (
+    access,
     alerts,
     approvals,
     change_templates,
@@ -26,6 +27,7 @@ from itilflow.gateway import (
     incidents,
     inspections,
     knowledge,
+    metrics,
     oidc,
     problems,
     signin,
@@ -49,6 +51,7 @@ from itilflow.settings import Settings
 # In the order of the OpenAPI document: health, incidents, alerts, then the other processes.
 ROUTERS = (
     health.router,
+    metrics.router,
     incidents.router,
     alerts.router,
     surveys.router,
@@ -148,10 +151,13 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.readiness = health.Readiness(settings, gateway.engine)
+    app.state.metrics = metrics.metrics_registry(gateway.engine)
     for router in ROUTERS:
         _add_routes(app, router)
     console_base.mount_static(app)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: it counts and logs every answer, the body limit's 413 included.
+    app.add_middleware(access.AccessLog, enabled=settings.access_log)
     return app
 
 

@@ -167,6 +167,8 @@ def current_person(request: Request) -> Principal | None:
         if row is not None:
             person = principals.principal_named(session=session, name=row.person, kind="person")
         session.commit()  # the session's last use
+    if person is not None:
+        request.state.principal = person.name  # the access log's (gateway/access.py)
     return person
 
 

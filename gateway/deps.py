@@ -180,6 +180,7 @@ async def authenticate(request: Request, authorization: str | None) -> Principal
         raise _unauthorized("missing bearer token")
     gateway = gateway_of(request)
     if hmac.compare_digest(given.encode(), gateway.token.encode()):
+        request.state.principal = BOOTSTRAP.name  # the access log's (gateway/access.py)
         return BOOTSTRAP
     try:
         principal = await gateway.tokens.principal(given)
@@ -193,6 +194,7 @@ async def authenticate(request: Request, authorization: str | None) -> Principal
         ) from exc
     if principal is None:
         raise _unauthorized("unknown, revoked or expired token")
+    request.state.principal = principal.name
     return principal
 
 

@@ -43,7 +43,7 @@ class Readiness:
         # An engine of its own, without a pool: the probe reads the schema's revision without
         # queueing behind the gateway's writers (on SQLite, the gateway's engine begins every
         # transaction IMMEDIATE, models/db.py), and never holds one of their connections.
-        self._engine = create_engine(engine.url, poolclass=NullPool, **_connect_args(engine))
+        self._engine = side_engine(engine)
         self._database_check: asyncio.Future[str | None] | None = None
         # What the log said last: a probe every few seconds logs a change, not each answer.
         self.reported: dict[str, str] = {}
@@ -95,6 +95,12 @@ class Readiness:
         if answer.status_code != 200:
             return f"{url} answered {answer.status_code}"
         return None
+
+
+def side_engine(engine: Engine) -> Engine:
+    """An engine on `engine`'s database without a pool and with READY_TIMEOUT to connect: for
+    reads beside the gateway's writers (the probe, the metrics' counts)."""
+    return create_engine(engine.url, poolclass=NullPool, **_connect_args(engine))
 
 
 def _connect_args(engine: Engine) -> dict[str, Any]:

@@ -153,6 +153,10 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
         "host": settings.gateway_host,
         "port": settings.gateway_port,
         "log_level": "warning",
+        # uvicorn's lines go through the process's logging (itilflow/logs.py: level, JSON), and
+        # its access log is gateway/access.py's.
+        "log_config": None,
+        "access_log": False,
         "loop": "asyncio",
         "http": guarded_protocol(settings.gateway_header_timeout, max_connections),
         "timeout_keep_alive": settings.gateway_keep_alive_timeout,

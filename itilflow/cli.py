@@ -156,6 +156,9 @@ def cmd_runner(args: argparse.Namespace) -> int:
     runner = Runner(
         rt.engine, concurrency=rt.settings.runner_concurrency, name=rt.settings.runner_name
     )
+    from itilflow.metrics import serve_runner_metrics
+
+    serve_runner_metrics(rt.settings.runner_metrics_host, rt.settings.runner_metrics_port or 0)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -256,8 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _configure_logging()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -269,6 +271,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"itilflow: {exc}", file=sys.stderr)
         return 1
+
+
+def _configure_logging() -> None:
+    """Text or JSON lines with a level (ITILFLOW_LOG_FORMAT, ITILFLOW_LOG_LEVEL); a bad value
+    is said once and the defaults are kept, so that the command still runs and says more."""
+    from itilflow.logs import configure_logging
+    from itilflow.settings import LogSettings
+
+    try:
+        wanted = LogSettings()
+    except ValidationError as exc:
+        configure_logging()
+        logging.getLogger("itilflow").warning("log settings ignored: %s", exc)
+        return
+    configure_logging(wanted.log_format, wanted.log_level)
 
 
 def _is_schema_version_error(exc: Exception) -> bool:

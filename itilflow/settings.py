@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,11 +22,33 @@ GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'
 PREFECT_DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 
 
-class Settings(BaseSettings):
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class LogSettings(BaseSettings):
+    """What the CLI needs before anything else (docs/observability.md): how to log. A class of
+    its own, so that every command reads it without Settings' secret blocks and checks."""
+
     model_config = SettingsConfigDict(
         env_prefix="ITILFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
+    # "text": time, level, logger and message on a line; "json": one JSON object a line.
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    # The gateway's access log: a line per request (method, path without secrets, status,
+    # duration, principal), logger itilflow.gateway.access at INFO.
+    access_log: bool = True
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value.upper()
+
+
+class Settings(LogSettings):
     # Demo mode may invent its own secrets (kept in the data folder); production must be given them.
     demo: bool = False
     data_dir: Path = Path("data")
@@ -60,6 +83,9 @@ class Settings(BaseSettings):
 
     api_token: SecretStr | None = None
     secret_key: SecretStr | None = None
+    # A bearer token that may read the gateway's /metrics and nothing else (docs/observability.md):
+    # for a Prometheus on another host. Loopback clients read /metrics without one.
+    metrics_token: SecretStr | None = None
     # Names of Prefect Secret blocks holding the secrets, read from the Prefect API when the
     # secret itself is not set (docs/security.md).
     api_token_secret_block: str | None = None
@@ -111,6 +137,11 @@ class Settings(BaseSettings):
     # Runners are told apart by name (host:runner by default): give each runner on one host its
     # own, since a runner starting takes back the claims held under its name.
     runner_name: str | None = None
+    # The runner's own /metrics (docs/observability.md): loopback by default; the port defaults
+    # to the gateway's + 1 (8081), so that stacks on other ports (and the tests') do not collide.
+    # 0: not served.
+    runner_metrics_host: str = "127.0.0.1"
+    runner_metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Browser sessions of people signed in to the pages (docs/security.md, "Sign-in"): they end
     # after this long without a request, and at the latest this long after the sign-in.
@@ -143,6 +174,8 @@ class Settings(BaseSettings):
         if self.public_url is None:
             self.public_url = f"http://{self.gateway_host}:{self.gateway_port}"
         self.public_url = self.public_url.rstrip("/")
+        if self.runner_metrics_port is None:
+            self.runner_metrics_port = self.gateway_port + 1 if 0 < self.gateway_port < 65535 else 0
         if self.prefect_auth_string is not None and not self.prefect_auth_string.get_secret_value():
             self.prefect_auth_string = None  # blank: unset, never an empty password
         if self.prefect_auth_string is None and not self.prefect_api_url:

@@ -94,6 +94,8 @@ class Stack:
             "ITILFLOW_SMTP_PORT": str(s.smtp_port),
             # The stack's own addresses, for inspection.yaml's placeholders (Settings.stack_urls).
             "ITILFLOW_PREFECT_PORT": str(s.prefect_port),
+            # The runner's /metrics (docs/observability.md): the gateway's port + 1 by default.
+            "ITILFLOW_RUNNER_METRICS_PORT": str(s.runner_metrics_port or 0),
         }
         if s.prefect_api_url:
             env["ITILFLOW_PREFECT_API_URL"] = s.prefect_api_url

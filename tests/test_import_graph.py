@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The `itilflow` folder holds three layers: the core every package may use, the runtime that wires
 # settings to the database, policies and mail, and the entry points that start everything.
-ITILFLOW_CORE = {"__init__", "clock", "settings", "signing"}
+# metrics and logs: in-memory counters and log formats, for every process (docs/observability.md).
+ITILFLOW_CORE = {"__init__", "clock", "settings", "signing", "metrics", "logs"}
 ITILFLOW_RUNTIME = {"runtime", "engine"}
 # Everything else in itilflow/ (cli, stack, demo, commands, __main__) is the entry layer.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import task
 
-from itilflow import clock
+from itilflow import clock, metrics
 from itilflow.models import add_timeline, finish_trigger, session_scope
 from itilflow.runtime import runtime
 from itilflow.services import incidents
@@ -43,6 +43,8 @@ def _record(session: Any, rt: Any, trigger_id: int) -> None:
         },
     )
     finish_trigger(session=session, trigger_id=trigger_id, flow_run_id=None)
+    if spec.target:  # a breach of the response or resolution target
+        metrics.SLA_BREACHES.labels(spec.target, incident.priority or "none").inc()
     session.flush()
     session.expire_all()
     sync_triggers(session=session, incident=incident, policies=rt.policies)

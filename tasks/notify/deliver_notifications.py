@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import task
 
+from itilflow import metrics
 from itilflow.models import add_subject_entry, notified_keys, session_scope
 from itilflow.notifications import NotificationError, RenderedMessage, asend_chat, asend_email
 from itilflow.notifications.plans import (
@@ -31,6 +32,9 @@ async def deliver_notifications(plans: list[NotificationPlan]) -> int:
         *(_send(rt, plan, channel, gate) for plan, channel in pending), return_exceptions=True
     )
     sent = [item for item, result in zip(pending, results, strict=True) if result is None]
+    metrics.note_deliveries(
+        (channel, result is None) for (_, channel), result in zip(pending, results, strict=True)
+    )
     if sent:
         await asyncio.to_thread(_record_delivered, rt, sent)
     failures = [

@@ -76,9 +76,16 @@ def routes(app: Any) -> Iterator[tuple[str, str]]:
             yield method, route.path
 
 
+# Outside /api but for tools, with a bearer token like the API (from elsewhere than loopback:
+# the test client is elsewhere; tests/observability/test_gateway_metrics.py has the rest).
+TOOL_PAGES = {"/metrics"}
+
+
 def console_page(path: str) -> bool:
-    """A page of the web console: outside /api, and none of the public pages above."""
-    return not path.startswith("/api") and path not in PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES
+    """A page of the web console: outside /api, and none of the public or tools' pages above."""
+    return not path.startswith("/api") and path not in (
+        PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES | TOOL_PAGES
+    )
 
 
 def sent_to_signin(response: Any) -> bool:

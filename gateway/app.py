@@ -18,6 +18,7 @@ from sqlmodel import Session
 from itilflow.engine import ChangeEngine, PrefectChangeEngine
 from itilflow.gateway import (
     alerts,
+    api_docs,
     approvals,
     change_templates,
     changes,
@@ -56,6 +57,7 @@ ROUTERS = (
     directory.router,
     signin.router,
     oidc.router,
+    api_docs.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0
@@ -128,7 +130,10 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
-        title="itilflow gateway",
+        title=api_docs.TITLE,
+        # /docs and /redoc are api_docs' pages, with their assets served here (no CDN).
+        docs_url=None,
+        redoc_url=None,
         version="0.1.0",
         description=(
             "Open and work incidents, receive Prometheus Alertmanager webhooks. Every route but "

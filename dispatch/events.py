@@ -18,6 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
+import httpx
 from prefect import get_client
 from prefect.client.orchestration import PrefectClient
 from sqlalchemy.engine import Engine
@@ -71,10 +72,33 @@ async def send_pending_events(
     rows = await asyncio.to_thread(_pending, engine, limit)
     if not rows:
         return 0
-    response = await client.request("POST", "/events", json=[prefect_event(r) for r in rows])
-    response.raise_for_status()
+    try:
+        await _post(client, rows)
+    except httpx.HTTPStatusError as exc:
+        if not _refused(exc):
+            raise
+        # The server refuses the batch as invalid, and would again: find the event it refuses
+        # (one POST each) and drop it, logged, rather than hold back every event behind it.
+        for row in rows:
+            try:
+                await _post(client, [row])
+            except httpx.HTTPStatusError as one:
+                if not _refused(one):
+                    raise
+                log.error("Prefect refused event %s of %s: %s", row.event, row.resource, one)
     await asyncio.to_thread(_forget, engine, [row.id or 0 for row in rows])
     return len(rows)
+
+
+async def _post(client: PrefectClient, rows: list[TimelineEvent]) -> None:
+    response = await client.request("POST", "/events", json=[prefect_event(r) for r in rows])
+    response.raise_for_status()
+
+
+def _refused(exc: httpx.HTTPStatusError) -> bool:
+    """A 4xx that sending again cannot change (not 408 or 429: those pass)."""
+    code = exc.response.status_code
+    return 400 <= code < 500 and code not in (408, 429)
 
 
 async def send_events_until(stop: asyncio.Event, engine: Engine) -> None:

@@ -82,3 +82,20 @@ async def test_a_batch_sent_again_after_a_crash_is_stored_once(client, rt, monke
         assert await sender.send_pending_events(rt.engine, prefect) == 0
     assert outbox_ids(rt) == []
     assert await stored(sent, since) == sorted(sent), "each event once on the server"
+
+
+async def test_an_event_the_server_refuses_is_dropped_not_retried_forever(client, rt, monkeypatch):
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    some_entries(rt, client)
+    refused, *others = outbox_ids(rt)
+    shape = sender.prefect_event
+
+    def one_invalid(row):
+        event = shape(row)
+        return event if row.event_id != refused else {**event, "id": "not-a-uuid"}
+
+    monkeypatch.setattr(sender, "prefect_event", one_invalid)
+    async with get_client() as prefect:
+        assert await sender.send_pending_events(rt.engine, prefect) == 1 + len(others)
+    assert outbox_ids(rt) == [], "the refused one is logged and dropped, the others sent"
+    assert await stored(others, since) == sorted(others)

@@ -32,6 +32,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from itilflow import clock, metrics
+from itilflow.dispatch.events import send_events_until
 from itilflow.flows.incident import (
     Resolution,
     fire_sla_timers,
@@ -236,6 +237,17 @@ class Runner:
         taken_back = await self._until_stored("take back earlier claims", self._release_own_claims)
         if taken_back:
             log.info("took back %d triggers claimed before a restart", taken_back)
+        # The timeline's Prefect events go out beside the claims, never in their way, until
+        # the last runs have finished and written their entries.
+        runs_over = asyncio.Event()
+        events = asyncio.create_task(send_events_until(runs_over, self.engine))
+        try:
+            await self._claim_and_run(stop)
+        finally:
+            runs_over.set()
+            await events
+
+    async def _claim_and_run(self, stop: asyncio.Event) -> None:
         renewed_at = asyncio.get_running_loop().time()
         claim_retry = DATABASE_RETRY_FIRST
         while not stop.is_set():

@@ -9,11 +9,22 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from itilflow.flows.form_choices import deploying_policies, form_choices, one_of
 from itilflow.models import IncidentAction, IncidentCreate
 from itilflow.notifications.markdown import markdown_text
 from itilflow.services.principals import PREFECT_OPERATOR
 from itilflow.tasks.incident.apply_incident_action import apply_incident_action
 from itilflow.tasks.incident.record_new_incident import record_new_incident
+
+_POLICIES = deploying_policies()
+_CHOICES = form_choices(_POLICIES)
+# Pre-filled with the policy's defaults (a plain select, no "None" toggle), so a form left as
+# it is opens an incident that says its impact and urgency; optional where the policy has none.
+DEFAULT_IMPACT = _POLICIES.priority.default_impact
+DEFAULT_URGENCY = _POLICIES.priority.default_urgency
+Impact = one_of(_CHOICES["impact"]) if DEFAULT_IMPACT else one_of(_CHOICES["impact"]) | None
+Urgency = one_of(_CHOICES["urgency"]) if DEFAULT_URGENCY else one_of(_CHOICES["urgency"]) | None
+Category = one_of(_CHOICES["category"])
 
 
 @flow(name="update-incident", flow_run_name="{action} {incident}")
@@ -32,9 +43,9 @@ def update_incident(incident: str, action: IncidentAction, note: str = "") -> st
 def report_incident(
     title: str,
     description: str = "",
-    impact: str | None = None,
-    urgency: str | None = None,
-    category: str | None = None,
+    impact: Impact = DEFAULT_IMPACT,
+    urgency: Urgency = DEFAULT_URGENCY,
+    category: Category | None = None,
     ci: str | None = None,
     reporter_email: str | None = None,
 ) -> str:
@@ -42,9 +53,9 @@ def report_incident(
 
     Args:
         title: what is wrong, in one line
-        impact: high, medium or low (policy priority.yaml)
-        urgency: high, medium or low (policy priority.yaml)
-        category: hardware, software, network, database, security, ...
+        impact: how much of the business is hit (policy priority.yaml)
+        urgency: how fast it hurts (policy priority.yaml)
+        category: decides the group (policy assignment.yaml); none: the service desk
         ci: the affected configuration item
         reporter_email: who hears about progress and gets the survey
     """

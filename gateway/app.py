@@ -19,6 +19,7 @@ from itilflow.engine import ChangeEngine, PrefectChangeEngine
 from itilflow.gateway import (
     access,
     alerts,
+    api_docs,
     approvals,
     change_templates,
     changes,
@@ -68,6 +69,7 @@ ROUTERS = (
     console_incidents.router,
     console_changes.router,
     console_problems.router,
+    api_docs.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.
 CODE_MAIL_TIMEOUT = 5.0
@@ -140,7 +142,10 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
-        title="itilflow gateway",
+        title=api_docs.TITLE,
+        # /docs and /redoc are api_docs' pages, with their assets served here (no CDN).
+        docs_url=None,
+        redoc_url=None,
         version="0.1.0",
         description=(
             "Open and work incidents, receive Prometheus Alertmanager webhooks. Every route but "

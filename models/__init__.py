@@ -72,6 +72,11 @@ from itilflow.models.problem import (
     problem_number,
 )
 from itilflow.models.subjects import add_subject_entry, notified_keys, number_of
+from itilflow.models.timeline_events import (
+    TimelineEvent,
+    forget_sent_events,
+    pending_events,
+)
 from itilflow.models.trigger import (
     FlowTrigger,
     Subject,
@@ -173,4 +178,7 @@ __all__ = [
     "release_trigger",
     "renew_claims",
     "session_scope",
+    "TimelineEvent",
+    "forget_sent_events",
+    "pending_events",
 ]

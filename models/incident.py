@@ -247,9 +247,14 @@ def insert_incident_rows(*, session: Session, rows: Sequence[dict[str, Any]]) ->
 
 
 def insert_timeline_rows(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Append timeline rows with one Core INSERT (executemany), no ORM objects."""
+    """Append timeline rows with one Core INSERT (executemany), no ORM objects, and their
+    Prefect events to the outbox with another (the ORM's rows get theirs after each flush)."""
+    # Imported here: the outbox module reads this one's table and numbers.
+    from itilflow.models.timeline_events import insert_outbox_rows
+
     if rows:
         session.connection().execute(_INSERT_TIMELINE, list(rows))
+        insert_outbox_rows(session.connection(), "incident", "incident_id", rows)
 
 
 def list_incidents(

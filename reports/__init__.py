@@ -22,7 +22,14 @@ from itilflow.reports.figures import (
     SlaMonth,
     WhatIf,
 )
-from itilflow.reports.period import Month, parse_period, previous_month, report_months
+from itilflow.reports.period import (
+    PERIOD_PATTERN,
+    Month,
+    check_period,
+    parse_period,
+    previous_month,
+    report_months,
+)
 from itilflow.reports.render import (
     LANGUAGES,
     PdfUnavailable,
@@ -53,6 +60,8 @@ __all__ = [
     "compute_report",
     "load_sla_policy",
     "parse_period",
+    "PERIOD_PATTERN",
+    "check_period",
     "previous_month",
     "register_section",
     "render_html",

@@ -39,6 +39,18 @@ class Month:
         return Month(year, month + 1, self.zone)
 
 
+# A report period as forms and the JSON schema of the report's deployment take it.
+PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+def check_period(period: str) -> str:
+    """`period` if it is a month as YYYY-MM; a ValueError that says what was expected
+    otherwise (the report's flow refuses its parameter with it, before anything runs)."""
+    if re.fullmatch(PERIOD_PATTERN, period) is None:
+        raise ValueError(f"expected a month as YYYY-MM, e.g. 2026-10, got {period!r}")
+    return period
+
+
 def parse_period(period: str, zone: ZoneInfo) -> Month:
     """'2026-10' -> Month; a ValueError that says what was expected otherwise."""
     match = _PERIOD.fullmatch(period.strip())

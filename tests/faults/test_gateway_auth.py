@@ -4,7 +4,8 @@ route table, so a route added later is checked without anyone remembering to.
 Public, and why:
 - `/health`: liveness probes (systemd, load balancers) carry no token; it says only "ok".
 - `/openapi.json`, `/docs`, `/docs/oauth2-redirect`, `/redoc`: the API's description, no data;
-  the README sends people to /docs.
+  the README sends people to /docs. `/docs/assets/{name}`: those pages' Swagger UI and ReDoc
+  files, served by the gateway (no CDN), four fixed names (tests/gateway/test_api_docs.py).
 - `/surveys/{token}`, `/approvals/{token}`: opened from a mailed link by reporters and approvers
   who have no API token; the signed, expiring token in the path is the authorisation, checked
   here too (a bad one shows the bad-link page, never the incident or change).
@@ -41,6 +42,7 @@ PUBLIC = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    "/docs/assets/{name}",
 }
 SIGNED_LINK_PAGES = {"/surveys/{token}", "/approvals/{token}"}
 SIGNIN_PAGES = {

@@ -10,8 +10,9 @@ from typing import Any
 
 
 @contextmanager
-def headless_chromium(tmp_path: Path) -> Iterator[Any]:
-    """A selenium driver on Debian's chromium and chromedriver, its profile in `tmp_path`."""
+def headless_chromium(tmp_path: Path, *, offline: bool = False) -> Iterator[Any]:
+    """A selenium driver on Debian's chromium and chromedriver, its profile in `tmp_path`;
+    `offline`: every host name but 127.0.0.1 fails to resolve, as on an air-gapped desk."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -32,6 +33,8 @@ def headless_chromium(tmp_path: Path) -> Iterator[Any]:
         f"--user-data-dir={tmp_path / 'chromium'}",
     ):
         options.add_argument(flag)
+    if offline:
+        options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     try:
         yield driver

@@ -80,17 +80,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         inbox = stack.use_demo_inbox(chat_tags(policies))
 
-    def terminate(*_: object) -> None:
-        raise KeyboardInterrupt
-
     # Set both explicitly: a process started in the background inherits SIGINT ignored.
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)
+    signal.signal(signal.SIGTERM, stack.interrupt)
+    signal.signal(signal.SIGINT, stack.interrupt)
+    stack.say = lambda text: print(text, end="", flush=True)
     try:
-        print(
-            f"starting the Prefect server, deployments, {settings.workers} worker(s), runner "
-            "and gateway ..."
-        )
         stack.up()
         if settings.demo:
             from itilflow.demo import load_demo

@@ -18,6 +18,7 @@ from itilflow.commands.directory import add_directory_commands
 from itilflow.commands.doctor import add_doctor_commands
 from itilflow.commands.inbox import add_inbox_commands
 from itilflow.commands.principals import add_principal_commands
+from itilflow.commands.services import add_service_commands
 from itilflow.commands.session import add_session_commands
 from itilflow.settings import PREFECT_AUTH_FILE, Settings, SettingsError
 
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_commands(sub)
     add_principal_commands(sub)
     add_session_commands(sub)
+    add_service_commands(sub)
     return parser
 
 

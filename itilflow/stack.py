@@ -233,7 +233,6 @@ class Stack:
 
     def up(self) -> None:
         """Start every part in order, saying (`say`) each stage as it starts and is ready."""
-        prefect = [sys.executable, "-m", "prefect"]
         itilflow = [sys.executable, "-m", "itilflow.cli"]
         if self.settings.prefect_api_url and self.settings.prefect_database_url:
             raise StackError(
@@ -254,13 +253,7 @@ class Stack:
         if not self.settings.prefect_api_url:
             self.stage("prefect server", self.start_prefect_server)
 
-        def deploy() -> None:
-            self.run(
-                [*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False
-            )
-            self.run([*prefect, "--no-prompt", "deploy", "--all"])
-
-        self.stage("deployments", deploy)
+        self.stage("deployments", self.deploy)
         if self.settings.demo:
             self.notes.append(self.switch_hosts_inspection(node_exporter))
         for number in range(1, self.settings.workers + 1):
@@ -268,6 +261,12 @@ class Stack:
         self.stage("runner", lambda: self.start("runner", [*itilflow, "runner"]), waits=False)
         self.stage("gateway", lambda: self.start_gateway([*itilflow, "gateway"]))
         self.say(f"up in {time.monotonic() - began:.1f} s\n")
+
+    def deploy(self) -> None:
+        """The work pool of prefect.yaml (if missing) and every deployment there."""
+        prefect = [sys.executable, "-m", "prefect"]
+        self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
+        self.run([*prefect, "--no-prompt", "deploy", "--all"])
 
     def stage(self, label: str, begin: Callable[[], T], *, waits: bool = True) -> T:
         """`begin()`, said as one line: "label ... ready in N s", or "started" for a part
@@ -290,15 +289,17 @@ class Stack:
         (PREFECT_SERVER_API_AUTH_STRING from env()); returns once it answers."""
         self.settings.require_prefect_auth()
         (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
-        s = self.settings
         server = self.start(
-            "prefect-server",
-            [sys.executable, "-m", "prefect", "server", "start"]
-            + ["--host", s.prefect_host, "--port", str(s.prefect_port)],
-            extra_env=self.server_env(),
+            "prefect-server", self.prefect_server_command(), extra_env=self.server_env()
         )
         self.wait_for(self.api_url + "/health", server, timeout=120)
         return server
+
+    def prefect_server_command(self) -> list[str]:
+        """`prefect server start` on asyncio and h11 (itilflow/prefect_server.py)."""
+        s = self.settings
+        command = [sys.executable, "-m", "itilflow.prefect_server", "server", "start"]
+        return command + ["--host", s.prefect_host, "--port", str(s.prefect_port)]
 
     def start_node_exporter(self) -> str | None:
         """The node_exporter the demo's hosts inspection scrapes: ITILFLOW_NODE_EXPORTER_URL,

@@ -10,6 +10,7 @@ import pytest
 
 from itilflow.cli import main
 
+
 class Replaced(Exception):
     """os.execve was called: what would have replaced the process."""
 

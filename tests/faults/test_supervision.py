@@ -9,6 +9,7 @@ tested is the processes), kills them with SIGKILL and sees them back and serving
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -98,6 +99,16 @@ def test_a_traceback_is_named_and_a_crash_loop_is_said_loudly_and_kept_trying(st
     assert MAX_DELAY == 60
 
 
+def test_up_says_each_stage_as_it_starts_and_when_it_is_ready(stack: Stack):
+    said: list[str] = []
+    stack.say = said.append
+    assert stack.stage("prefect server", lambda: 42) == 42
+    stack.stage("runner", lambda: stack.start("runner", SLEEPER), waits=False)
+    assert said[0:2] == ["prefect server ... ", said[1]]
+    assert re.fullmatch(r"ready in \d+\.\d s\n", said[1])
+    assert said[2:] == ["runner ... ", "started\n"]
+
+
 def test_a_stop_signal_during_a_restart_stops_the_restarted_child_too(stack: Stack):
     """SIGTERM landing between a child's start and its place in the stack: the handler waits
     for it to be registered, so stop() stops it and no process is left behind."""
@@ -145,6 +156,10 @@ def real_stack(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         yield stack
     finally:
         stack.stop()
+
+
+def maps_uvloop(pid: int) -> bool:
+    return "/uvloop/" in Path(f"/proc/{pid}/maps").read_text()
 
 
 def pids(stack: Stack) -> dict[str, int]:
@@ -231,6 +246,9 @@ def test_killed_runner_gateway_and_prefect_server_come_back_serving(real_stack: 
             name: pid for name, pid in after.items() if name != "prefect-server"
         }, said
         assert all(child.process.poll() is None for child in stack.children), said
+        # Issue 13 item 8: uvloop in the gateway alone, not in the Prefect server.
+        assert maps_uvloop(pids(stack)["gateway"])
+        assert not maps_uvloop(pids(stack)["prefect-server"])
     finally:
         stop.set()
         thread.join(timeout=10)

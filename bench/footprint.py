@@ -145,8 +145,8 @@ def main() -> None:
     data_dir = temp_dir("footprint") / "data"
     env = up_env()
     for start in range(args.starts + 1):
-        kind = "fresh data folder" if start == 0 else f"existing data folder, start {start}"
-        banner(f"itilflow up --demo on a {kind}")
+        kind = "a fresh data folder" if start == 0 else f"the same data folder, start {start}"
+        banner(f"itilflow up --demo on {kind}")
         process, said = start_up(data_dir, env)
         print("\n".join(line for line in said if " ... " in line or "up in" in line))
         print(said[-1])

@@ -215,6 +215,7 @@ def polled_since(stack: Stack, moment: float) -> bool:
     return polled is not None and datetime.fromisoformat(polled).timestamp() > moment
 
 
+@pytest.mark.postgres
 def test_killed_runner_gateway_and_prefect_server_come_back_serving(real_stack: Stack):
     stack, settings = real_stack, real_stack.settings
     said, stop, thread = watching(stack)

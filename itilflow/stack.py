@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import httpx
 
+from itilflow import deployed
 from itilflow.health import LogWatch, StackHealth, scheduler_loop_seconds, tracebacks_in
 from itilflow.settings import SECRET_BLOCK_FIELDS, Settings
 from itilflow.supervision import Child
@@ -253,7 +254,12 @@ class Stack:
         if not self.settings.prefect_api_url:
             self.stage("prefect server", self.start_prefect_server)
 
-        self.stage("deployments", self.deploy)
+        if self.deployments_up_to_date():
+            self.say(
+                "deployments ... as registered by the last up (prefect.yaml and code unchanged)\n"
+            )
+        else:
+            self.stage("deployments", self.deploy)
         if self.settings.demo:
             self.notes.append(self.switch_hosts_inspection(node_exporter))
         for number in range(1, self.settings.workers + 1):
@@ -263,10 +269,24 @@ class Stack:
         self.say(f"up in {time.monotonic() - began:.1f} s\n")
 
     def deploy(self) -> None:
-        """The work pool of prefect.yaml (if missing) and every deployment there."""
+        """The work pool of prefect.yaml (if missing) and every deployment there; remembered
+        (itilflow/deployed.py) so that the next `up` can skip it."""
         prefect = [sys.executable, "-m", "prefect"]
+        stamp = self.data_dir / "prefect" / deployed.STAMP
+        stamp.unlink(missing_ok=True)
+        current = deployed.digest(PROJECT_DIR, self.api_url)
         self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
         self.run([*prefect, "--no-prompt", "deploy", "--all"])
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(current + "\n")
+
+    def deployments_up_to_date(self) -> bool:
+        """The server has what the last deploy registered, from the same prefect.yaml and code."""
+        stamp = self.data_dir / "prefect" / deployed.STAMP
+        current = deployed.digest(PROJECT_DIR, self.api_url)
+        auth = self.settings.prefect_basic_auth
+        with httpx.Client(base_url=self.api_url, auth=auth, timeout=30) as api:
+            return deployed.up_to_date(stamp, current, api, "itilflow", PROJECT_DIR)
 
     def stage(self, label: str, begin: Callable[[], T], *, waits: bool = True) -> T:
         """`begin()`, said as one line: "label ... ready in N s", or "started" for a part

@@ -255,9 +255,7 @@ class Stack:
             self.stage("prefect server", self.start_prefect_server)
 
         if self.deployments_up_to_date():
-            self.say(
-                "deployments ... as registered by the last up (prefect.yaml and code unchanged)\n"
-            )
+            self.say("deployments ... unchanged since the last up, not registered again\n")
         else:
             self.stage("deployments", self.deploy)
         if self.settings.demo:

@@ -18,6 +18,7 @@ from itilflow.commands.directory import add_directory_commands
 from itilflow.commands.doctor import add_doctor_commands
 from itilflow.commands.inbox import add_inbox_commands
 from itilflow.commands.principals import add_principal_commands
+from itilflow.commands.services import add_service_commands
 from itilflow.commands.session import add_session_commands
 from itilflow.settings import PREFECT_AUTH_FILE, Settings, SettingsError
 
@@ -80,17 +81,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         inbox = stack.use_demo_inbox(chat_tags(policies))
 
-    def terminate(*_: object) -> None:
-        raise KeyboardInterrupt
-
     # Set both explicitly: a process started in the background inherits SIGINT ignored.
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)
+    signal.signal(signal.SIGTERM, stack.interrupt)
+    signal.signal(signal.SIGINT, stack.interrupt)
+    stack.say = lambda text: print(text, end="", flush=True)
     try:
-        print(
-            f"starting the Prefect server, deployments, {settings.workers} worker(s), runner "
-            "and gateway ..."
-        )
         stack.up()
         if settings.demo:
             from itilflow.demo import load_demo
@@ -255,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_commands(sub)
     add_principal_commands(sub)
     add_session_commands(sub)
+    add_service_commands(sub)
     return parser
 
 

@@ -1,7 +1,9 @@
 """`itilflow up`: a Prefect server, the deployments, a worker, the runner and the gateway.
 
-Each part is a child process; Ctrl-C (or SIGTERM) stops them in reverse order. Everything lives
-under the data folder, so a second `up` finds its incidents and its Prefect history again.
+Each part is a child process; one that exits is started again with back-off while the others
+keep running (itilflow/supervision.py); Ctrl-C (or SIGTERM) stops them in reverse order.
+Everything lives under the data folder, so a second `up` finds its incidents and its Prefect
+history again.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
+from itilflow import deployed
 from itilflow.health import LogWatch, StackHealth, scheduler_loop_seconds, tracebacks_in
 from itilflow.settings import SECRET_BLOCK_FIELDS, Settings
+from itilflow.supervision import Child
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,31 +39,11 @@ WORKER_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(RUN_HEARTBEAT_SECONDS)}
 HOSTS_INSPECTION = "patrol-inspection/inspection-hosts"
 
 
+T = TypeVar("T")
+
+
 class StackError(RuntimeError):
     pass
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    # A Prefect worker finishes its current runs on the first SIGTERM and exits on the second.
-    terms: int = 1
-    grace: float = 15.0
-    # Its log, and where this start of it began writing there (the logs are appended to).
-    log: Path | None = None
-    log_offset: int = 0
-
-    def exit_message(self) -> str:
-        """Which child ended, how, and where to look."""
-        message = f"{self.name} exited with {self.process.returncode}"
-        if self.log is None:
-            return message
-        watch = LogWatch(self.name, self.log, self.log_offset)
-        found = watch.new_tracebacks() + watch.final_tracebacks()
-        if found:
-            message += f" after a traceback ({found[-1]})"
-        return f"{message}; see {self.log}"
 
 
 @dataclass
@@ -66,6 +52,12 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     # What `up` tells the user about parts it started or left off (printed with the URLs).
     notes: list[str] = field(default_factory=list)
+    # Where `up` says each stage as it starts and is ready.
+    say: Callable[[str], None] = lambda line: None
+    # A stop signal that came while a child was being started: raised once it is a child (in
+    # `children`), so that stop() finds it and no restart races the shutdown.
+    _starting: bool = field(default=False, init=False, repr=False)
+    _stop_deferred: bool = field(default=False, init=False, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -167,22 +159,59 @@ class Stack:
         grace: float = 15.0,
         extra_env: dict[str, str] | None = None,
     ) -> Child:
+        self._starting = True
+        try:
+            process, log, offset = self._popen(name, args, extra_env or {})
+            child = Child(name, process, terms, grace, log, offset, args, extra_env or {})
+            self.children.append(child)
+        finally:
+            self._starting = False
+        self._raise_deferred_stop()
+        return child
+
+    def restart(self, child: Child) -> None:
+        """Start `child` again as it was started, appending to its log."""
+        self._starting = True
+        try:
+            child.process, child.log, child.log_offset = self._popen(
+                child.name, child.args, child.extra_env
+            )
+            child.started_at = time.monotonic()
+            child.restart_at = None
+        finally:
+            self._starting = False
+        self._raise_deferred_stop()
+
+    def _popen(
+        self, name: str, args: list[str], extra_env: dict[str, str]
+    ) -> tuple[subprocess.Popen[bytes], Path, int]:
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{name}.log"
         log_offset = log_path.stat().st_size if log_path.exists() else 0
-        log = log_path.open("ab")
-        process = subprocess.Popen(
-            args,
-            env={**self.env(), **(extra_env or {})},
-            cwd=PROJECT_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        child = Child(name, process, terms, grace, log_path, log_offset)
-        self.children.append(child)
-        return child
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                args,
+                env={**self.env(), **extra_env},
+                cwd=PROJECT_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return process, log_path, log_offset
+
+    def _raise_deferred_stop(self) -> None:
+        if self._stop_deferred:
+            self._stop_deferred = False
+            raise KeyboardInterrupt
+
+    def interrupt(self, *_: object) -> None:
+        """The SIGINT/SIGTERM handler of `up`: stop, but never between a child's start and
+        its place in `children` (stop() would miss it)."""
+        if self._starting:
+            self._stop_deferred = True
+            return
+        raise KeyboardInterrupt
 
     def run(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -206,7 +235,7 @@ class Stack:
         raise StackError(f"{url} did not answer within {timeout:.0f} s")
 
     def up(self) -> None:
-        prefect = [sys.executable, "-m", "prefect"]
+        """Start every part in order, saying (`say`) each stage as it starts and is ready."""
         itilflow = [sys.executable, "-m", "itilflow.cli"]
         if self.settings.prefect_api_url and self.settings.prefect_database_url:
             raise StackError(
@@ -216,21 +245,63 @@ class Stack:
             )
         # Before any child: each gets the credentials of the server in its environment.
         self.settings.require_prefect_auth()
+        began = time.monotonic()
         if self.settings.demo and self.demo_inbox:
-            self.start("demo-inbox", [*itilflow, "demo-inbox"])
+            inbox = [*itilflow, "demo-inbox"]
+            self.stage("demo inbox", lambda: self.start("demo-inbox", inbox), waits=False)
         # Before the other children: they read its address from their environment.
-        node_exporter = self.start_node_exporter() if self.settings.demo else None
+        node_exporter = None
+        if self.settings.demo:
+            node_exporter = self.stage("node exporter", self.start_node_exporter)
         if not self.settings.prefect_api_url:
-            self.start_prefect_server()
-        self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
-        self.run([*prefect, "--no-prompt", "deploy", "--all"])
+            self.stage("prefect server", self.start_prefect_server)
+
+        if self.deployments_up_to_date():
+            self.say("deployments ... unchanged since the last up, not registered again\n")
+        else:
+            self.stage("deployments", self.deploy)
         if self.settings.demo:
             self.notes.append(self.switch_hosts_inspection(node_exporter))
         for number in range(1, self.settings.workers + 1):
-            self.start_worker(number)
-        self.start("runner", [*itilflow, "runner"])
-        gateway = self.start("gateway", [*itilflow, "gateway"])
+            self.stage(f"worker {number}", lambda n=number: self.start_worker(n), waits=False)
+        self.stage("runner", lambda: self.start("runner", [*itilflow, "runner"]), waits=False)
+        self.stage("gateway", lambda: self.start_gateway([*itilflow, "gateway"]))
+        self.say(f"up in {time.monotonic() - began:.1f} s\n")
+
+    def deploy(self) -> None:
+        """The work pool of prefect.yaml (if missing) and every deployment there; remembered
+        (itilflow/deployed.py) so that the next `up` can skip it."""
+        prefect = [sys.executable, "-m", "prefect"]
+        stamp = self.data_dir / "prefect" / deployed.STAMP
+        stamp.unlink(missing_ok=True)
+        current = deployed.digest(PROJECT_DIR, self.api_url)
+        self.run([*prefect, "work-pool", "create", "itilflow", "--type", "process"], check=False)
+        self.run([*prefect, "--no-prompt", "deploy", "--all"])
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(current + "\n")
+
+    def deployments_up_to_date(self) -> bool:
+        """The server has what the last deploy registered, from the same prefect.yaml and code."""
+        stamp = self.data_dir / "prefect" / deployed.STAMP
+        current = deployed.digest(PROJECT_DIR, self.api_url)
+        auth = self.settings.prefect_basic_auth
+        with httpx.Client(base_url=self.api_url, auth=auth, timeout=30) as api:
+            return deployed.up_to_date(stamp, current, api, "itilflow", PROJECT_DIR)
+
+    def stage(self, label: str, begin: Callable[[], T], *, waits: bool = True) -> T:
+        """`begin()`, said as one line: "label ... ready in N s", or "started" for a part
+        that is not waited for (`waits` False: a worker, the runner)."""
+        self.say(f"{label} ... ")
+        began = time.monotonic()
+        result = begin()
+        done = f"ready in {time.monotonic() - began:.1f} s" if waits else "started"
+        self.say(f"{done}\n")
+        return result
+
+    def start_gateway(self, command: list[str]) -> Child:
+        gateway = self.start("gateway", command)
         self.wait_for(f"{self.settings.public_url}/health", gateway, timeout=60)
+        return gateway
 
     def start_prefect_server(self) -> Child:
         """The Prefect server, on SQLite under the data folder unless told otherwise, listening
@@ -238,15 +309,17 @@ class Stack:
         (PREFECT_SERVER_API_AUTH_STRING from env()); returns once it answers."""
         self.settings.require_prefect_auth()
         (self.data_dir / "prefect").mkdir(parents=True, exist_ok=True)
-        s = self.settings
         server = self.start(
-            "prefect-server",
-            [sys.executable, "-m", "prefect", "server", "start"]
-            + ["--host", s.prefect_host, "--port", str(s.prefect_port)],
-            extra_env=self.server_env(),
+            "prefect-server", self.prefect_server_command(), extra_env=self.server_env()
         )
         self.wait_for(self.api_url + "/health", server, timeout=120)
         return server
+
+    def prefect_server_command(self) -> list[str]:
+        """`prefect server start` on asyncio and h11 (itilflow/prefect_server.py)."""
+        s = self.settings
+        command = [sys.executable, "-m", "itilflow.prefect_server", "server", "start"]
+        return command + ["--host", s.prefect_host, "--port", str(s.prefect_port)]
 
     def start_node_exporter(self) -> str | None:
         """The node_exporter the demo's hosts inspection scrapes: ITILFLOW_NODE_EXPORTER_URL,
@@ -309,7 +382,11 @@ class Stack:
     def start_worker(self, number: int) -> Child:
         # One worker keeps its old log name; more are worker-2, worker-3, ...
         name = "worker" if number == 1 else f"worker-{number}"
-        return self.start(name, self.worker_command(number), terms=2, grace=5, extra_env=WORKER_ENV)
+        child = self.start(
+            name, self.worker_command(number), terms=2, grace=5, extra_env=WORKER_ENV
+        )
+        child.keep_group = True
+        return child
 
     def stop(self) -> None:
         # A second Ctrl-C (or a SIGTERM forwarded by a wrapper) must not cut the shutdown short
@@ -355,18 +432,28 @@ class Stack:
             auth=self.settings.prefect_basic_auth,
         )
 
-    def watch(self, say: Callable[[str], None]) -> None:
-        """Block until a child dies or we are told to stop; meanwhile tell (`say`) about
-        tracebacks in the children's logs and a scheduler that makes no runs. A dead child
-        stops the stack (StackError); the others are told and the stack keeps running."""
+    def watch(self, say: Callable[[str], None], stop: threading.Event | None = None) -> None:
+        """Run until we are told to stop (KeyboardInterrupt, or `stop` set): restart a child
+        that exited, with back-off, the others untouched; tell (`say`) each exit and restart,
+        tracebacks in the children's logs and a scheduler that makes no runs."""
         health = self.health()
-        while True:
-            for child in self.children:
-                if child.process.poll() is not None:
-                    raise StackError(child.exit_message())
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            self.supervise(say)
             for line in health.check():
                 say(line)
-            time.sleep(1)
+            stop.wait(1)
+
+    def supervise(self, say: Callable[[str], None]) -> None:
+        """One look at every child: the exited are told and scheduled, the due restarted."""
+        now = time.monotonic()
+        for child in list(self.children):
+            line = child.exited(now)
+            if line is not None:
+                say(line)
+            elif child.restart_due(now):
+                self.restart(child)
+                say(f"{child.name} started again (pid {child.process.pid})")
 
 
 def logged_tracebacks(log_dir: Path) -> dict[str, list[str]]:

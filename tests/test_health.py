@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from itilflow.health import LogWatch, StackHealth, traceback_summaries
-from itilflow.stack import Stack, StackError, logged_tracebacks
+from itilflow.stack import Stack, logged_tracebacks
 from tests.conftest import make_settings
 from tests.support.smtp import free_port
 
@@ -100,15 +100,18 @@ def stack(tmp_path: Path):
 
 
 def test_a_child_that_dies_is_named_with_its_exception_and_its_log(stack: Stack):
+    """Issue 13 changed what follows: the stack no longer stops (StackError), `watch` says the
+    exit with the next try and starts the child again (tests/faults/test_supervision.py)."""
     (stack.data_dir / "logs").mkdir(parents=True)
     (stack.data_dir / "logs" / "runner.log").write_text(formatted(missing_key))  # an earlier start
     child = stack.start("runner", [sys.executable, "-c", "raise RuntimeError('no database')"])
     child.process.wait(timeout=30)
-    with pytest.raises(StackError) as raised:
-        stack.watch(lambda line: None)
-    assert str(raised.value) == (
-        f"runner exited with 1 after a traceback (RuntimeError: no database); see {child.log}"
-    )
+    said: list[str] = []
+    stack.supervise(said.append)
+    assert said == [
+        f"runner exited with 1 after a traceback (RuntimeError: no database); see {child.log}; "
+        "restarting it in 1 s (restart 1)"
+    ]
 
 
 def test_a_traceback_of_a_running_child_is_told_and_the_stack_keeps_running(stack: Stack):

@@ -28,7 +28,13 @@ import uvicorn
 
 from itilflow.gateway.app import create_app
 from itilflow.gateway.health import READY_TIMEOUT
-from itilflow.gateway.server import RESERVED_FILES, server_config
+from itilflow.gateway.server import (
+    MAX_HEADERS,
+    RESERVED_FILES,
+    GuardedHttpToolsProtocol,
+    guarded_protocol,
+    server_config,
+)
 from tests.support.principals import bearer_of, token_for
 from tests.support.smtp import free_port
 
@@ -45,11 +51,16 @@ HEADER_TIMEOUT = 2.0
 
 
 @contextmanager
-def served(rt: Any, **settings: Any) -> Iterator[str]:
-    """The gateway with its production uvicorn configuration on a free loopback port."""
+def served(rt: Any, parser: str | None = None, **settings: Any) -> Iterator[str]:
+    """The gateway with its production uvicorn configuration on a free loopback port (or its
+    guard on another HTTP `parser`)."""
     configured = rt.settings.model_copy(update=settings)
     app = create_app(configured, rt.policies, change_engine=RecordingChangeEngine())
-    server = uvicorn.Server(server_config(app, configured, host="127.0.0.1", port=free_port()))
+    overrides: dict[str, Any] = {"host": "127.0.0.1", "port": free_port()}
+    if parser is not None:
+        limit = configured.gateway_max_connections
+        overrides["http"] = guarded_protocol(configured.gateway_header_timeout, limit, parser)
+    server = uvicorn.Server(server_config(app, configured, **overrides))
     thread = threading.Thread(target=server.run, name="gateway-uvicorn", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.config.port}"
@@ -200,10 +211,13 @@ def test_connections_that_never_finish_their_headers(
     assert len(gateway_lines) <= 3, [r.getMessage() for r in gateway_lines]
 
 
-def test_a_kept_alive_connection_owes_its_next_headers_in_time_too(rt: Any) -> None:
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_a_kept_alive_connection_owes_its_next_headers_in_time_too(rt: Any, parser: str) -> None:
     """After a response the connection waits for its next request: half of one is not a way
-    around the header timeout (uvicorn's keep-alive timer stops at the first byte)."""
-    with served(rt, gateway_header_timeout=1.0, gateway_keep_alive_timeout=30) as url:
+    around the header timeout (uvicorn's keep-alive timer stops at the first byte). The same
+    with h11, the guard's other parser."""
+    timeouts = {"gateway_header_timeout": 1.0, "gateway_keep_alive_timeout": 30}
+    with served(rt, parser, **timeouts) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
             conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: gateway\r\n\r\n")
@@ -219,3 +233,33 @@ def test_a_kept_alive_connection_owes_its_next_headers_in_time_too(rt: Any) -> N
             assert conn.recv(4096) == b"", "the gateway answered a request it never finished"
             waited = time.monotonic() - started
     assert 0.5 < waited < 3.0, waited
+
+
+def test_the_gateway_is_served_on_uvloop_and_httptools(rt: Any) -> None:
+    """Issue 13 item 8: this process alone; the Prefect server keeps asyncio and h11
+    (itilflow/prefect_server.py, tests/test_service_commands.py)."""
+    config = server_config(create_app(rt.settings, rt.policies), rt.settings)
+    assert config.loop == "uvloop"
+    assert isinstance(config.http, type) and issubclass(config.http, GuardedHttpToolsProtocol)
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_unfinished_headers_past_16_kib_are_refused(rt: Any, parser: str) -> None:
+    """A client may not pile up headers until the timeout: past 16 KiB without their end the
+    request is refused and the connection closed. h11 does it itself; httptools has no limit, so
+    the guard counts what comes before the headers end. Just under the limit is served."""
+    with served(rt, parser) as url:
+        port = int(url.rsplit(":", 1)[1])
+        filler = "x" * 1000
+        under = "".join(f"X-Pad-{n}: {filler}\r\n" for n in range(MAX_HEADERS // 1100)) + "\r\n"
+        over = "".join(f"X-Pad-{n}: {filler}\r\n" for n in range(MAX_HEADERS // 1000 + 2))
+        for headers, served_ok in ((under, True), (over, False)):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(f"GET /health/live HTTP/1.1\r\nHost: gateway\r\n{headers}".encode())
+                answer = b""
+                while chunk := conn.recv(65536):
+                    answer += chunk
+                    if served_ok and answer.endswith(b'{"status":"ok"}'):
+                        break
+            expected = b"HTTP/1.1 200" if served_ok else b"HTTP/1.1 400"
+            assert answer.startswith(expected), answer[:200]

@@ -1,0 +1,129 @@
+"""Changes whose run died mid-implementation, found by the runner at its start and every few
+seconds after: the net under prefect.yaml's heartbeat trigger, which does not fire for a run
+lost together with the Prefect server (a power cut leaves the run Running for good).
+
+Each lost one gets a `recover-change` run (it kills what the lost steps left running, rolls
+back and says so on the timeline); recorded step processes whose run no longer owns their
+change are killed here directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlmodel import col, select
+
+from itilflow import clock
+from itilflow.models import Change, ChangeStatus, session_scope
+from itilflow.runtime import runtime
+from itilflow.services import changes
+from itilflow.tasks.change.kill_lost_steps import kill_orphan_steps
+
+log = logging.getLogger("itilflow.recovery")
+
+SWEEP_SECONDS = 10.0
+# A recovery asked for is not asked again for this long (its run may wait for a worker).
+ASKED_AGAIN_AFTER = 120.0
+
+
+class LostChangeSweeper:
+    """Finds lost implementations and starts their recoveries, each once a while."""
+
+    def __init__(self) -> None:
+        self._asked: dict[str, float] = {}  # lost run id -> when its recovery was asked for
+
+    async def sweep(self) -> list[int]:
+        """One look: the ids of the changes whose recovery was started now."""
+        killed = await asyncio.to_thread(kill_orphan_steps)
+        for described in killed:
+            log.warning("killed an orphaned step: %s", described)
+        candidates = await asyncio.to_thread(_implementing)
+        if not candidates:
+            return []
+        started = []
+        from prefect import get_client
+
+        async with get_client() as client:
+            for change_id, run_id, status in candidates:
+                seen = await _run_seen(client, run_id)
+                why = changes.why_lost(status, seen, clock.now())
+                if why is None or not self._may_ask(run_id):
+                    continue
+                last = seen.last_seen.isoformat() if seen and seen.last_seen else None
+                await _start_recovery(run_id, last, f"found lost by the runner: {why}")
+                log.warning(
+                    "change %s: its run %s is lost (%s): recovering", change_id, run_id, why
+                )
+                started.append(change_id)
+        return started
+
+    def _may_ask(self, run_id: str) -> bool:
+        now = time.monotonic()
+        if now - self._asked.get(run_id, -ASKED_AGAIN_AFTER) < ASKED_AGAIN_AFTER:
+            return False
+        self._asked[run_id] = now
+        return True
+
+
+def _implementing() -> list[tuple[int, str, ChangeStatus]]:
+    with session_scope(runtime().engine) as session:
+        rows = session.exec(
+            select(Change.id, Change.flow_run_id, Change.status).where(
+                col(Change.status).in_(changes.MID_IMPLEMENTATION),
+                col(Change.flow_run_id).is_not(None),
+            )
+        ).all()
+    return [(int(change_id), str(run_id), status) for change_id, run_id, status in rows]
+
+
+async def _run_seen(client: Any, run_id: str) -> changes.RunSeen | None:
+    """The run's state and latest sign of life (heartbeat, state change, start); None: gone."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        run = await client.read_flow_run(UUID(run_id))
+    except (ObjectNotFound, ValueError):
+        return None
+    times = [t for t in (run.start_time, run.state.timestamp if run.state else None) if t]
+    response = await client.request(
+        "POST",
+        "/events/filter",
+        json={
+            "filter": {
+                "event": {"name": ["prefect.flow-run.heartbeat"]},
+                "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+                "order": "DESC",
+            },
+            "limit": 1,
+        },
+    )
+    times += [datetime.fromisoformat(e["occurred"]) for e in response.json().get("events", [])]
+    state_type = run.state.type.value if run.state else "PENDING"
+    return changes.RunSeen(state_type=state_type, last_seen=max(times, default=None))
+
+
+async def _start_recovery(run_id: str, last_seen: str | None, why: str) -> None:
+    from prefect.deployments import run_deployment
+
+    parameters = {"flow_run": run_id, "last_heartbeat": last_seen, "why": why}
+    await run_deployment("recover-change/recover-change", parameters=parameters, timeout=0)
+
+
+async def watch_lost_changes(stop: asyncio.Event, every: float = SWEEP_SECONDS) -> None:
+    """Sweep at once, then every `every` seconds until `stop`; a failed sweep (database or
+    Prefect server unreachable) is logged and tried again at the next one."""
+    sweeper = LostChangeSweeper()
+    while not stop.is_set():
+        try:
+            await sweeper.sweep()
+        except Exception as exc:  # the runner goes on; the next sweep tries again
+            log.warning("looking for lost changes failed: %s: %s", type(exc).__name__, exc)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        except TimeoutError:
+            pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -31,10 +32,15 @@ SWEEP_SECONDS = 10.0
 ASKED_AGAIN_AFTER = 120.0
 
 
+StartRecovery = Callable[[str, str | None, str], Awaitable[None]]
+"""Starts the recovery of a lost run: (run id, its last sign of life, why it is lost)."""
+
+
 class LostChangeSweeper:
     """Finds lost implementations and starts their recoveries, each once a while."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: StartRecovery | None = None) -> None:
+        self._start = start or _start_recovery
         self._asked: dict[str, float] = {}  # lost run id -> when its recovery was asked for
 
     async def sweep(self) -> list[int]:
@@ -55,7 +61,7 @@ class LostChangeSweeper:
                 if why is None or not self._may_ask(run_id):
                     continue
                 last = seen.last_seen.isoformat() if seen and seen.last_seen else None
-                await _start_recovery(run_id, last, f"found lost by the runner: {why}")
+                await self._start(run_id, last, f"found lost by the runner: {why}")
                 log.warning(
                     "change %s: its run %s is lost (%s): recovering", change_id, run_id, why
                 )

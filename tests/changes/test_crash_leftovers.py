@@ -186,3 +186,43 @@ def test_the_runner_kills_steps_whose_run_no_longer_owns_the_change(rt):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def test_the_runners_sweep_recovers_a_silent_or_vanished_run_once(rt, prefect_server):
+    from uuid import uuid4
+
+    from prefect import flow, get_client
+    from prefect.states import Running
+
+    from itilflow import clock
+    from itilflow.flows.lost_changes import LostChangeSweeper
+
+    @flow(name="stand-in-for-a-change-run")
+    def stand_in() -> None: ...
+
+    async def running_run() -> str:
+        async with get_client() as client:
+            run = await client.create_flow_run(stand_in)
+            await client.set_flow_run_state(run.id, Running(), force=True)
+            return str(run.id)
+
+    silent_run = asyncio.run(running_run())
+    gone_run = str(uuid4())
+    silent = new_change(rt, ChangeStatus.implementing, silent_run)
+    gone = new_change(rt, ChangeStatus.crashed, gone_run)
+    new_change(rt, ChangeStatus.awaiting_approval, str(uuid4()))  # not this sweep's business
+    asked: list[tuple[str, str | None, str]] = []
+
+    async def start(run_id: str, last_seen: str | None, why: str) -> None:
+        asked.append((run_id, last_seen, why))
+
+    sweeper = LostChangeSweeper(start)
+    assert asyncio.run(sweeper.sweep()) == [gone]  # the running one beat just now
+    assert asked[0][0] == gone_run and "gone" in asked[0][2]
+
+    clock.freeze(clock.now() + timedelta(seconds=50))
+    assert asyncio.run(sweeper.sweep()) == [silent]  # silent for 50 s; `gone` asked already
+    run_id, last_seen, why = asked[1]
+    assert run_id == silent_run and "no heartbeat from its run for" in why
+    assert last_seen is not None and "found lost by the runner" in why
+    assert asyncio.run(sweeper.sweep()) == []

@@ -107,7 +107,15 @@ async def _run(
     finally:
         os.close(write_fd)
     if ledger is not None:
-        ledger.started(process.pid)
+        try:
+            ledger.started(process.pid)
+        except OSError as exc:
+            # Unrecorded, it could outlive a crash unseen: stopped at once, failed.
+            _kill_group(process.pid, signal.SIGKILL)
+            os.close(read_fd)
+            await process.wait()
+            summary = f"could not record its process group: {exc}"
+            return timer.result(ok=False, summary=redact(summary, secrets))
     try:
         return await _collect(action, timer, process, read_fd, secrets)
     finally:

@@ -226,3 +226,18 @@ def test_the_runners_sweep_recovers_a_silent_or_vanished_run_once(rt, prefect_se
     assert run_id == silent_run and "no heartbeat from its run for" in why
     assert last_seen is not None and "found lost by the runner" in why
     assert asyncio.run(sweeper.sweep()) == []
+
+
+def test_a_step_that_cannot_be_put_on_record_is_stopped_and_fails(tmp_path: Path):
+    not_a_folder = tmp_path / "steps"
+    not_a_folder.write_text("a file where the records would go")
+    marker = tmp_path / "finished"
+    ledger = ProcessLedger(not_a_folder, 1, "run-1", "step", "s")
+
+    started = time.monotonic()
+    result = asyncio.run(
+        arun_action(ShellAction(command=f"sleep 5; touch {marker}"), ledger=ledger)
+    )
+
+    assert not result.ok and "could not record its process group" in result.summary
+    assert time.monotonic() - started < 4 and not marker.exists()

@@ -2,9 +2,9 @@
 seconds after: the net under prefect.yaml's heartbeat trigger, which does not fire for a run
 lost together with the Prefect server (a power cut leaves the run Running for good).
 
-Each lost one gets a `recover-change` run (it kills what the lost steps left running, rolls
-back and says so on the timeline); recorded step processes whose run no longer owns their
-change are killed here directly.
+What each lost one's steps left running on this host is killed at once, then it gets a
+`recover-change` run (which kills what is left on its own host, rolls back and says so on the
+timeline); recorded step processes whose run no longer owns their change are killed too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from itilflow import clock
 from itilflow.models import Change, ChangeStatus, session_scope
 from itilflow.runtime import runtime
 from itilflow.services import changes
-from itilflow.tasks.change.kill_lost_steps import kill_orphan_steps
+from itilflow.tasks.change.kill_lost_steps import kill_lost_steps, kill_orphan_steps
 
 log = logging.getLogger("itilflow.recovery")
 
@@ -60,6 +60,10 @@ class LostChangeSweeper:
                 why = changes.why_lost(status, seen, clock.now())
                 if why is None or not self._may_ask(run_id):
                     continue
+                # Its steps are killed now, not when the recovery's run has started (a flow
+                # run's process takes 10-40 s to start on a busy host): an orphan must not go
+                # on changing the system meanwhile.
+                await asyncio.to_thread(kill_lost_steps.fn, change_id, run_id, why=why)
                 last = seen.last_seen.isoformat() if seen and seen.last_seen else None
                 await self._start(run_id, last, f"found lost by the runner: {why}")
                 log.warning(

@@ -30,12 +30,14 @@ def step_ledger(rt: Runtime, change_id: int, run_id: str, phase: str, name: str)
 
 
 @task(name="kill-lost-steps")
-def kill_lost_steps(change_id: int, lost_run_id: str) -> list[str]:
+def kill_lost_steps(change_id: int, lost_run_id: str, why: str | None = None) -> list[str]:
     """Kill what the lost run's steps left running on this host, before the rollback undoes
-    them (an orphan would go on writing after its undo); the groups killed, described."""
+    them (an orphan would go on writing after its undo); the groups killed, described. Called
+    by `recover-change`, and by the runner (with `why`) as soon as it finds the run lost."""
     return kill_recorded(
         lambda record: record.change_id == change_id and record.run_id == lost_run_id,
-        actor="flow:recover-change",
+        actor="runner" if why else "flow:recover-change",
+        why=why,
     )
 
 
@@ -61,7 +63,11 @@ def kill_orphan_steps(rt: Runtime | None = None) -> list[str]:
 
 
 def kill_recorded(
-    chosen: Callable[[StepProcess], bool], *, actor: str, rt: Runtime | None = None
+    chosen: Callable[[StepProcess], bool],
+    *,
+    actor: str,
+    why: str | None = None,
+    rt: Runtime | None = None,
 ) -> list[str]:
     """Kill the chosen recorded groups still running, forget all the chosen ones, and write
     one timeline entry a change: which step's group was killed, or was already gone."""
@@ -85,7 +91,7 @@ def kill_recorded(
                 change_id=change_id,
                 kind="step_processes_killed",
                 actor=actor,
-                message=_message(killed, gone),
+                message=(f"{why}: " if why else "") + _message(killed, gone),
                 data={
                     "killed": [_data(record) for record in killed],
                     "already_gone": [_data(record) for record in gone],

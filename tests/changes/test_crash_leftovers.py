@@ -220,8 +220,26 @@ def test_the_runners_sweep_recovers_a_silent_or_vanished_run_once(rt, prefect_se
     assert asyncio.run(sweeper.sweep()) == [gone]  # the running one beat just now
     assert asked[0][0] == gone_run and "gone" in asked[0][2]
 
+    orphan = group_with_a_child()  # what the silent run's step left running
+    ProcessLedger(steps_folder(rt), silent, silent_run, "step", "deploy").started(orphan.pid)
+    assert asyncio.run(sweeper.sweep()) == []  # still owned by its run, still beating: left alone
+    assert orphan.poll() is None
+
     clock.freeze(clock.now() + timedelta(seconds=50))
-    assert asyncio.run(sweeper.sweep()) == [silent]  # silent for 50 s; `gone` asked already
+    try:
+        assert asyncio.run(sweeper.sweep()) == [silent]  # silent for 50 s; `gone` asked already
+        assert orphan.wait(timeout=5) == -signal.SIGKILL, "killed as soon as found lost"
+    finally:
+        if orphan.poll() is None:
+            os.killpg(orphan.pid, signal.SIGKILL)
+            orphan.wait()
+    with session_scope(rt.engine) as session:
+        (entry,) = [
+            e
+            for e in get_change_timeline(session=session, change_id=silent)
+            if e.kind == "step_processes_killed"
+        ]
+    assert entry.message.startswith("no heartbeat from its run for") and entry.actor == "runner"
     run_id, last_seen, why = asked[1]
     assert run_id == silent_run and "no heartbeat from its run for" in why
     assert last_seen is not None and "found lost by the runner" in why

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +22,7 @@ from itilflow import clock
 from itilflow.models import Change, ChangeStatus, session_scope
 from itilflow.runtime import runtime
 from itilflow.services import changes
+from itilflow.tasks.change.confirm_run_lost import heartbeats
 from itilflow.tasks.change.kill_lost_steps import kill_lost_steps, kill_orphan_steps
 
 log = logging.getLogger("itilflow.recovery")
@@ -100,19 +100,7 @@ async def _run_seen(client: Any, run_id: str) -> changes.RunSeen | None:
     except (ObjectNotFound, ValueError):
         return None
     times = [t for t in (run.start_time, run.state.timestamp if run.state else None) if t]
-    response = await client.request(
-        "POST",
-        "/events/filter",
-        json={
-            "filter": {
-                "event": {"name": ["prefect.flow-run.heartbeat"]},
-                "resource": {"id": [f"prefect.flow-run.{run_id}"]},
-                "order": "DESC",
-            },
-            "limit": 1,
-        },
-    )
-    times += [datetime.fromisoformat(e["occurred"]) for e in response.json().get("events", [])]
+    times += await heartbeats(client, run_id)
     state_type = run.state.type.value if run.state else "PENDING"
     return changes.RunSeen(state_type=state_type, last_seen=max(times, default=None))
 

@@ -178,14 +178,19 @@ def test_a_stack_killed_mid_step_comes_back_kills_the_orphan_and_rolls_back(
     finally:
         if first.poll() is None:  # failed before the cut: leave nothing running
             power_cut(first)
-    assert status(rt, change_id) == "implementing"
-    assert alive(step, step_ticks), "the step runs on as an orphan after the power cut"
-    assert old_tree, "the stack had processes"
-    assert not [pid for pid, ticks in old_tree.items() if alive(pid, ticks)]
-
-    second, _ = start_up(data, env, demo=False)
-    ready = time.monotonic()
+    second = None
     try:
+        assert status(rt, change_id) == "implementing"
+        assert alive(step, step_ticks), "the step runs on as an orphan after the power cut"
+        assert old_tree, "the stack had processes"
+        wait_for(
+            "the killed processes to end",
+            lambda: not [pid for pid, ticks in old_tree.items() if alive(pid, ticks)],
+            timeout=15,
+        )
+
+        second, _ = start_up(data, env, demo=False)
+        ready = time.monotonic()
         wait_for("the orphan killed", lambda: not alive(step, step_ticks), timeout=60)
         killed_at = time.monotonic()
         left = 60 - (killed_at - ready)
@@ -237,8 +242,9 @@ def test_a_stack_killed_mid_step_comes_back_kills_the_orphan_and_rolls_back(
             and int(s[2]) == step
         ]
     finally:
-        second.send_signal(signal.SIGINT)
-        second.communicate(timeout=120)
+        if second is not None:
+            second.send_signal(signal.SIGINT)
+            second.communicate(timeout=120)
         if alive(step, step_ticks):  # the recovery failed to: never leave the orphan behind
             os.killpg(step, signal.SIGKILL)
 

@@ -12,6 +12,7 @@ from itilflow.executors.plans import (
     interrupted,
     plan_rollback,
 )
+from itilflow.executors.processes import ProcessLedger, StepProcess
 from itilflow.executors.results import ActionResult, PlanEvent, PlanOutcome
 from itilflow.executors.schema import (
     KILL_GRACE_SECONDS,
@@ -41,7 +42,9 @@ __all__ = [
     "PlanEvent",
     "PlanAbandoned",
     "PlanOutcome",
+    "ProcessLedger",
     "ShellAction",
+    "StepProcess",
     "aexecute_plan",
     "aroll_back_plan",
     "arun_action",

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from itilflow import clock
 from itilflow.executors.containment import Containment
 from itilflow.executors.http import run_http
+from itilflow.executors.processes import ProcessLedger
 from itilflow.executors.results import (
     ActionResult,
     PlanEvent,
@@ -49,16 +50,19 @@ from itilflow.executors.shell import run_shell
 
 
 async def arun_action(
-    action: ShellAction | HttpAction, containment: Containment | None = None
+    action: ShellAction | HttpAction,
+    containment: Containment | None = None,
+    ledger: ProcessLedger | None = None,
 ) -> ActionResult:
     """Run one action under `containment` (the default one when None); a failure is an
-    `ActionResult` with `ok=False`, never an exception."""
+    `ActionResult` with `ok=False`, never an exception. A shell action's process group is kept
+    in `ledger` while it runs."""
     if not isinstance(action, ShellAction | HttpAction):
         raise TypeError(f"not an action: {action!r}")
     timer = Timer()
     try:
         if isinstance(action, ShellAction):
-            return await run_shell(action, containment)
+            return await run_shell(action, containment, ledger)
         return await run_http(action, containment)
     except Exception as exc:  # an executor's own bug: a failed action, its text redacted
         secrets = [*(containment.secrets if containment else ()), *_env_values(action)]

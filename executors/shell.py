@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from itilflow.executors.containment import Account, Containment, ContainmentRefused, private_folder
+from itilflow.executors.processes import ProcessLedger
 from itilflow.executors.results import (
     ActionResult,
     Capture,
@@ -47,9 +48,12 @@ def _kill_group(pgid: int, sig: int) -> None:
         pass
 
 
-async def run_shell(action: ShellAction, containment: Containment | None = None) -> ActionResult:
+async def run_shell(
+    action: ShellAction, containment: Containment | None = None, ledger: ProcessLedger | None = None
+) -> ActionResult:
     """Run the command contained: the allowed environment only, as the policy's user, in its
-    `cwd` (inside an allowed root) or a private folder removed afterwards."""
+    `cwd` (inside an allowed root) or a private folder removed afterwards. `ledger` keeps its
+    process group on disk while it runs (found and killed after a crash)."""
     timer = Timer()
     contained = containment or Containment()
     secrets = [*contained.secrets, *action.env.values()]
@@ -63,9 +67,9 @@ async def run_shell(action: ShellAction, containment: Containment | None = None)
         return timer.result(ok=False, summary=f"working directory does not exist: {action.cwd}")
     env = contained.environment_for(action.env, account)
     if action.cwd is not None:
-        return await _run(action, timer, action.cwd, env, account, secrets)
+        return await _run(action, timer, action.cwd, env, account, secrets, ledger)
     with private_folder(account) as folder:
-        return await _run(action, timer, folder, env, account, secrets)
+        return await _run(action, timer, folder, env, account, secrets, ledger)
 
 
 async def _run(
@@ -75,6 +79,7 @@ async def _run(
     env: dict[str, str],
     account: Account | None,
     secrets: list[str],
+    ledger: ProcessLedger | None,
 ) -> ActionResult:
     argv = ["/bin/sh", "-c", action.command] if action.command is not None else action.argv
     assert argv is not None
@@ -101,7 +106,30 @@ async def _run(
         return timer.result(ok=False, summary=redact(f"could not start: {exc}", secrets))
     finally:
         os.close(write_fd)
+    if ledger is not None:
+        try:
+            ledger.started(process.pid)
+        except OSError as exc:
+            # Unrecorded, it could outlive a crash unseen: stopped at once, failed.
+            _kill_group(process.pid, signal.SIGKILL)
+            os.close(read_fd)
+            await process.wait()
+            summary = f"could not record its process group: {exc}"
+            return timer.result(ok=False, summary=redact(summary, secrets))
+    try:
+        return await _collect(action, timer, process, read_fd, secrets)
+    finally:
+        if ledger is not None:
+            ledger.ended(process.pid)
 
+
+async def _collect(
+    action: ShellAction,
+    timer: Timer,
+    process: asyncio.subprocess.Process,
+    read_fd: int,
+    secrets: list[str],
+) -> ActionResult:
     loop = asyncio.get_running_loop()
     capture = Capture()
     closed: asyncio.Future[None] = loop.create_future()

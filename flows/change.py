@@ -28,6 +28,7 @@ from itilflow.tasks.change.begin_implementation import begin_implementation
 from itilflow.tasks.change.check_window import check_window
 from itilflow.tasks.change.confirm_run_lost import confirm_run_lost
 from itilflow.tasks.change.expire_change import expire_change
+from itilflow.tasks.change.kill_lost_steps import kill_lost_steps
 from itilflow.tasks.change.mark_crashed import mark_crashed
 from itilflow.tasks.change.open_rollback_incident import open_rollback_incident
 from itilflow.tasks.change.plan_approval_reminders import plan_approval_reminders
@@ -251,20 +252,24 @@ async def remind_approvers() -> dict[str, int]:
 
 
 @flow(name="recover-change", flow_run_name="recover {flow_run}")
-async def recover_change(flow_run: str, last_heartbeat: str | None = None) -> str:
+async def recover_change(
+    flow_run: str, last_heartbeat: str | None = None, why: str | None = None
+) -> str:
     """Started by this deployment's triggers (prefect.yaml) when a change's run stops sending
     heartbeats (its worker's host or process died) or crashes, and by `remind-approvers` for
     lost runs the triggers missed.
 
-    A run lost mid-implementation is rolled back: the steps it started are undone latest first
-    (its undos tolerate a step that did not finish) and the rollback is verified. Rolling back
+    A run lost mid-implementation is rolled back: what its steps left running on this host is
+    killed first (their process groups are on disk), then the steps it started are undone latest
+    first (its undos tolerate a step that did not finish) and the rollback is verified. Rolling back
     rather than resuming: a step cut off half-way may not be safe to run twice. A run lost while
-    waiting for approvals is started again. The timeline says which, and why.
+    waiting for approvals is started again. The timeline says which, and why (`why`: what
+    found the run lost, when it was not a trigger).
     """
     lost_run_id = await confirm_run_lost(flow_run, last_heartbeat)
     if lost_run_id is None:
         return "not lost"
-    reason = f"no heartbeat since {last_heartbeat}" if last_heartbeat else "crashed"
+    reason = why or (f"no heartbeat since {last_heartbeat}" if last_heartbeat else "crashed")
     claim = take_over_change(lost_run_id, reason)
     if claim.action == "restart":
         from itilflow.engine import PrefectChangeEngine
@@ -276,6 +281,7 @@ async def recover_change(flow_run: str, last_heartbeat: str | None = None) -> st
         return f"nothing to do: {claim.why}"
     change_id = claim.change_id
     assert change_id is not None
+    kill_lost_steps(change_id, lost_run_id)
     if claim.in_flight:
         phase, name = claim.in_flight
     elif claim.started_steps:

@@ -144,6 +144,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_runner(args: argparse.Namespace) -> int:
     from itilflow import runtime
     from itilflow.dispatch.runner import Runner, require_api_url
+    from itilflow.flows.lost_changes import watch_lost_changes
 
     require_api_url()
     rt = runtime.configure(_settings(args))
@@ -160,7 +161,9 @@ def cmd_runner(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await runner.run(stop)
+        # Beside the runner: changes whose run died mid-implementation (a crash, a power cut)
+        # are found within seconds of this start.
+        await asyncio.gather(runner.run(stop), watch_lost_changes(stop))
 
     asyncio.run(main())
     return 0

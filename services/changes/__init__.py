@@ -41,10 +41,13 @@ from itilflow.services.changes.overrides import (
 )
 from itilflow.services.changes.recovery import (
     AWAITING_DECISIONS,
+    HEARTBEAT_TIMEOUT,
     MID_IMPLEMENTATION,
     Interruption,
+    RunSeen,
     read_interruption,
     take_over_change,
+    why_lost,
 )
 from itilflow.services.changes.requests import (
     APPROVAL_PURPOSE,
@@ -83,6 +86,9 @@ __all__ = [
     "LOCKED",
     "LinkLocked",
     "MID_IMPLEMENTATION",
+    "HEARTBEAT_TIMEOUT",
+    "RunSeen",
+    "why_lost",
     "NewChange",
     "NotAllowedToRequest",
     "Requester",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import Session, col
@@ -71,3 +72,45 @@ def read_interruption(entries: list[ChangeEntry]) -> Interruption:
             open_actions[key] -= 1
     in_flight = next((key for key, count in reversed(open_actions.items()) if count), None)
     return Interruption(started_steps=started_steps, in_flight=in_flight)
+
+
+# A change's run sends a heartbeat every 30 s on the stack's workers (itilflow/stack.py); none
+# for this long means its process or host is gone (prefect.yaml's trigger waits as long).
+HEARTBEAT_TIMEOUT = timedelta(seconds=45)
+# Prefect state types of a run that may still be working on its change.
+UNFINISHED_STATES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING")
+
+
+@dataclass(frozen=True)
+class RunSeen:
+    """What the Prefect server says of a change's run: its state type ("RUNNING", "CRASHED"...)
+    and the latest sign of life (heartbeat, state change or start), None when it has none."""
+
+    state_type: str
+    last_seen: datetime | None
+
+
+def why_lost(
+    status: ChangeStatus,
+    run: RunSeen | None,
+    now: datetime,
+    timeout: timedelta = HEARTBEAT_TIMEOUT,
+) -> str | None:
+    """Why the run of a change in `status` counts as lost, None when it does not.
+
+    Only a change mid-implementation can be lost this way (a waiting one has its own net). Its
+    run is lost when the server has no such run, when the run ended while the change still
+    says implementing (the run never closed it), or when an unfinished run gave no sign of
+    life for `timeout`: after a power cut the server shows it Running for good."""
+    if status not in MID_IMPLEMENTATION:
+        return None
+    if run is None:
+        return "its run is gone from the Prefect server"
+    if run.state_type not in UNFINISHED_STATES:
+        return f"its run ended ({run.state_type.lower()}) without closing it"
+    if run.last_seen is None:
+        return "its run never sent a heartbeat"
+    silent = now - run.last_seen
+    if silent > timeout:
+        return f"no heartbeat from its run for {int(silent.total_seconds())} s"
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from prefect import task
 
@@ -11,6 +12,24 @@ from itilflow import clock
 LOST_STATE_NAME = "Lost"
 """A crashed-type state with its own name: its event (prefect.flow-run.Lost) does not fire the
 Crashed trigger again for a run a recovery already handles."""
+
+
+async def heartbeats(
+    client: Any, run_id: str, *, since: str | None = None, limit: int = 1
+) -> list[datetime]:
+    """When the run's latest heartbeats (up to `limit`, newest first) reached the server, since
+    `since` if given."""
+    event_filter: dict[str, Any] = {
+        "event": {"name": ["prefect.flow-run.heartbeat"]},
+        "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+        "order": "DESC",
+    }
+    if since:
+        event_filter["occurred"] = {"since": since, "until": clock.now().isoformat()}
+    response = await client.request(
+        "POST", "/events/filter", json={"filter": event_filter, "limit": limit}
+    )
+    return [datetime.fromisoformat(e["occurred"]) for e in response.json().get("events", [])]
 
 
 @task(name="confirm-run-lost")
@@ -35,26 +54,10 @@ async def confirm_run_lost(flow_run_ref: str, last_heartbeat: str | None) -> str
         if state is not None and state.is_final():
             return None if state.type == StateType.COMPLETED else str(run_id)
         if last_heartbeat:
-            response = await client.request(
-                "POST",
-                "/events/filter",
-                json={
-                    "filter": {
-                        "event": {"name": ["prefect.flow-run.heartbeat"]},
-                        "resource": {"id": [f"prefect.flow-run.{run_id}"]},
-                        "occurred": {
-                            "since": last_heartbeat,
-                            "until": clock.now().isoformat(),
-                        },
-                        "order": "DESC",
-                    },
-                    "limit": 5,
-                },
-            )
             later = [
-                e
-                for e in response.json().get("events", [])
-                if datetime.fromisoformat(e["occurred"]) > datetime.fromisoformat(last_heartbeat)
+                at
+                for at in await heartbeats(client, str(run_id), since=last_heartbeat, limit=5)
+                if at > datetime.fromisoformat(last_heartbeat)
             ]
             if later:
                 return None

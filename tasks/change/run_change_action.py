@@ -18,6 +18,7 @@ from itilflow.executors.results import redact, secret_values
 from itilflow.models import add_change_entry, session_scope
 from itilflow.runtime import Runtime, runtime
 from itilflow.services import changes
+from itilflow.tasks.change.kill_lost_steps import step_ledger
 
 # Environment variables of the worker whose values are secrets, wherever they came from.
 _SECRET_ENV = re.compile(
@@ -55,7 +56,9 @@ async def run_change_action(
             message=redact(f"{phase} {name}: {parsed.describe()}", secrets),
             data={"phase": phase, "name": name},
         )
-    result = await arun_action(parsed, contained)
+    # Its process group on disk while it runs: a stack killed mid-step finds it on restart.
+    ledger = step_ledger(rt, change_id, str(this_run), phase, name) if this_run else None
+    result = await arun_action(parsed, contained, ledger)
     with session_scope(rt.engine) as session:
         add_change_entry(
             session=session,

@@ -33,10 +33,15 @@ class PrefectChangeEngine:
         return str(run.id)
 
     async def cancel(self, flow_run_id: str) -> None:
+        """Cancel the run if it still runs: a change's last run has usually ended (it ends
+        while the change waits), and a finished run is left as it ended."""
         from uuid import UUID
 
         from prefect import get_client
         from prefect.states import Cancelling
 
         async with get_client() as client:
+            run = await client.read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_final():
+                return
             await client.set_flow_run_state(UUID(flow_run_id), Cancelling(), force=True)

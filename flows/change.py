@@ -16,6 +16,7 @@ from itilflow.executors import (
     interrupted,
 )
 from itilflow.flows.notify import deliver_and_keep
+from itilflow.models import parse_change_ref
 from itilflow.tasks.change.assess_change_risk import assess_change_risk
 from itilflow.tasks.change.begin_change import begin_change
 from itilflow.tasks.change.begin_implementation import begin_implementation
@@ -38,7 +39,13 @@ from itilflow.tasks.change.take_over_change import take_over_change
 
 
 def _on_crashed(flow: Any, flow_run: Any, state: Any) -> None:
-    change_id = (flow_run.parameters or {}).get("change_id")
+    parameters = flow_run.parameters or {}
+    change_id = parameters.get("change_id")
+    if change_id is None and "change" in parameters:  # decide-change names it by number
+        try:
+            change_id = parse_change_ref(parameters["change"])
+        except ValueError:
+            return
     if change_id is not None:
         mark_crashed(int(change_id), state.message or "crashed")
 
@@ -151,7 +158,12 @@ async def carry_on(change_id: int) -> str:
     return await implement(change_id, version)
 
 
-@flow(name="decide-change", flow_run_name="decide {change}")
+@flow(
+    name="decide-change",
+    flow_run_name="decide {change}",
+    on_crashed=[_on_crashed],
+    on_cancellation=[_on_crashed],
+)
 async def decide_change(
     change: str,
     decision: Literal["approve", "reject"],

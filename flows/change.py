@@ -3,15 +3,10 @@ implement, verify, and roll back when verification fails."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, pause_flow_run
-from prefect.exceptions import FlowPauseTimeout
-from prefect.input import RunInput
-from prefect.runtime import flow_run as prefect_flow_run
-from pydantic import Field
+from prefect import flow, get_run_logger
 
 from itilflow.executors import (
     ChangePlan,
@@ -21,13 +16,13 @@ from itilflow.executors import (
     interrupted,
 )
 from itilflow.flows.notify import deliver_and_keep
-from itilflow.runtime import runtime
+from itilflow.models import parse_change_ref
 from itilflow.tasks.change.assess_change_risk import assess_change_risk
 from itilflow.tasks.change.begin_change import begin_change
 from itilflow.tasks.change.begin_implementation import begin_implementation
 from itilflow.tasks.change.check_window import check_window
 from itilflow.tasks.change.confirm_run_lost import confirm_run_lost
-from itilflow.tasks.change.expire_change import expire_change
+from itilflow.tasks.change.expire_unanswered_changes import expire_unanswered_changes
 from itilflow.tasks.change.kill_lost_steps import kill_lost_steps
 from itilflow.tasks.change.mark_crashed import mark_crashed
 from itilflow.tasks.change.open_rollback_incident import open_rollback_incident
@@ -44,32 +39,14 @@ from itilflow.tasks.change.start_waiting_changes import start_waiting_changes
 from itilflow.tasks.change.take_over_change import take_over_change
 
 
-class ApprovalDecision(RunInput):
-    """The resume form of a change waiting for approval (the emailed links resume it too).
-
-    Prefect has no users, so the form cannot say who fills it in: the emailed one-time code
-    does (the approver is the one it was mailed to). No field names the approver.
-    """
-
-    # No defaults: an empty resume must not count as a decision (Prefect refuses it).
-    decision: Literal["approve", "reject"]
-    code: str = Field(
-        description="The one-time code mailed to you: open the approve or reject link in your "
-        "approval mail, press the button, and enter the code from the next mail here"
-    )
-    comment: str = ""
-
-
-RESUME_HELP = (
-    "**Decide with the code from your mail.** Open the approve or reject link in your approval "
-    "mail and press the button: a one-time code is mailed to your address on record. Enter it "
-    "here (or on the page) with the same decision. A resume without a valid code decides "
-    "nothing, is recorded on the change's timeline as refused, and the change keeps waiting."
-)
-
-
 def _on_crashed(flow: Any, flow_run: Any, state: Any) -> None:
-    change_id = (flow_run.parameters or {}).get("change_id")
+    parameters = flow_run.parameters or {}
+    change_id = parameters.get("change_id")
+    if change_id is None and "change" in parameters:  # decide-change names it by number
+        try:
+            change_id = parse_change_ref(parameters["change"])
+        except ValueError:
+            return
     if change_id is not None:
         mark_crashed(int(change_id), state.message or "crashed")
 
@@ -125,37 +102,15 @@ async def implement_change(change_id: int, version: int) -> str:
 
 
 async def await_approvals(change_id: int, version: int) -> str:
-    """Ask each stage in turn and wait, paused, for decisions from links or the UI."""
-    wait = runtime().policies.change.timing.expire_after.total_seconds()
-    stage, deadline = None, 0.0
-    while True:
-        step = approval_step(change_id, version)
-        await deliver_and_keep(step.mails)  # a request mail that fails is kept, not dropped
-        if step.outcome != "pending":
-            return step.outcome
-        # Each stage waits `expire_after` from when it is asked; a resume (a refused one
-        # above all) does not start the wait again.
-        if step.stage != stage:
-            stage, deadline = step.stage, time.monotonic() + wait
-        try:
-            decision = await pause_flow_run(
-                wait_for_input=ApprovalDecision.with_initial_data(description=RESUME_HELP),
-                timeout=max(1, int(deadline - time.monotonic())),
-                poll_interval=1,
-            )
-        except FlowPauseTimeout:
-            expire_change(change_id, version)
-            return "expired"
-        taken = record_approval_input(
-            change_id,
-            version,
-            decision.decision,
-            decision.code,
-            decision.comment,
-            str(prefect_flow_run.id),
-        )
-        if taken.outcome == "refused":
-            get_run_logger().warning("resume refused: %s", taken.message)
+    """Where the approvals stand; ask the current stage's approvers who were not asked yet.
+
+    "pending" ends the run: a change waiting for decisions is rows, not a process. A decision
+    (the link's page, the `decide-change` form) starts the change's next run, which finds it;
+    `remind-approvers` expires a stage left unanswered and starts a run for a decision that
+    none took up (the gateway died between storing it and starting the run)."""
+    step = approval_step(change_id, version)
+    await deliver_and_keep(step.mails)  # a request mail that fails is kept, not dropped
+    return step.outcome
 
 
 # The implementation runs inside this run rather than as a subflow: creating a subflow run right
@@ -168,17 +123,26 @@ async def await_approvals(change_id: int, version: int) -> str:
     on_cancellation=[_on_crashed],
 )
 async def manage_change(change_id: int) -> str:
-    """Risk, approvals, window, implementation: the whole change, on the record."""
+    """Risk, approvals, window, implementation: the change as far as it can go now. A run ends
+    while the change waits for decisions; the next decision starts the next run."""
+    return await carry_on(change_id)
+
+
+async def carry_on(change_id: int) -> str:
+    """Take the change from where its rows say it stands: every step checks them first, so a
+    run started twice, or again after a decision, does nothing twice."""
     version = begin_change(change_id)
     if version is None:
         return "nothing to do"
-    risk = assess_change_risk(change_id, version)
+    risk = assess_change_risk(change_id, version)  # once per version: a rerun reads it
     if risk.stale:
         return "stale"
     if risk.refused:
         await notify_change(change_id, "refused")
         return "refused"
     decision = await await_approvals(change_id, version)
+    if decision == "pending":
+        return "awaiting approval"
     if decision == "stale":
         return "superseded by a newer version"
     if decision != "approved":
@@ -193,6 +157,41 @@ async def manage_change(change_id: int) -> str:
         await schedule_implementation(change_id, version, window.at)
         return f"scheduled for {window.at}"
     return await implement(change_id, version)
+
+
+@flow(
+    name="decide-change",
+    flow_run_name="decide {change}",
+    on_crashed=[_on_crashed],
+    on_cancellation=[_on_crashed],
+)
+async def decide_change(
+    change: str,
+    decision: Literal["approve", "reject"],
+    code: str,
+    comment: str = "",
+) -> str:
+    """Approve or reject a change from the Prefect UI, with the code from your mail.
+
+    Open the approve or reject link in your approval mail and press the button: a one-time
+    code is mailed to your address on record. Enter it here with the same decision. Prefect has
+    no users, so the code says who decides (the approver it was mailed to); a run without a
+    valid code decides nothing and is recorded on the change's timeline as refused.
+
+    Args:
+        change: the change's number, e.g. CHG-000042
+        decision: approve or reject, as the link you pressed
+        code: the one-time code from your mail
+        comment: a note for the change's timeline
+    """
+    taken = record_approval_input(change, decision, code, comment)
+    if taken.outcome != "decided":
+        get_run_logger().warning("decision refused: %s", taken.message)
+        return f"refused: {taken.message}"
+    assert taken.change_id is not None
+    # Carried on in this run (not a subflow, not a new deployment run): the decider's wait ends
+    # with the change implemented, or its next stage asked.
+    return await carry_on(taken.change_id)
 
 
 @flow(name="request-change", flow_run_name="request {title}")
@@ -241,14 +240,24 @@ async def request_change(
 @flow(name="remind-approvers")
 async def remind_approvers() -> dict[str, int]:
     """Scheduled: remind approvers who have not answered, escalate to the policy's contact,
-    start the runs of changes stored while the engine could not be reached, and recover changes
-    whose implementing run ended without them (a lost run the triggers missed)."""
+    expire changes whose stage went unanswered too long, start the runs of changes that need
+    one (stored while the engine could not be reached, or decided while nothing ran), and
+    recover changes whose implementing run ended without them (a lost run the triggers
+    missed)."""
     reminders = plan_approval_reminders()
     await deliver_and_keep(reminders)  # a reminder that fails is kept and redelivered
     reminded = len(reminders)
+    expired = expire_unanswered_changes()
+    for change_id in expired:
+        await notify_change(change_id, "expired")
     started = await start_waiting_changes()
     recovering = await recover_lost_implementations()
-    return {"reminded": reminded, "started": started, "recovering": recovering}
+    return {
+        "reminded": reminded,
+        "expired": len(expired),
+        "started": started,
+        "recovering": recovering,
+    }
 
 
 @flow(name="recover-change", flow_run_name="recover {flow_run}")

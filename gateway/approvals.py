@@ -229,16 +229,15 @@ def _decide(
         except changes.DecisionRefused as exc:
             session.rollback()
             return page(NOT_RECORDED, message=f"{exc}.", status_code=409)
-        flow_run_id = change.flow_run_id
-    if flow_run_id:
-        # The run takes no decision from a resume alone (Prefect has no users): it gets the
-        # gateway's signed receipt of the one just stored, for this run only.
-        receipt = changes.resume_receipt(
-            request=request, decision=decision, flow_run_id=flow_run_id, secret=gateway.secret
-        )
-        run_input = {"decision": decision, "code": receipt, "comment": comment}
-        # The engine's Prefect client lives on the event loop: the resume is handed to it.
-        anyio.from_thread.run(gateway.change_engine.resume, flow_run_id, run_input)
+    # The decision is stored: the change's next run takes it up (asks the next stage, or
+    # implements). Nothing ran while it waited; should this start fail, `remind-approvers`
+    # starts a run for every decision that none took up.
+    assert change.id is not None
+    try:
+        # The engine's Prefect client lives on the event loop: the start is handed to it.
+        anyio.from_thread.run(gateway.change_engine.start, change.id)
+    except Exception as exc:  # noqa: BLE001 (the decision stands; the safety net carries it on)
+        log.warning("%s: the run after the decision did not start: %s", change.number, exc)
     return page(
         "Thank you",
         change=change,

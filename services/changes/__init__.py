@@ -22,7 +22,6 @@ from itilflow.services.changes.approvals import (
 from itilflow.services.changes.engine_decisions import (
     EngineDecision,
     decide_from_engine,
-    resume_receipt,
 )
 from itilflow.services.changes.errors import (
     CodeNotSent,
@@ -119,7 +118,6 @@ __all__ = [
     "pending_request_for",
     "read_interruption",
     "read_token",
-    "resume_receipt",
     "record_refusal",
     "stages_for",
     "submit_change",

@@ -1,13 +1,11 @@
-"""Decisions that reach a paused change run through the engine (Prefect's resume).
+"""Decisions that reach a change through the engine (the `decide-change` deployment's form).
 
-Prefect OSS has no users: whoever can call `POST /flow_runs/{id}/resume`, or fill in the paused
-run's form in its UI, is nobody in particular, and a name typed there is a claim. So the resume
+Prefect OSS has no users: whoever can create a flow run through its API, or fill in a
+deployment's form in its UI, is nobody in particular, and a name typed there is a claim. So the
 input decides only with proof of who sends it:
 
-- a one-time approval code that the link page mailed to an approver (the approver is the one it
-  was mailed to), verified and consumed as the link page does, each wrong try counted; or
-- a receipt the gateway signs after it verified a code itself and stored the decision, bound to
-  the run, the request, the approver and the decision, so that it works nowhere else.
+a one-time approval code that the link page mailed to an approver (the approver is the one it
+was mailed to), verified and consumed as the link page does, each wrong try counted.
 
 Anything else decides nothing and is written to the change's timeline as refused.
 """
@@ -15,12 +13,11 @@ Anything else decides nothing and is written to the change's timeline as refused
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Literal
 
 from sqlmodel import Session
 
-from itilflow import clock, signing
+from itilflow import clock
 from itilflow.models import (
     ApprovalCode,
     ApprovalRequest,
@@ -40,35 +37,19 @@ from itilflow.services.changes.approvals import (
 from itilflow.services.changes.errors import SegregationRefused
 from itilflow.services.changes.overrides import record_refusal
 
-RESUME_PURPOSE = "approval-resume"
-# The gateway resumes the run at once; a receipt is no use later.
-RECEIPT_VALID_FOR = timedelta(minutes=10)
-# Who a resume without proof came from: anyone who reached the Prefect API or its UI.
+# Who a decision without proof came from: anyone who reached the Prefect API or its UI.
 UNAUTHENTICATED = "prefect-api (unauthenticated)"
 VIA = "prefect-ui"
 
 
 @dataclass(frozen=True)
 class EngineDecision:
-    """decided: the code decided now; recorded: the gateway had stored it (a receipt);
-    refused: no valid proof, nothing decided (on the timeline); nothing: no decision pending."""
+    """decided: the code decided now; refused: no valid proof, nothing decided (on the
+    timeline); nothing: no decision pending (or no such change)."""
 
-    outcome: Literal["decided", "recorded", "refused", "nothing"]
+    outcome: Literal["decided", "refused", "nothing"]
     message: str
-
-
-def resume_receipt(
-    *, request: ApprovalRequest, decision: str, flow_run_id: str, secret: str
-) -> str:
-    """What the gateway resumes a run with after a link's code decided: signed with the secret
-    key, for this run, request, approver and decision only."""
-    payload = {
-        "run": flow_run_id,
-        "request": request.id,
-        "approver": request.approver,
-        "decision": decision,
-    }
-    return signing.sign(payload, secret=secret, purpose=RESUME_PURPOSE, valid_for=RECEIPT_VALID_FOR)
+    change_id: int | None = None
 
 
 def decide_from_engine(
@@ -79,49 +60,19 @@ def decide_from_engine(
     decision: str,
     code: str,
     comment: str,
-    flow_run_id: str,
     secret: str,
     policies: Policies,
 ) -> EngineDecision:
-    """Take (or refuse) the decision a resume of the change's paused run carries. The caller
-    commits: a refusal's timeline entry and a wrong code's counted try are kept."""
+    """Take (or refuse) the decision of a `decide-change` run. The caller commits: a
+    refusal's timeline entry and a wrong code's counted try are kept."""
     code = code.strip()
     try:
-        if "." in code:  # codes are digits; receipts are signed tokens
-            return _by_receipt(session, change, version, decision, code, flow_run_id, secret)
         state = approval_state(session, change, version, policies)
         if state.outcome != "pending":
             return EngineDecision("nothing", f"nothing to decide ({state.outcome})")
         return _by_code(session, change, version, decision, code, comment, secret, policies)
     except DecisionRefused as exc:
         return _refuse(session, change, decision, str(exc))
-
-
-def _by_receipt(
-    session: Session,
-    change: Change,
-    version: int,
-    decision: str,
-    receipt: str,
-    flow_run_id: str,
-    secret: str,
-) -> EngineDecision:
-    try:
-        payload = signing.verify(receipt, secret=secret, purpose=RESUME_PURPOSE)
-    except signing.BadToken as exc:
-        raise DecisionRefused(f"the receipt is not valid: {exc}") from exc
-    request = session.get(ApprovalRequest, payload.get("request"))
-    if (
-        payload.get("run") != flow_run_id
-        or request is None
-        or request.change_id != change.id
-        or request.version != version
-        or request.approver != payload.get("approver")
-        or payload.get("decision") != decision
-        or request.decision != decision
-    ):
-        raise DecisionRefused("the receipt is for another run, request or decision")
-    return EngineDecision("recorded", f"{request.approver} decided '{decision}' by link")
 
 
 def _by_code(
@@ -215,7 +166,7 @@ def _refuse(session: Session, change: Change, decision: str, why: str) -> Engine
         change_id=change.id,
         kind="approval_refused",
         actor=UNAUTHENTICATED,
-        message=f"a resume of the paused run to {decision!r} decided nothing: {why}",
+        message=f"a decision from the Prefect UI or API to {decision!r} decided nothing: {why}",
         data={"decision": decision, "via": "prefect-api"},
     )
     return EngineDecision("refused", why)

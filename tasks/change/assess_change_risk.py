@@ -26,6 +26,9 @@ def assess_change_risk(change_id: int, version: int) -> RiskVerdict:
         change = changes.load_change(session, change_id)
         if change.version != version:
             return RiskVerdict(stale=True)
+        if change.status != ChangeStatus.submitted and change.risk_level is not None:
+            # Assessed when this version was submitted: a later run (after a decision) reads it.
+            return RiskVerdict(level=change.risk_level)
         risk = changes.assess(session, change, rt.policies)
         change.risk_score, change.risk_level, change.risk_reasons = (
             risk.score,

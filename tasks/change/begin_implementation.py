@@ -6,9 +6,11 @@ from typing import Any
 
 from prefect import task
 from prefect.runtime import flow_run
+from sqlmodel import col, select
 
 from itilflow import clock
 from itilflow.models import (
+    Change,
     ChangeStatus,
     add_change_entry,
     session_scope,
@@ -22,6 +24,8 @@ def begin_implementation(change_id: int, version: int) -> dict[str, Any] | None:
     """The plan to run, or None when the change is not (or no longer) approved as this version."""
     rt = runtime()
     with session_scope(rt.engine) as session:
+        # Two runs that found the change approved at once: the row lock lets one implement it.
+        session.execute(select(Change.id).where(col(Change.id) == change_id).with_for_update())
         change = changes.load_change(session, change_id)
         if change.version != version or change.status not in (
             ChangeStatus.approved,

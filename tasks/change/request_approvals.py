@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
+from sqlmodel import col, select
 
 from itilflow import clock
-from itilflow.models import ChangeStatus, add_change_entry, session_scope
+from itilflow.models import Change, ChangeStatus, add_change_entry, session_scope
 from itilflow.notifications.change_context import approval_mail, email_of
 from itilflow.notifications.plans import NotificationPlan
 from itilflow.runtime import runtime
@@ -34,6 +35,9 @@ def approval_step(change_id: int, version: int) -> ApprovalStep:
     names a stored request."""
     rt = runtime()
     with session_scope(rt.engine) as session:
+        # One run at a time past this point (PostgreSQL; SQLite writes one at a time anyway):
+        # two decisions at once start two runs, and only one may ask the next stage.
+        session.execute(select(Change.id).where(col(Change.id) == change_id).with_for_update())
         change = changes.load_change(session, change_id)
         state = changes.approval_state(session, change, version, rt.policies)
         if state.outcome in ("approved", "rejected"):

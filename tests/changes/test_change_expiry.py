@@ -1,5 +1,6 @@
 """A change runs out of time two ways: approved after its window closed (check-window), or no
-decision within the approval time (expire-change). Both leave it expired, on the record."""
+decision within the approval time (remind-approvers' expire-unanswered-changes: no run waits
+with the change, so the scheduled check is its timer). Both leave it expired, on the record."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlmodel import Session, select
 from itilflow import clock
 from itilflow.models import ApprovalRequest, Change, ChangeEntry, ChangeStatus, session_scope
 from itilflow.tasks.change.check_window import check_window
-from itilflow.tasks.change.expire_change import expire_change
+from itilflow.tasks.change.expire_unanswered_changes import expire_unanswered_changes
 from tests.support.approval_codes import make_waiting_change
 
 PLAN = {
@@ -72,9 +73,18 @@ def test_a_window_to_come_is_later_and_an_open_one_now(rt):
 
 
 def test_no_decision_in_time_expires_the_change_and_voids_its_links(rt):
+    clock.freeze(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     change, _ = make_waiting_change(rt, PLAN)
+    expire_after = rt.policies.change.timing.expire_after
 
-    expire_change.fn(change.id, change.version)
+    clock.advance(expire_after - timedelta(minutes=1))
+    assert expire_unanswered_changes.fn() == []  # not yet: nothing changes
+    with Session(rt.engine) as session:
+        assert session.get(Change, change.id).status == ChangeStatus.awaiting_approval
+
+    clock.advance(timedelta(minutes=1))
+    assert expire_unanswered_changes.fn() == [change.id]
+    assert expire_unanswered_changes.fn() == []  # once
 
     with Session(rt.engine) as session:
         assert session.get(Change, change.id).status == ChangeStatus.expired

@@ -232,66 +232,47 @@ def test_a_rejection_ends_the_change_and_tells_the_requester(
     )
 
 
-def test_approvers_can_decide_from_the_paused_runs_form(live_gateway, rt, smtp_server, tmp_path):
-    """What the Prefect UI's resume form sends, through the same REST endpoint: the decision
-    with the code the link page mailed to the approver, who is the one it was mailed to (a
-    typed name counts for nothing)."""
-    from uuid import UUID
+def test_approvers_can_decide_from_the_decide_change_form(
+    live_gateway, rt, smtp_server, tmp_path, change_engine
+):
+    """What the Prefect UI's `decide-change` form sends (the deployment enforces the flow's
+    parameter schema): the decision with the code the link page mailed to the approver, who is
+    the one it was mailed to (a typed name counts for nothing). No run waited meanwhile: the
+    change's first run ended once the approval mails were out."""
+    import asyncio
 
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import ParameterTypeError, SignatureMismatchError
+    from prefect.flows import load_flow_from_entrypoint
+
+    from itilflow.flows.change import decide_change
 
     config = tmp_path / "app.conf"
     config.write_text("version=1\n")
     with ConfigService(config) as service:
         change = open_change(live_gateway, plan_for(config, service.url, "version=2"))
         links = approval_links(smtp_server, "chen@example.com")
-        run_id = UUID(
-            wait_for(
-                "the run id",
-                lambda: live_gateway.get(f"/api/changes/{change['number']}").json()["flow_run_id"],
-            )
+        number = change["number"]
+        wait_for(
+            "the first run to end", lambda: not any(t.is_alive() for t in change_engine.threads)
         )
 
-        with get_client(sync_client=True) as prefect:
-            wait_for(
-                "the pause", lambda: prefect.read_flow_run(run_id).state.type == StateType.PAUSED
-            )
-            empty = prefect.resume_flow_run(run_id, run_input={})
-            assert empty.status.value == "REJECT"  # no decision given: nothing happens
-            named = prefect.resume_flow_run(
-                run_id, run_input={"approver": "mallory", "decision": "approve"}
-            )
-            assert named.status.value == "REJECT"  # a name without a code: nothing happens
-            claimed = prefect.resume_flow_run(
-                run_id, run_input={"approver": "zhao", "decision": "approve", "code": "000000"}
-            )
-            assert claimed.status.value == "REJECT"  # the form has no approver to claim
-            outsider = prefect.resume_flow_run(
-                run_id, run_input={"decision": "approve", "code": "000000"}
-            )
-            assert outsider.status.value == "ACCEPT"
-            wait_for(
-                "the run to pause again",
-                lambda: prefect.read_flow_run(run_id).state.type == StateType.PAUSED,
-            )
-            assert status_of(live_gateway, change["number"]) == "awaiting_approval"
-            # Chen presses Approve on the link's page and types the mailed code into the form.
-            with httpx.Client(trust_env=False) as browser:  # keeps the page's CSRF cookie
-                pressed = post_form(
-                    browser, links["approve"].split("?")[0], {"decision": "approve"}
-                )
-            assert pressed.status_code == 200, pressed.text
-            code = wait_for_code(smtp_server, "chen@example.com")
-            accepted = prefect.resume_flow_run(
-                run_id, run_input={"decision": "approve", "code": code, "comment": "from the UI"}
-            )
-            assert accepted.status.value == "ACCEPT"
-        wait_for(
-            "the change to finish",
-            lambda: status_of(live_gateway, change["number"]) == "successful",
+        schema_of = load_flow_from_entrypoint("flows/change.py:decide_change")
+        for bad in ({}, {"change": number, "approver": "mallory", "decision": "approve"}):
+            with pytest.raises((ParameterTypeError, SignatureMismatchError)):  # decides nothing
+                schema_of.validate_parameters(bad)
+        outsider = asyncio.run(decide_change(change=number, decision="approve", code="000000"))
+        assert outsider.startswith("refused"), outsider
+        assert status_of(live_gateway, number) == "awaiting_approval"
+        # Chen presses Approve on the link's page and types the mailed code into the form.
+        with httpx.Client(trust_env=False) as browser:  # keeps the page's CSRF cookie
+            pressed = post_form(browser, links["approve"].split("?")[0], {"decision": "approve"})
+        assert pressed.status_code == 200, pressed.text
+        code = wait_for_code(smtp_server, "chen@example.com")
+        carried = asyncio.run(
+            decide_change(change=number, decision="approve", code=code, comment="from the UI")
         )
-    entries = live_gateway.get(f"/api/changes/{change['number']}/timeline").json()
+        assert carried == "successful", carried  # the change carried on in the form's run
+    entries = live_gateway.get(f"/api/changes/{number}/timeline").json()
     refused = [e for e in entries if e["kind"] == "approval_refused"]
     assert len(refused) == 1 and "no code to approve" in refused[0]["message"], refused
     assert not any(e["actor"] in ("zhao", "mallory") for e in entries), entries

@@ -269,7 +269,7 @@ def test_a_person_who_decided_one_stage_is_not_asked_or_counted_in_the_next(
     before = len(timeline(rt, change_id))
     pressed = post_form(client, f"/approvals/{cab_link}", {"decision": "approve"})
     assert pressed.status_code == 409 and "counts once" in pressed.text
-    # The paused run's form needs a code mailed for the request: say chen got one anyway.
+    # The decide-change form needs a code mailed for the request: say chen got one anyway.
     with session_scope(rt.engine) as session:
         request = session.exec(
             select(ApprovalRequest).where(
@@ -285,7 +285,7 @@ def test_a_person_who_decided_one_stage_is_not_asked_or_counted_in_the_next(
             secret=rt.secret,
             policy=rt.policies.change.approval_links,
         )
-    said = record_approval_input.fn(change_id, 1, "approve", code, "", "run-of-the-change")
+    said = record_approval_input.fn(str(change_id), "approve", code, "")
     assert said.outcome == "refused" and "counts once" in said.message
 
     assert ("cab", "chen", None) in requests_of(rt, change_id)
@@ -502,4 +502,6 @@ def test_a_stage_only_the_requester_could_approve_waits_for_an_override_then_ask
     override = next(e for e in entries if e.kind == "segregation_override")
     assert override.actor == "zhou" and "only engineer" in override.message
     runs = {e.data["flow_run_id"] for e in entries if e.kind == "process_started"}
-    assert first_run in runs and len(runs) == 2  # the waiting run gave way to a new one
+    # The first run ended at the blocked stage; the override's run asked chen; chen's decision
+    # started the run that implemented the change.
+    assert first_run in runs and len(runs) == 3

@@ -1,7 +1,7 @@
 """The engine is never an open door (issue 12): the Prefect server `itilflow up` starts asks
-every API call for the credentials it generated, and a paused change takes a decision only with
-the approver's emailed one-time code (or the gateway's signed receipt of one). Each attack is
-refused, recorded where it should be, and changes nothing.
+every API call for the credentials it generated, and a change waiting for approval takes a
+decision from the Prefect UI's `decide-change` form only with the approver's emailed one-time
+code. Each attack is refused, recorded where it should be, and changes nothing.
 
 The server here is started as `up` starts it (Stack.start_prefect_server: the generated
 credentials, loopback); the change runs in this process against it, with the credentials."""
@@ -207,22 +207,20 @@ def free_port_of(api_url: str) -> int:
     return int(api_url.rsplit(":", 1)[1].split("/")[0])
 
 
-# -- a paused change: no code, no decision ------------------------------------------------------
+# -- a waiting change: no code, no decision -----------------------------------------------------
 
 
 class ChangeRuns:
-    """Changes whose runs this test starts in this process; each is rejected at the end (as a
-    link would, with the gateway's receipt), so that no run stays paused on a server that is
-    going away."""
+    """Changes whose first run this test starts in this process and waits out: the run ends
+    once the approval mails are out, and nothing runs while the change waits."""
 
     def __init__(self, rt: Any) -> None:
         self.rt = rt
         self.engine = InProcessChangeEngine()
-        self.runs: dict[int, str] = {}
 
     def start(self, title: str) -> tuple[int, str]:
-        """A normal change on a critical CI (high risk here), its run started; returns its id
-        and run id once the run is paused for the technical lead."""
+        """A normal change on a critical CI (high risk here), its first run done; returns its
+        id and number once it waits for the technical lead."""
         from itilflow.services import changes
 
         with session_scope(self.rt.engine) as session:
@@ -231,36 +229,14 @@ class ChangeRuns:
                 new=changes.NewChange(title=title, plan=PLAN, ci_names=["shop-payment"]),
                 actor="test",
             )
-            change_id = change.id
+            change_id, number = change.id, change.number
         assert change_id is not None
         asyncio.run(self.engine.start(change_id))
-        run_id = wait_for("the run id", lambda: change_row(self.rt, change_id).flow_run_id)
-        self.runs[change_id] = run_id
-        wait_for_state(run_id, "PAUSED")
-        return change_id, run_id
+        self.engine.threads[-1].join(timeout=60)
+        assert self.engine.results[change_id] == "awaiting approval"
+        return change_id, number
 
-    def reject_all(self) -> None:
-        from itilflow.engine import PrefectChangeEngine
-        from itilflow.services import changes
-
-        for change_id, run_id in self.runs.items():
-            pending = [r for r in requests_of(self.rt, change_id) if r.decision is None]
-            if not pending:
-                continue
-            with session_scope(self.rt.engine) as session:
-                for request in pending:  # every one: a stage may need more than one "no"
-                    changes.decide(
-                        session=session,
-                        request=request,
-                        decision="reject",
-                        comment="end of test",
-                        via="test",
-                    )
-            receipt = changes.resume_receipt(
-                request=pending[-1], decision="reject", flow_run_id=run_id, secret=self.rt.secret
-            )
-            run_input = {"decision": "reject", "code": receipt}
-            asyncio.run(PrefectChangeEngine().resume(run_id, run_input))
+    def join(self) -> None:
         for thread in self.engine.threads:
             thread.join(timeout=30)
 
@@ -269,7 +245,17 @@ class ChangeRuns:
 def change_runs(rt: Any, authed: None) -> Iterator[ChangeRuns]:
     runs = ChangeRuns(rt)
     yield runs
-    runs.reject_all()
+    runs.join()
+
+
+@pytest.fixture(scope="module")
+def decide_deployment(engine_stack: Stack, authed: None) -> str:
+    """The `decide-change` deployment as prefect.yaml declares it (its parameter schema
+    enforced), on the stack's server; no worker serves it here."""
+    from itilflow.flows.change import decide_change
+
+    deployment = decide_change.to_deployment("decide-change", enforce_parameter_schema=True)
+    return str(deployment.apply())
 
 
 def change_row(rt: Any, change_id: int) -> Any:
@@ -286,19 +272,19 @@ def run_state(run_id: str) -> Any:
         return prefect.read_flow_run(uuid.UUID(run_id)).state
 
 
-def wait_for_state(run_id: str, state_type: str) -> Any:
-    return wait_for(
-        f"the run to be {state_type}",
-        lambda: (state := run_state(run_id)).type.value == state_type and state,
-    )
-
-
-def resume(stack: Stack, run_id: str, run_input: dict[str, Any]) -> str:
-    """POST /flow_runs/{id}/resume as the UI's form does, with the credentials."""
+def create_run(stack: Stack, deployment_id: str, parameters: dict[str, Any]) -> int:
+    """POST /deployments/{id}/create_flow_run as the UI's form does, with the credentials;
+    the answer's status code."""
     with httpx.Client(base_url=stack.api_url, auth=basic_auth(stack), trust_env=False) as api:
-        answer = post_until_not_busy(api, f"/flow_runs/{run_id}/resume", {"run_input": run_input})
-    assert answer.status_code in (200, 201), answer.text  # 201: the run's state was set
-    return answer.json()["status"]
+        path = f"/deployments/{deployment_id}/create_flow_run"
+        return post_until_not_busy(api, path, {"parameters": parameters}).status_code
+
+
+def decide(number: str, decision: str, code: str, comment: str = "") -> str:
+    """A decide-change run as the worker runs it (here, in this process)."""
+    from itilflow.flows.change import decide_change
+
+    return asyncio.run(decide_change(change=number, decision=decision, code=code, comment=comment))
 
 
 def entries(rt: Any, change_id: int, kind: str) -> list[ChangeEntry]:
@@ -355,159 +341,77 @@ def refused_after(rt: Any, change_id: int, count: int) -> list[ChangeEntry]:
     return wait_for(f"{count} refusal(s) on the timeline", found)
 
 
-def test_four_anonymous_resumes_of_a_high_risk_change_approve_nothing(
-    rt, engine_stack, change_runs
+def test_four_anonymous_decisions_of_a_high_risk_change_approve_nothing(
+    rt, engine_stack, change_runs, decide_deployment
 ):
-    change_id, run_id = change_runs.start("Move the payment database")
+    change_id, number = change_runs.start("Move the payment database")
     assert change_row(rt, change_id).risk_level == "high"
-    first_pause = run_state(run_id).state_details.pause_timeout
+    # Nothing runs while the change waits: its run completed once the mails were out.
+    assert run_state(change_row(rt, change_id).flow_run_id).type.value == "COMPLETED"
     before = [(r.id, r.decision, r.decided_at) for r in requests_of(rt, change_id)]
 
-    # What the issue's attacker sent, and what they could send next.
-    assert resume(engine_stack, run_id, {}) == "REJECT"
-    assert resume(engine_stack, run_id, {"approver": "chen", "decision": "approve"}) == "REJECT"
-    assert resume(engine_stack, run_id, {"decision": "approve", "code": "123456"}) == "ACCEPT"
-    refused_after(rt, change_id, 1)
-    wait_for_state(run_id, "PAUSED")
-    forged = {"decision": "approve", "code": "eyJydW4iOiJ4In0.forged", "comment": "cab ok"}
-    assert resume(engine_stack, run_id, forged) == "ACCEPT"
+    # What the issue's attacker sent, and what they could send next: the form refuses the
+    # first two (no run is made), the runs of the other two decide nothing.
+    assert create_run(engine_stack, decide_deployment, {}) == 409
+    claimed = {"change": number, "approver": "chen", "decision": "approve"}
+    assert create_run(engine_stack, decide_deployment, claimed) == 409
+    assert decide(number, "approve", "123456").startswith("refused")
+    assert decide(number, "approve", "eyJydW4iOiJ4In0.forged", "cab ok").startswith("refused")
     refused = refused_after(rt, change_id, 2)
-    paused = wait_for_state(run_id, "PAUSED")
 
     assert [(r.id, r.decision, r.decided_at) for r in requests_of(rt, change_id)] == before
     assert {r.stage for r in requests_of(rt, change_id)} == {"technical-lead"}
     assert change_row(rt, change_id).status.value == "awaiting_approval"
     assert not entries(rt, change_id, "approved")
     assert {e.actor for e in refused} == {"prefect-api (unauthenticated)"}
-    assert "decided nothing" in refused[0].message and "receipt" in refused[1].message
+    assert all("decided nothing" in e.message for e in refused)
     assert all("123456" not in e.message for e in refused)  # a guess is not kept
-    # The wait goes on to the first deadline: a refused resume does not start it again.
-    assert abs((paused.state_details.pause_timeout - first_pause).total_seconds()) < 5
 
 
-def test_a_code_for_another_request_or_decision_is_refused(
-    rt, client, smtp_server, engine_stack, change_runs
-):
-    from itilflow.services import changes
-
-    change_a, run_a = change_runs.start("Rotate the payment keys")
-    change_b, run_b = change_runs.start("Patch the payment hosts")
+def test_a_code_for_another_request_or_decision_is_refused(rt, client, smtp_server, change_runs):
+    change_a, number_a = change_runs.start("Rotate the payment keys")
+    change_b, number_b = change_runs.start("Patch the payment hosts")
     code_a = mailed_code(client, smtp_server, rt, change_a, "chen")
     code_b = mailed_code(client, smtp_server, rt, change_b, "sun")
 
-    # Chen's code for change A on change B's run: a wrong code there, counted against B's.
-    assert resume(engine_stack, run_b, {"decision": "approve", "code": code_a}) == "ACCEPT"
+    # Chen's code for change A given for change B: a wrong code there, counted against B's.
+    assert decide(number_b, "approve", code_a).startswith("refused")
     assert "code is wrong" in refused_after(rt, change_b, 1)[0].message
     assert live_code_of(rt, change_b, "sun").attempts == 1
     # Chen's code to approve A, sent to reject A: no code to reject is waiting.
-    wait_for_state(run_a, "PAUSED")
-    assert resume(engine_stack, run_a, {"decision": "reject", "code": code_a}) == "ACCEPT"
+    assert decide(number_a, "reject", code_a).startswith("refused")
     assert "no code to reject" in refused_after(rt, change_a, 1)[0].message
-    # The gateway's receipt for A's run, replayed on B's: bound to its run.
-    request_a = next(r for r in requests_of(rt, change_a) if r.approver == "chen")
-    receipt = changes.resume_receipt(
-        request=request_a, decision="approve", flow_run_id=run_a, secret=rt.secret
-    )
-    wait_for_state(run_b, "PAUSED")
-    assert resume(engine_stack, run_b, {"decision": "approve", "code": receipt}) == "ACCEPT"
-    assert "another run" in refused_after(rt, change_b, 2)[1].message
 
-    wait_for_state(run_a, "PAUSED")
-    wait_for_state(run_b, "PAUSED")
     for change_id in (change_a, change_b):
         assert all(r.decision is None for r in requests_of(rt, change_id))
         assert change_row(rt, change_id).status.value == "awaiting_approval"
     # The codes themselves still work where they belong.
-    assert resume(engine_stack, run_b, {"decision": "approve", "code": code_b}) == "ACCEPT"
-    wait_for("sun's approval", lambda: entries(rt, change_b, "approved"))
+    assert decide(number_b, "approve", code_b) == "awaiting approval"  # the CAB is asked
+    assert [e.actor for e in entries(rt, change_b, "approved")] == ["sun"]
 
 
-def test_a_valid_code_approves_once(rt, client, smtp_server, engine_stack, change_runs):
-    change_id, run_id = change_runs.start("Upgrade the payment service")
+def test_a_valid_code_approves_once(rt, client, smtp_server, change_runs):
+    change_id, number = change_runs.start("Upgrade the payment service")
     code = mailed_code(client, smtp_server, rt, change_id, "chen")
-    assert resume(engine_stack, run_id, {"decision": "approve", "code": code}) == "ACCEPT"
-    approved = wait_for("chen's approval", lambda: entries(rt, change_id, "approved"))
+    # The form's run takes the decision and carries the change on: it asks the CAB, and ends.
+    assert decide(number, "approve", code) == "awaiting approval"
+    approved = entries(rt, change_id, "approved")
     assert [(e.actor, e.message) for e in approved] == [
         ("chen", "technical-lead: approved by chen via prefect-ui")
     ]
-    # On to the CAB, paused again; the same code a second time decides nothing.
-    wait_for(
-        "the CAB's requests",
-        lambda: {r.stage for r in requests_of(rt, change_id)} == {"technical-lead", "cab"},
-    )
-    wait_for_state(run_id, "PAUSED")
-    assert resume(engine_stack, run_id, {"decision": "approve", "code": code}) == "ACCEPT"
+    assert {r.stage for r in requests_of(rt, change_id)} == {"technical-lead", "cab"}
+    # The same code a second time decides nothing.
+    assert decide(number, "approve", code).startswith("refused")
     refused_after(rt, change_id, 1)
     decided = [(r.approver, r.decision) for r in requests_of(rt, change_id) if r.decision]
     assert decided == [("chen", "approve")]
 
-    # A CAB member decides on the link's page: the gateway resumes the run with its signed
-    # receipt, which the run accepts (no refusal) and which takes nothing more.
-    pause_key = wait_for_state(run_id, "PAUSED").state_details.pause_key
+    # A CAB member decides on the link's page: the gateway stores it and starts the change's
+    # next run (none here: no worker), which would find that the CAB needs two.
     zhou = link_token(rt, change_id, "zhou")
     zhou_code = mailed_code(client, smtp_server, rt, change_id, "zhou")
     page = post_form(client, f"/approvals/{zhou}", {"decision": "approve", "code": zhou_code})
     assert page.status_code == 200 and "is recorded" in page.text, page.text
-    wait_for(  # the run took the receipt and paused again: the CAB needs two
-        "the run to pause for the second CAB member",
-        lambda: (
-            (state := run_state(run_id)).type.value == "PAUSED"
-            and state.state_details.pause_key != pause_key
-        ),
-    )
     assert len(entries(rt, change_id, "approved")) == 2
     assert len(entries(rt, change_id, "approval_refused")) == 1
     assert change_row(rt, change_id).status.value == "awaiting_approval"
-
-
-def test_a_receipt_works_only_for_its_run_request_and_decision(rt):
-    """The gateway's receipt, judged by the run (no engine needed): bound to the run, the
-    request, its approver and the decision stored, and short-lived."""
-    from datetime import timedelta
-
-    from itilflow import clock
-    from itilflow.models import Change
-    from itilflow.services import changes
-    from tests.support.approval_codes import make_waiting_change
-
-    change, _ = make_waiting_change(rt, PLAN)
-    chen, sun = requests_of(rt, change.id)
-    with session_scope(rt.engine) as session:
-        changes.decide(session=session, request=chen, decision="approve", comment="", via="link")
-
-    def judge(receipt: str, *, run: str = "run-1", decision: str = "approve") -> str:
-        with session_scope(rt.engine) as session:
-            return changes.decide_from_engine(
-                session=session,
-                change=session.get(Change, change.id),
-                version=change.version,
-                decision=decision,
-                code=receipt,
-                comment="",
-                flow_run_id=run,
-                secret=rt.secret,
-                policies=rt.policies,
-            ).outcome
-
-    def receipt_for(request: ApprovalRequest, decision: str = "approve") -> str:
-        return changes.resume_receipt(
-            request=request, decision=decision, flow_run_id="run-1", secret=rt.secret
-        )
-
-    assert judge(receipt_for(chen)) == "recorded"
-    assert judge(receipt_for(chen), run="run-2") == "refused"  # another run
-    assert judge(receipt_for(chen, "reject"), decision="reject") == "refused"  # not stored
-    assert judge(receipt_for(sun)) == "refused"  # sun decided nothing
-    forged = changes.resume_receipt(
-        request=chen, decision="approve", flow_run_id="run-1", secret="not-the-key"
-    )
-    assert judge(forged) == "refused"
-    late = receipt_for(chen)
-    clock.advance(timedelta(minutes=11))
-    assert judge(late) == "refused"
-    refused = entries(rt, change.id, "approval_refused")
-    assert len(refused) == 5 and {e.actor for e in refused} == {"prefect-api (unauthenticated)"}
-    assert [(r.approver, r.decision) for r in requests_of(rt, change.id)] == [
-        ("chen", "approve"),
-        ("sun", None),
-    ]

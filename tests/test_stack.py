@@ -1,8 +1,11 @@
 """`itilflow up --demo` on a fresh data folder: everything starts, works, stops, and a second
-`up` finds its data again. Also the stack's smoke test: the Prefect scheduler makes runs for
-every scheduled deployment and one of them fires and completes, `itilflow doctor` finds it all
-ok, and no log of the server or of any child holds a traceback (the scheduler of prefect 3.8.8
-failed every loop on SQLAlchemy 2.1 with everything else looking fine)."""
+`up` finds its data again; the second runs without node_exporter, so it also shows the hosts
+inspection switched off and the client commands and platform inspection following the stack's
+own (not the default) ports: one stack start fewer than a test of their own. Also the stack's
+smoke test: the Prefect scheduler makes runs for every scheduled deployment and one of them
+fires and completes, `itilflow doctor` finds it all ok, and no log of the server or of any
+child holds a traceback (the scheduler of prefect 3.8.8 failed every loop on SQLAlchemy 2.1
+with everything else looking fine)."""
 
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ from itilflow.health import deployments_without_upcoming_runs, scheduled_deploym
 from itilflow.stack import logged_tracebacks
 from tests.support.approval_codes import code_in
 from tests.support.attacks import ATTACK_PROBE_TITLE, assert_stack_refuses_attacks
+from tests.support.change_policy import policy_dir_without_freezes
 from tests.support.csrf import post_form
+from tests.support.demo_stack import check_a_stack_without_node_exporter
 from tests.support.smtp import free_port
 from tests.support.stack import prefect_auth, wait_until
 from tests.support.stack import start_up as start_stack
@@ -37,14 +42,15 @@ WORK_POOL = "itilflow"
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def start_up(
-    data_dir: Path, ports: dict[str, int], database_env: dict[str, str]
-) -> subprocess.Popen[str]:
-    process, _ = start_stack(data_dir, up_env(ports, database_env))
-    return process
+def start_up(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """The stack, once up, and what it said so far."""
+    process, said = start_stack(data_dir, env)
+    return process, "".join(said)
 
 
-def up_env(ports: dict[str, int], database_env: dict[str, str]) -> dict[str, str]:
+def up_env(
+    ports: dict[str, int], database_env: dict[str, str], policy_dir: Path, **extra: str
+) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -56,6 +62,14 @@ def up_env(ports: dict[str, int], database_env: dict[str, str]) -> dict[str, str
         ITILFLOW_GATEWAY_PORT=str(ports["gateway"]),
         ITILFLOW_DEMO_SMTP_PORT=str(ports["smtp"]),
         ITILFLOW_DEMO_CHAT_PORT=str(ports["chat"]),
+        # The shipped policies without their change freezes: in those weeks the demo change
+        # would be refused (Spring Festival) or scored high risk and wait for the CAB (year end),
+        # and this test would fail on the calendar's say.
+        ITILFLOW_POLICY_DIR=str(policy_dir),
+        # The scheduler's full loop every 10 s rather than 60 s: the test waits for it to make
+        # runs of every scheduled deployment (its loop for recently changed ones is 5 s already).
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="10",
+        **extra,
     )
     return env
 
@@ -167,8 +181,9 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
     ports = {name: free_port() for name in ("prefect", "gateway", "smtp", "chat")}
     gateway = f"http://127.0.0.1:{ports['gateway']}"
     prefect_api = f"http://127.0.0.1:{ports['prefect']}/api"
+    env = up_env(ports, stack_database_env, policy_dir_without_freezes(tmp_path / "policies"))
 
-    process = start_up(data, ports, stack_database_env)
+    process, _ = start_up(data, env)
     try:
         token = dict(
             line.split("=", 1) for line in (data / "secrets.env").read_text().splitlines()
@@ -274,9 +289,9 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
             prefect_api, next(d for d in deployments if d["name"] == "remind-approvers"), auth
         )
 
-        # ... and makes runs for every deployment with a schedule in prefect.yaml (its loop for
-        # recently changed deployments runs every 5 s, the full one every 60 s; taking the
-        # short schedule away took remind-approvers' runs with it).
+        # ... and makes runs for every deployment with a schedule in prefect.yaml (its loops
+        # run every 10 s and 5 s here, see up_env; taking the short schedule away took
+        # remind-approvers' runs with it).
         with httpx.Client(base_url=prefect_api, timeout=10, auth=auth) as prefect:
             scheduled = scheduled_deployments(prefect)
             assert {d["name"] for d in scheduled} == {
@@ -289,7 +304,7 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
                 timeout=150,
                 what="upcoming runs from the scheduler for every scheduled deployment",
             )
-        checked = doctor(data, up_env(ports, stack_database_env))
+        checked = doctor(data, env)
         lines = checked.stdout.splitlines()
         assert len(lines) == 9, checked.stdout + checked.stderr
         failed = [line for line in lines if " FAIL: " in line]
@@ -304,7 +319,7 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
         refused = doctor(
             data,
             {
-                **up_env(ports, stack_database_env),
+                **env,
                 "ITILFLOW_SMTP_HOST": "127.0.0.1",
                 "ITILFLOW_SMTP_PORT": str(free_port()),
                 "ITILFLOW_POLICY_DIR": str(bad_policies),
@@ -320,7 +335,12 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
     for port in ports.values():
         wait_until(lambda port=port: port_closed(port), timeout=30, what=f"port {port} closed")
 
-    process = start_up(data, ports, stack_database_env)
+    # The second start without node_exporter ("not installed": a command on no PATH).
+    node_exporter_log = data / "logs" / "node-exporter.log"
+    node_exporter_said = node_exporter_log.read_bytes() if node_exporter_log.exists() else None
+    process, said = start_up(
+        data, {**env, "ITILFLOW_NODE_EXPORTER_COMMAND": "no-such-node-exporter"}
+    )
     try:
         api = httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {token}"})
         # The patrol inspection runs on its schedule (every 5 min) meanwhile, and may open
@@ -332,6 +352,13 @@ def test_up_runs_the_stack_and_a_second_up_reuses_the_data(
         ]
         assert len(listed) == 4, "the demo opened nothing twice"
         assert api.get("/api/incidents/1").json()["status"] == "acknowledged"
+
+        assert "hosts inspection: off (no-such-node-exporter is not installed" in said
+        # Nothing started it this time: its log (from the first start, if any) is as it was.
+        assert (node_exporter_log.read_bytes() if node_exporter_log.exists() else None) == (
+            node_exporter_said
+        )
+        check_a_stack_without_node_exporter(data, gateway, prefect_api, token)
     finally:
         said = stop_up(process)
     assert not not_sqlite_busy(warnings_in(said), stack_database_env), said

@@ -11,10 +11,15 @@ from itilflow import clock
 from itilflow.models import get_engine, session_scope
 from itilflow.models.migrations import check_database
 from itilflow.services.directory import Record, save_records
+from itilflow.services.principals import grant_role
 from itilflow.settings import Settings
 
 # data.yaml's sections and the directory's kinds.
 DEMO_SECTIONS = {"groups": "groups", "engineers": "people", "configuration_items": "cis"}
+# The grantor the demo's role grants name (`itilflow role list` shows it).
+DEMO_GRANTOR = "demo"
+# data.yaml's `roles` lists subjects under these keys; the grants' subject kinds.
+GRANT_KINDS = {"people": "person", "groups": "group"}
 
 
 def demo_data() -> dict:
@@ -36,11 +41,31 @@ def load_people(settings: Settings) -> None:
         save_records(session, records)
 
 
+def grant_demo_roles(settings: Settings) -> None:
+    """Give the demo people data.yaml's roles (again: the grants already there). Not part of
+    load_people: the tests' directory is the demo's people without roles, so that each test
+    grants the roles its case needs."""
+    assert settings.database_url is not None
+    engine = get_engine(settings.database_url)
+    with session_scope(engine) as session:
+        for role, subjects in demo_data()["roles"].items():
+            for key, subject_kind in GRANT_KINDS.items():
+                for subject in subjects.get(key, []):
+                    grant_role(
+                        session=session,
+                        role=role,
+                        subject_kind=subject_kind,
+                        subject=subject,
+                        granted_by=DEMO_GRANTOR,
+                    )
+
+
 def load_demo(settings: Settings) -> str:
     """Load the sample team and open the sample incidents through the gateway's API."""
     settings.require_secrets()
     assert settings.api_token is not None
     load_people(settings)
+    grant_demo_roles(settings)
     headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
     lines = []
     for index, incident in enumerate(demo_data()["incidents"], start=1):

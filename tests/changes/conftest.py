@@ -27,18 +27,42 @@ class InProcessChangeEngine(PrefectChangeEngine):
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
         self.results: dict[int, Any] = {}
+        self.run_ids: dict[threading.Thread, str] = {}
+        self.cancelled: set[str] = set()
 
     async def start(self, change_id: int) -> str | None:
         # Threads do not inherit context variables: carry the test server's settings over.
         context = contextvars.copy_context()
+        started: list[threading.Thread] = []
+
+        def running(flow: Any, flow_run: Any, state: Any) -> None:
+            self.run_ids[started[0]] = str(flow_run.id)
+
+        flow = manage_change.with_options(on_running=[running])
 
         def run() -> None:
-            self.results[change_id] = context.run(asyncio.run, manage_change(change_id))
+            self.results[change_id] = context.run(asyncio.run, flow(change_id))
 
         thread = threading.Thread(target=run, name=f"change-{change_id}", daemon=True)
+        started.append(thread)
         thread.start()
         self.threads.append(thread)
         return None
+
+    async def cancel(self, flow_run_id: str) -> None:
+        await super().cancel(flow_run_id)
+        self.cancelled.add(flow_run_id)
+
+    def join(self, thread: threading.Thread, timeout: float = 30.0) -> None:
+        """Wait for a change's thread to end, but not for one whose run was cancelled: paused,
+        it waits to be resumed until its pause times out (days), where on a worker the
+        cancellation kills its process. Such a daemon thread is left behind, as a thread still
+        running after `timeout` is."""
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            if self.run_ids.get(thread) in self.cancelled:
+                return
+            thread.join(timeout=0.2)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -88,4 +112,4 @@ def live_gateway(rt, prefect_server, change_engine) -> Iterator[httpx.Client]:
         thread.join(timeout=10)
         client.close()
         for change_thread in change_engine.threads:
-            change_thread.join(timeout=30)
+            change_engine.join(change_thread)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -45,9 +46,25 @@ def formatter_for(log_format: LogFormat) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a line is logged, not the one at configuration:
+    the CLI also runs in-process (tests, tools) under a caller that swaps stderr and closes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(log_format: LogFormat = "text", level: str = "INFO") -> None:
     """The root logger's one handler (stderr) with the format and level asked for."""
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.setFormatter(formatter_for(log_format))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -140,6 +140,14 @@ def report(name: str, sent: dict[str, tuple[float, float]], arrivals: Arrivals) 
             f"  POST -> first {channel:<5} {summary(latencies)}"
             + (f"  MISSING {missing} after {WAIT_LIMIT:.0f}s" if missing else "")
         )
+        if channel == "chat" and latencies:
+            # In sending order: a slow first one is the engine warming up, a slow later one not.
+            ordered = sorted(
+                (t0, arrivals.first[(number, channel)] - t0)
+                for number, (t0, _) in sent.items()
+                if (number, channel) in arrivals.first
+            )
+            print("  chat, in sending order: " + " ".join(f"{s:.2f}" for _, s in ordered))
         figures[channel] = latencies
         figures[f"{channel}_missing"] = missing
     first_post = min(t0 for t0, _ in sent.values())

@@ -499,16 +499,51 @@ def run_one(args: argparse.Namespace, open_count: int, profile: str | None) -> d
         }
         report(figures)
         if spy is not None:
-            from intake import print_profile
-
-            banner(f"py-spy of the {profile}, {open_count} open")
-            print_profile(tmp / "profile.raw", top=60)
+            banner(f"py-spy of the {profile}, {open_count} open (all threads, not idle)")
+            print_project_profile(tmp / "profile.raw")
         return figures
     finally:
         for proc in reversed(procs):
             _common.kill(proc)
         sink.stop()
         smtp.stop()
+
+
+def print_project_profile(path: Path, top: int = 30) -> None:
+    """From py-spy's raw stacks: the share of samples under each frame of this repository's
+    code (inclusive), under SQLAlchemy's cursor.execute (the database's own work, SQLite's
+    included: it runs in that call), under Prefect's and under SQLAlchemy's code."""
+    import collections
+
+    if not path.exists():
+        print("  (py-spy wrote nothing; ptrace not allowed?)")
+        return
+    # py-spy names files relative to their sys.path entry: "dispatch/runner.py", "prefect/...".
+    ours = {p.name for p in _common.ROOT.iterdir() if (p / "__init__.py").exists()} - {"tests"}
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        frames = set()
+        for frame in stack.split(";"):
+            name, _, where = frame.partition(" (")
+            file = where.rsplit(":", 1)[0]
+            if name.startswith("do_execute") and file == "sqlalchemy/engine/default.py":
+                frames.add("(database) cursor.execute, SQLite's work included")
+            elif file.startswith("prefect/"):
+                frames.add("(engine) any frame of prefect/")
+            elif file.startswith(("sqlalchemy/", "sqlmodel/")):
+                frames.add("(ORM) any frame of sqlalchemy/ or sqlmodel/")
+            elif file.split("/", 1)[0] in ours:
+                frames.add(f"{name} ({file})")
+        for frame in frames:
+            inclusive[frame] += int(count)
+    print(f"  {total} samples; inclusive share of this repository's frames:")
+    for frame, n in inclusive.most_common(top):
+        print(f"    {n / max(total, 1):6.1%}  {frame}")
 
 
 def report(f: dict[str, Any]) -> None:

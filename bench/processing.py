@@ -62,6 +62,7 @@ from _common import (
     temp_dir,
     write_apprise_config,
 )
+from alert_latency import engine_report
 
 STARTS_AT = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 SEED_SEVERITIES = ("warning", "warning", "warning", "info")  # P3, P3, P3, P4
@@ -498,6 +499,7 @@ def run_one(args: argparse.Namespace, open_count: int, profile: str | None) -> d
             ),
         }
         report(figures)
+        engine_report(server.api_url)  # the warm-up's two runs included
         if spy is not None:
             banner(f"py-spy of the {profile}, {open_count} open (all threads, not idle)")
             print_project_profile(tmp / "profile.raw")

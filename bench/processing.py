@@ -322,34 +322,33 @@ class Burst:
 # ---------------------------------------------------------------------------------- progress
 
 
-def processed_count(settings: Any, floor: int) -> int:
+def processed_count(engine: Any, floor: int) -> int:
     """Incidents above `floor` whose open-incidents flow wrote its last entry."""
     from sqlmodel import Session, col, func, select
 
-    from itilflow.models import TimelineEntry, get_engine
+    from itilflow.models import TimelineEntry
 
-    with Session(get_engine(settings.database_url)) as session:
+    with Session(engine) as session:
         query = select(func.count(func.distinct(TimelineEntry.incident_id))).where(
             TimelineEntry.kind == "sla_started", col(TimelineEntry.incident_id) > floor
         )
         return session.exec(query).one()
 
 
-def outbox_rows(settings: Any) -> int:
+def outbox_rows(engine: Any) -> int:
     from sqlmodel import Session, func, select
 
-    from itilflow.models import get_engine
     from itilflow.models.timeline_events import TimelineEvent
 
-    with Session(get_engine(settings.database_url)) as session:
+    with Session(engine) as session:
         return session.exec(select(func.count()).select_from(TimelineEvent)).one()
 
 
-def wait_processed(settings: Any, floor: int, expected: int, limit: float, runner: Any) -> int:
+def wait_processed(engine: Any, floor: int, expected: int, limit: float, runner: Any) -> int:
     deadline = time.monotonic() + limit
     done = 0
     while time.monotonic() < deadline:
-        done = processed_count(settings, floor)
+        done = processed_count(engine, floor)
         if done >= expected:
             return done
         if runner.poll() is not None:
@@ -358,14 +357,14 @@ def wait_processed(settings: Any, floor: int, expected: int, limit: float, runne
     return done
 
 
-def steps_of(settings: Any, floor: int) -> dict[int, dict[str, list[datetime]]]:
+def steps_of(engine: Any, floor: int) -> dict[int, dict[str, list[datetime]]]:
     """Per incident above `floor`: its entries' times by kind, and its opened_at."""
     from sqlmodel import Session, col, select
 
-    from itilflow.models import Incident, TimelineEntry, get_engine
+    from itilflow.models import Incident, TimelineEntry
 
     steps: dict[int, dict[str, list[datetime]]] = {}
-    with Session(get_engine(settings.database_url)) as session:
+    with Session(engine) as session:
         for incident_id, opened_at in session.exec(
             select(Incident.id, Incident.opened_at).where(col(Incident.id) > floor)
         ):
@@ -395,13 +394,13 @@ def run_one(args: argparse.Namespace, open_count: int, profile: str | None) -> d
     server_thread.start()
     sink, smtp = HttpSink().start(), SmtpCapture().start()
     procs: list[Any] = []
+    engine = None
     try:
         apprise = write_apprise_config(tmp / "apprise.yaml", sink.apprise_url())
         env = itilflow_env(tmp / "data", smtp_port=smtp.port, apprise_config=apprise)
         settings = settings_from_env(env)
-        engine = get_engine(settings.database_url)
+        engine = get_engine(settings.database_url)  # this process's reads
         create_db(engine)  # as `itilflow db upgrade` does
-        engine.dispose()
         load_people(settings)
         started = time.monotonic()
         seeded = seed_open_incidents(settings, open_count)
@@ -422,7 +421,7 @@ def run_one(args: argparse.Namespace, open_count: int, profile: str | None) -> d
             gateway, argparse.Namespace(**{**vars(args), "alerts": 2}), run=f"w{open_count}"
         )
         asyncio.run(warm.send())
-        if wait_processed(settings, seeded, 2, 180, runner) < 2:
+        if wait_processed(engine, seeded, 2, 180, runner) < 2:
             raise SystemExit(f"warm-up not processed in 180 s:\n{_common.tail(runner_log)}")
         floor = seeded + 2
         time.sleep(3)  # the warm-up's events sent, the runner idle again
@@ -453,18 +452,18 @@ def run_one(args: argparse.Namespace, open_count: int, profile: str | None) -> d
         before = {name: cpu_seconds(proc.pid) for name, proc in watched.items()}
         burst = Burst(gateway, args, run=f"b{open_count}")
         asyncio.run(burst.send())
-        done = wait_processed(settings, floor, len(burst.numbers), args.wait, runner)
+        done = wait_processed(engine, floor, len(burst.numbers), args.wait, runner)
         at_done = {name: cpu_seconds(proc.pid) for name, proc in watched.items()}
         drain_limit = time.monotonic() + 60
-        while outbox_rows(settings) and time.monotonic() < drain_limit:
+        while outbox_rows(engine) and time.monotonic() < drain_limit:
             time.sleep(0.5)
-        left = outbox_rows(settings)
+        left = outbox_rows(engine)
         drained = {name: cpu_seconds(proc.pid) for name, proc in watched.items()}
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
 
-        steps = steps_of(settings, floor)
+        steps = steps_of(engine, floor)
         opened = [s["opened_at"][0] for s in steps.values()]
         ends = [
             max(s.get("notified", []) + s.get("sla_started", []))
@@ -505,6 +504,8 @@ def run_one(args: argparse.Namespace, open_count: int, profile: str | None) -> d
             print_project_profile(tmp / "profile.raw")
         return figures
     finally:
+        if engine is not None:
+            engine.dispose()
         for proc in reversed(procs):
             _common.kill(proc)
         sink.stop()

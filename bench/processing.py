@@ -2,7 +2,7 @@
 assigned, notified and on the clock, and what each costs, with few and with many already open.
 
     .venv/bin/python bench/processing.py [--open 1000,50000] [--alerts 2000] [--per-request 10]
-                                         [--severity critical] [--wait 1200] [--profile runner]
+                                         [--severity warning] [--wait 1200] [--profile runner]
 
 Issue 13's last benchmark (goal: >= 200 incidents/s on one runner, and the cost per incident the
 same with 1,000 and with 50,000 incidents open). For each count of `--open`, on a fresh data
@@ -20,10 +20,11 @@ folder and a fresh Prefect server:
   * starts the stack as bench/flood.py does: the Prefect server, the gateway, the runner
     (`python -m itilflow.cli runner`, as `itilflow up` runs it), an SMTP server and a chat sink;
   * warms it up with two alerts (not counted), then sends `--alerts` new alerts of `--severity`
-    (critical: P2) at once, `--per-request` to a POST as Alertmanager groups them (up to 50
-    POSTs in flight);
-  * waits until every one of them is processed: its `sla_started` entry written (the flow's last
-    step, after its messages went out) and at least one `notified` entry.
+    at once (warning: P3, served by the open lane in batches of 80; critical is P2, which the
+    urgent lane takes 25 at a time beside it), `--per-request` to a POST as Alertmanager groups
+    them, up to 50 POSTs in flight;
+  * waits until each has its `sla_started` entry (the flow's last step, after its messages went
+    out), and counts those without a `classified`, `assigned` or `notified` entry.
 
 Printed per open count: accepted/s (alerts / first POST sent to last POST answered); processed/s
 (incidents / first one's `opened_at` to the last `notified` or `sla_started` entry of any of
@@ -569,7 +570,9 @@ def main() -> None:
     parser.add_argument("--open", default="1000,50000", help="open incidents, comma-separated")
     parser.add_argument("--alerts", type=int, default=2000, help="alerts in the burst")
     parser.add_argument("--per-request", type=int, default=10, help="alerts per POST")
-    parser.add_argument("--severity", default="critical", help="the burst's alerts' severity")
+    parser.add_argument(
+        "--severity", default="warning", help="the burst's alerts' severity (warning: P3)"
+    )
     parser.add_argument("--wait", type=float, default=1200.0, help="seconds to wait for processing")
     parser.add_argument(
         "--profile",

@@ -535,7 +535,8 @@ def print_project_profile(path: Path, top: int = 30) -> None:
         for frame in stack.split(";"):
             name, _, where = frame.partition(" (")
             file = where.rsplit(":", 1)[0]
-            if name.startswith("do_execute") and file == "sqlalchemy/engine/default.py":
+            method = name.rpartition(".")[2]  # "DefaultDialect.do_execute"
+            if method.startswith("do_execute") and file == "sqlalchemy/engine/default.py":
                 frames.add("(database) cursor.execute, SQLite's work included")
             elif file.startswith("prefect/"):
                 frames.add("(engine) any frame of prefect/")

@@ -541,7 +541,7 @@ def print_project_profile(path: Path, top: int = 30) -> None:
             elif file.startswith("prefect/"):
                 frames.add("(engine) any frame of prefect/")
             elif file.startswith(("sqlalchemy/", "sqlmodel/")):
-                frames.add("(ORM) any frame of sqlalchemy/ or sqlmodel/")
+                frames.add("(SQLAlchemy) any frame of sqlalchemy/ or sqlmodel/, the above included")
             elif file.split("/", 1)[0] in ours:
                 frames.add(f"{name} ({file})")
         for frame in frames:

@@ -11,9 +11,7 @@ JSON never disagree. The routes are plain `def`s, run in FastAPI's thread pool.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -53,8 +51,13 @@ def _reader_or_refusal(
     return page, t
 
 
-def _when(request: Request) -> Callable[[datetime | None], str]:
-    return when_in(gateway_of(request).policies.problem.zone)
+def _show(
+    page: tuple[Request, Principal, str], t: dict[str, str], template: str, **values: Any
+) -> HTMLResponse:
+    """`template` in the console's layout for the page's person, times in the problem zone."""
+    request, person, lang = page
+    zone = gateway_of(request).policies.problem.zone
+    return render(request, person, template, lang=lang, t=t, when=when_in(zone), **values)
 
 
 @router.get("/problems/{ref}", response_class=HTMLResponse, include_in_schema=False)
@@ -72,15 +75,7 @@ def problem_page(ref: str, request: Request) -> Response:
                 page, t, t["not_found_title"], t["problem_not_found"].format(ref=ref), 404
             )
         shown = detail(session, problem, gateway.settings.public_url or "")
-    return render(
-        *page[:2],
-        "problem.html",
-        lang=page[2],
-        t=t,
-        title=f"{shown.number} {shown.title}",
-        problem=shown,
-        when=_when(request),
-    )
+    return _show(page, t, "problem.html", title=f"{shown.number} {shown.title}", problem=shown)
 
 
 @router.get("/knowledge", response_class=HTMLResponse, include_in_schema=False)
@@ -94,16 +89,7 @@ def knowledge_page(request: Request, q: Annotated[str, Query(max_length=200)] = 
             article_out(article, score)
             for article, score in problems.search_articles(session, q, limit=SEARCH_RESULTS)
         ]
-    return render(
-        *page[:2],
-        "knowledge.html",
-        lang=page[2],
-        t=t,
-        title=t["knowledge"],
-        q=q,
-        articles=found,
-        when=_when(request),
-    )
+    return _show(page, t, "knowledge.html", title=t["knowledge"], q=q, articles=found)
 
 
 @router.get("/knowledge/{ref}", response_class=HTMLResponse, include_in_schema=False)
@@ -122,12 +108,4 @@ def article_page(ref: str, request: Request) -> Response:
                 page, t, t["not_found_title"], t["article_not_found"].format(ref=ref), 404
             )
         shown = article_out(article)
-    return render(
-        *page[:2],
-        "article.html",
-        lang=page[2],
-        t=t,
-        title=f"{shown.number} {shown.title}",
-        article=shown,
-        when=_when(request),
-    )
+    return _show(page, t, "article.html", title=f"{shown.number} {shown.title}", article=shown)

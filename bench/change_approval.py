@@ -360,16 +360,12 @@ class Peers:
             self.smtp.stop()
 
 
-def run(args: argparse.Namespace) -> None:
-    home = temp_dir("change-approval")
-    banner("starting a Prefect server")
-    server = PrefectServer(home / "prefect").start()
-    print(f"  {server.api_url} up in {server.startup_seconds:.1f}s")
-    os.environ.update(server.client_env())
-    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-
-    # Only now: these read PREFECT_API_URL when first used.
+def start_gateway(peers: Peers, home: Any) -> tuple[Any, Any, Any]:
+    """The gateway in a thread of this process (uvicorn) on a fresh database with the demo's
+    people, an SMTP capture for its mails (both kept in `peers` for stopping), and a change
+    engine that runs each change's flow in a thread of this process, as tests/changes/conftest.py
+    does. Call once PREFECT_API_URL is set. Returns (settings, runtime, engine)."""
+    import asyncio
     import secrets
 
     import uvicorn
@@ -382,7 +378,61 @@ def run(args: argparse.Namespace) -> None:
     from itilflow.gateway.app import create_app
     from itilflow.models import create_db, get_engine
     from itilflow.settings import Settings
+    from tests.support.change_policy import without_calendar
     from tests.support.smtp import SmtpCapture
+
+    class InProcessChangeEngine(PrefectChangeEngine):
+        def __init__(self) -> None:
+            self.threads_by_change: dict[int, threading.Thread] = {}
+
+        async def start(self, change_id: int) -> str | None:
+            context = contextvars.copy_context()
+
+            def target() -> None:
+                context.run(asyncio.run, manage_change(change_id))
+
+            thread = threading.Thread(target=target, name=f"change-{change_id}", daemon=True)
+            thread.start()
+            self.threads_by_change[change_id] = thread
+            return None
+
+    peers.smtp = SmtpCapture().start()
+    port = free_port()
+    settings = Settings(
+        data_dir=home / "data",
+        api_token=SecretStr(secrets.token_urlsafe(32)),
+        secret_key=SecretStr(secrets.token_urlsafe(32)),
+        smtp_host="127.0.0.1",
+        smtp_port=peers.smtp.port,
+        smtp_timeout=5.0,
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    rt = runtime.configure(settings)
+    without_calendar(rt)  # no planned start, no windows: approved means implemented now
+    create_db(get_engine(rt.settings.database_url))  # as `itilflow db upgrade` does
+    load_people(settings)
+    engine = InProcessChangeEngine()
+    app = create_app(settings, rt.policies, change_engine=engine)
+    peers.server = uvicorn.Server(
+        uvicorn.Config(app=app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    peers.thread = threading.Thread(target=peers.server.run, daemon=True)
+    peers.thread.start()
+    return settings, rt, engine
+
+
+def run(args: argparse.Namespace) -> None:
+    home = temp_dir("change-approval")
+    banner("starting a Prefect server")
+    server = PrefectServer(home / "prefect").start()
+    print(f"  {server.api_url} up in {server.startup_seconds:.1f}s")
+    os.environ.update(server.client_env())
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+    # Only now: these read PREFECT_API_URL when first used, and Prefect configures its logging
+    # on import, which must come before ApiRetries listens to httpx's lines.
+    import itilflow.flows.change  # noqa: F401
 
     retries = ApiRetries().attach()
     if args.inline_implementation:
@@ -398,51 +448,9 @@ def run(args: argparse.Namespace) -> None:
         change_flows.implement_change = inline  # type: ignore[assignment]
         print("  EXPERIMENT: implementation inline in the change run (no subflow)")
 
-    class InProcessChangeEngine(PrefectChangeEngine):
-        """As in tests/changes/conftest.py: the change flow in a thread of this process."""
-
-        def __init__(self) -> None:
-            self.threads_by_change: dict[int, threading.Thread] = {}
-
-        async def start(self, change_id: int) -> str | None:
-            import asyncio
-
-            context = contextvars.copy_context()
-
-            def target() -> None:
-                context.run(asyncio.run, manage_change(change_id))
-
-            thread = threading.Thread(target=target, name=f"change-{change_id}", daemon=True)
-            thread.start()
-            self.threads_by_change[change_id] = thread
-            return None
-
     peers = Peers()
     try:
-        peers.smtp = SmtpCapture().start()
-        port = free_port()
-        settings = Settings(
-            data_dir=home / "data",
-            api_token=SecretStr(secrets.token_urlsafe(32)),
-            secret_key=SecretStr(secrets.token_urlsafe(32)),
-            smtp_host="127.0.0.1",
-            smtp_port=peers.smtp.port,
-            smtp_timeout=5.0,
-            public_url=f"http://127.0.0.1:{port}",
-        )
-        rt = runtime.configure(settings)
-        from tests.support.change_policy import without_calendar
-
-        without_calendar(rt)  # no planned start, no windows: approved means implemented now
-        create_db(get_engine(rt.settings.database_url))  # as `itilflow db upgrade` does
-        load_people(settings)
-        engine = InProcessChangeEngine()
-        app = create_app(settings, rt.policies, change_engine=engine)
-        peers.server = uvicorn.Server(
-            uvicorn.Config(app=app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        peers.thread = threading.Thread(target=peers.server.run, daemon=True)
-        peers.thread.start()
+        settings, rt, engine = start_gateway(peers, home)
         assert settings.api_token is not None
         gateway = httpx.Client(
             base_url=settings.public_url or "",

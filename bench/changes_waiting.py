@@ -22,10 +22,8 @@ submission to the first approval mail <= 5 s. Prints medians and p95.
 from __future__ import annotations
 
 import argparse
-import contextvars
 import gc
 import os
-import secrets
 import sys
 import threading
 import time
@@ -34,7 +32,7 @@ from typing import Any
 
 import _common
 import httpx
-from _common import PrefectServer, banner, free_port, percentile, temp_dir
+from _common import PrefectServer, banner, percentile, temp_dir
 from change_approval import (
     THINK_SECONDS,
     Peers,
@@ -42,6 +40,7 @@ from change_approval import (
     approve_link,
     drain_prefect,
     plan,
+    start_gateway,
     ts,
     wait_for,
 )
@@ -133,58 +132,9 @@ def run(args: argparse.Namespace) -> None:
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
-    import uvicorn
-    from pydantic import SecretStr
-
-    from itilflow import runtime
-    from itilflow.demo import load_people
-    from itilflow.engine import PrefectChangeEngine
-    from itilflow.flows.change import manage_change
-    from itilflow.gateway.app import create_app
-    from itilflow.models import create_db, get_engine
-    from itilflow.settings import Settings
-    from tests.support.change_policy import without_calendar
-    from tests.support.smtp import SmtpCapture
-
-    class InProcessChangeEngine(PrefectChangeEngine):
-        def __init__(self) -> None:
-            self.threads_by_change: dict[int, threading.Thread] = {}
-
-        async def start(self, change_id: int) -> str | None:
-            import asyncio
-
-            context = contextvars.copy_context()
-            thread = threading.Thread(
-                target=lambda: context.run(asyncio.run, manage_change(change_id)), daemon=True
-            )
-            thread.start()
-            self.threads_by_change[change_id] = thread
-            return None
-
     peers = Peers()
     try:
-        peers.smtp = SmtpCapture().start()
-        port = free_port()
-        settings = Settings(
-            data_dir=home / "data",
-            api_token=SecretStr(secrets.token_urlsafe(32)),
-            secret_key=SecretStr(secrets.token_urlsafe(32)),
-            smtp_host="127.0.0.1",
-            smtp_port=peers.smtp.port,
-            smtp_timeout=5.0,
-            public_url=f"http://127.0.0.1:{port}",
-        )
-        rt = runtime.configure(settings)
-        without_calendar(rt)  # approved means implemented now, whatever the date
-        create_db(get_engine(rt.settings.database_url))
-        load_people(settings)
-        engine = InProcessChangeEngine()
-        app = create_app(settings, rt.policies, change_engine=engine)
-        peers.server = uvicorn.Server(
-            uvicorn.Config(app=app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        peers.thread = threading.Thread(target=peers.server.run, daemon=True)
-        peers.thread.start()
+        settings, rt, engine = start_gateway(peers, home)
         assert settings.api_token is not None
         gateway = httpx.Client(
             base_url=settings.public_url or "",

@@ -21,7 +21,8 @@ from itilflow.models import Engineer, FlowTrigger, get_timeline, session_scope
 from tests.console.support import sign_in
 from tests.support.csrf import csrf_of
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+# Marked for the PostgreSQL run too: the update planning reads the timeline and the directory.
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.postgres]
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Asia/Shanghai
 REPORTER = "owner@example.com"

@@ -219,7 +219,7 @@ async def test_a_p1_reporter_hears_every_30_minutes_until_hold_and_after_resume(
 
 
 async def test_the_reporter_reads_it_in_their_language_the_assignee_in_the_incidents(
-    api, rt, smtp_server
+    api, app, rt, smtp_server
 ):
     with session_scope(rt.engine) as session:
         li = session.get(Engineer, "li")
@@ -238,3 +238,13 @@ async def test_the_reporter_reads_it_in_their_language_the_assignee_in_the_incid
     assert update.message["Subject"].startswith("处理进展")
     assert "暂无新进展" in text_of(update)  # nobody has written to them yet
     assert reminders_to(smtp_server, f"{assignee}@example.com"), "English, the incident's"
+
+    # The mail's link is the incident's page: the reporter signed in reads it, nobody else does.
+    link = next(word for word in text_of(update).split() if "/incidents/" in word)
+    path = link[link.index("/incidents/") :]
+    for person, status in (("li", 200), ("wang", 404)):
+        with TestClient(app, follow_redirects=False) as browser:
+            sign_in(rt, browser, person, ["reporter"])
+            page = browser.get(path)
+            assert page.status_code == status, person
+            assert (ref["number"] in page.text) == (status == 200)

@@ -97,6 +97,6 @@ async def notify_incidents(requests: list[NotificationRequest]) -> None:
 async def fire_sla_timers(trigger_ids: list[int]) -> dict[str, int]:
     steps = check_sla_timers(trigger_ids)
     due = [step for step in steps if step.skip is None]
-    await notify_incidents([step.notification for step in due])
-    record_sla_timers([step.trigger_id for step in due])
+    await notify_incidents([wanted for step in due for wanted in step.notifications])
+    record_sla_timers([step.trigger_id for step in due], {s.trigger_id: s.details for s in due})
     return {"fired": len(due), "skipped": len(steps) - len(due)}

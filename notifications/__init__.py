@@ -33,6 +33,8 @@ resolution_due; strings already formatted, or None). The extra keys per template
     escalation           step (1, 2, ...), target (who it goes to), overdue_since
     sla_breach           sla ("response" | "resolution"), due_at
     progress_reminder    last_update (time of the last progress note, or None)
+    customer_update      news (bool), latest_comment, latest_comment_at, next_update_at
+    customer_update_reminder  reporter_told (bool), latest_comment_at, next_update_at
     incident_resolved    resolution (notes), known_error (reference)
     survey_request       survey_url (http(s), required: the link to rate 1-5)
     follow_up_opened     score (1-5), comment

@@ -50,6 +50,11 @@ TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "escalation": ("step", "target", "overdue_since"),
     "sla_breach": ("sla", "due_at"),
     "progress_reminder": ("last_update",),
+    # To the reporter: news (a comment to them since the last update), the latest such comment
+    # and when it was written (None: none yet), when the next update is due.
+    "customer_update": ("news", "latest_comment", "latest_comment_at", "next_update_at"),
+    # To the assignee when an update had nothing new; reporter_told: the reporter was mailed.
+    "customer_update_reminder": ("reporter_told", "latest_comment_at", "next_update_at"),
     "incident_resolved": ("resolution", "known_error"),
     "survey_request": ("survey_url",),
     "follow_up_opened": ("score", "comment"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from sqlmodel import Session
 
@@ -30,6 +30,8 @@ class NotificationRequest(TypedDict):
     key: str  # unique per incident and message: a retried run finds it on the timeline
     actor: str
     extra: dict[str, Any]
+    # The message's language when not the incident's (a reporter the directory knows).
+    language: NotRequired[str | None]
 
 
 def request(
@@ -40,8 +42,9 @@ def request(
     key: str,
     actor: str,
     extra: dict[str, Any] | None = None,
+    language: str | None = None,
 ) -> NotificationRequest:
-    return NotificationRequest(
+    wanted = NotificationRequest(
         incident_id=incident_id,
         template=template,
         audience=audience,
@@ -49,6 +52,9 @@ def request(
         actor=actor,
         extra=extra or {},
     )
+    if language:
+        wanted["language"] = language
+    return wanted
 
 
 class NotificationPlan(TypedDict):

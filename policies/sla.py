@@ -28,6 +28,9 @@ CLOCK_KINDS: tuple[str, ...] = (
     "closed",
 )
 _NOT_PAUSABLE = frozenset(CLOCK_KINDS) - {"on_hold"}
+# The shortest interval between two progress updates to the reporter.
+MIN_UPDATE_INTERVAL = timedelta(minutes=5)
+MIN_UPDATE_INTERVAL_TEXT = "5m"
 # Events at the same instant are applied in lifecycle order, whatever order they were stored in.
 _RANK = {kind: rank for rank, kind in enumerate(CLOCK_KINDS)}
 
@@ -49,7 +52,8 @@ class SlaPolicy(PolicyModel):
     targets: dict[Priority, SlaTarget]
     # Statuses during which the resolution clock stops (waiting on the reporter).
     pause_on: list[Name] = ["on_hold"]
-    # How often the customer hears about progress; priorities left out get no reminders.
+    # How often the reporter is sent a progress update while the incident is open (not on hold);
+    # priorities left out get none (services/customer_updates.py).
     progress_updates: dict[Priority, Duration] = {}
 
     @model_validator(mode="after")
@@ -73,8 +77,14 @@ class SlaPolicy(PolicyModel):
                 message = f"{status!r} cannot pause the clock; expected a status such as on_hold"
                 problems.append((("pause_on", index), message))
         for priority, every in self.progress_updates.items():
-            if every <= timedelta():
-                problems.append((("progress_updates", priority), "expected a positive duration"))
+            if every < MIN_UPDATE_INTERVAL:
+                problems.append(
+                    (
+                        ("progress_updates", priority),
+                        f"expected at least {MIN_UPDATE_INTERVAL_TEXT}: each interval mails the "
+                        "reporter, more often floods their mailbox",
+                    )
+                )
         raise_if(problems)
         return self
 

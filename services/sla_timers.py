@@ -19,6 +19,7 @@ from itilflow.models import (
     OPEN_STATUSES,
     FlowTrigger,
     Incident,
+    TimelineEntry,
     add_trigger,
     get_timeline,
     list_triggers,
@@ -33,8 +34,11 @@ from itilflow.policies import (
     escalation_schedule,
     progress_interval,
 )
+from itilflow.services import customer_updates
 
-TIMER_KINDS = ("escalation", "response_due", "resolution_due", "progress")
+# "progress" (the assignee's reminder counted from opening) is planned no more: the customer's
+# updates replaced it. It stays a kind so that rows stored before are cancelled or fired.
+TIMER_KINDS = ("escalation", "response_due", "resolution_due", "customer_update", "progress")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,11 @@ def plan_timers(
     policies: Policies,
     fired_keys: set[str],
     now: datetime,
+    *,
+    last_update: datetime | None = None,
 ) -> list[PlannedTimer]:
+    """The timers the incident should have at `now`; `last_update`: when the customer last got
+    a progress update (None: not yet)."""
     if incident.status not in OPEN_STATUSES or not incident.priority:
         return []
     figures = compute_sla(events, policies.sla, incident.priority, now)
@@ -80,16 +88,11 @@ def plan_timers(
 
     interval = progress_interval(policies.sla, incident.priority)
     if interval and not figures.paused:
-        # Reminders count from opening; the next one is the first not yet sent.
-        sequence = 1
-        while f"progress:{sequence}" in fired_keys:
-            sequence += 1
         planned.append(
             PlannedTimer(
-                f"progress:{sequence}",
-                "progress",
-                incident.opened_at + interval * sequence,
-                {"sequence": sequence},
+                customer_updates.next_key(fired_keys),
+                customer_updates.KIND,
+                customer_updates.next_due(incident.opened_at, events, last_update, interval),
             )
         )
     return [timer for timer in planned if timer.key not in fired_keys]
@@ -97,25 +100,28 @@ def plan_timers(
 
 def status_events(session: Session, incident_id: int) -> list[StatusEvent]:
     """The timeline entries that drive the SLA clocks, as the policies read them."""
+    return clock_events(get_timeline(session=session, incident_id=incident_id))
+
+
+def clock_events(entries: list[TimelineEntry]) -> list[StatusEvent]:
     return [
-        StatusEvent(at=entry.at, kind=entry.kind)
-        for entry in get_timeline(session=session, incident_id=incident_id)
-        if entry.kind in CLOCK_KINDS
+        StatusEvent(at=entry.at, kind=entry.kind) for entry in entries if entry.kind in CLOCK_KINDS
     ]
 
 
 def sync_triggers(*, session: Session, incident: Incident, policies: Policies) -> None:
     assert incident.id is not None
-    events = status_events(session, incident.id)
+    entries = get_timeline(session=session, incident_id=incident.id)
+    events = clock_events(entries)
     stored = {
         trigger.key: trigger
         for trigger in list_triggers(session=session, incident_id=incident.id)
         if trigger.kind in TIMER_KINDS
     }
     fired = {key for key, trigger in stored.items() if trigger.done_at is not None}
-    planned = {
-        timer.key: timer for timer in plan_timers(incident, events, policies, fired, clock.now())
-    }
+    last_update = customer_updates.last_update_at(entries)
+    timers = plan_timers(incident, events, policies, fired, clock.now(), last_update=last_update)
+    planned = {timer.key: timer for timer in timers}
     now = clock.now()
     for key, trigger in stored.items():
         if not trigger.pending:
@@ -183,6 +189,10 @@ TIMER_SPECS: dict[str, TimerSpec] = {
     ),
     "progress": TimerSpec(
         template="progress_reminder", timeline="progress_reminder", audience=["assignee"]
+    ),
+    # To the reporter; the assignee too when there is nothing new to say (check_sla_timers).
+    "customer_update": TimerSpec(
+        template="customer_update", timeline=customer_updates.KIND, audience=["reporter"]
     ),
 }
 

@@ -44,7 +44,8 @@ def test_a_new_p1_has_its_whole_chain_and_both_deadlines(policies):
     timers = plan(policies, make_incident(policies), events((0, "opened")))
     assert timers["response_due"].due_at == OPENED + timedelta(minutes=30)
     assert timers["resolution_due"].due_at == OPENED + timedelta(hours=4)
-    assert timers["progress:1"].due_at == OPENED + timedelta(minutes=30)
+    assert timers["customer_update:1"].due_at == OPENED + timedelta(minutes=30)
+    assert not [key for key in timers if key.startswith("progress")]  # replaced by the above
     escalations = sorted(
         (t.due_at - OPENED, t.data["notify"]) for t in timers.values() if t.kind == "escalation"
     )
@@ -74,7 +75,7 @@ def test_on_hold_pauses_resolution_and_reminders(policies):
         now_minutes=20,
     )
     assert "resolution_due" not in timers
-    assert not [key for key in timers if key.startswith("progress")]
+    assert not [key for key in timers if key.startswith("customer_update")]
 
 
 def test_resume_moves_the_resolution_deadline_by_the_hold(policies):
@@ -88,11 +89,20 @@ def test_resume_moves_the_resolution_deadline_by_the_hold(policies):
     assert timers["resolution_due"].due_at == OPENED + timedelta(hours=5)
 
 
-def test_fired_timers_are_never_planned_again_and_reminders_move_on(policies):
-    fired = {"escalation:0:0", "progress:1", "progress:2"}
-    timers = plan(policies, make_incident(policies), events((0, "opened")), fired, 61)
-    assert "escalation:0:0" not in timers
-    assert timers["progress:3"].due_at == OPENED + timedelta(minutes=90)
+def test_fired_timers_are_never_planned_again_and_updates_move_on(policies):
+    fired = {"escalation:0:0", "customer_update:1", "customer_update:2"}
+    timers = plan_timers(
+        make_incident(policies),
+        events((0, "opened")),
+        policies,
+        fired,
+        OPENED + timedelta(minutes=61),
+        last_update=OPENED + timedelta(minutes=60, seconds=5),
+    )
+    keys = {timer.key: timer for timer in timers}
+    assert "escalation:0:0" not in keys
+    # An interval after the last update sent, not after its due time.
+    assert keys["customer_update:3"].due_at == OPENED + timedelta(minutes=90, seconds=5)
 
 
 def test_resolved_and_closed_incidents_have_no_timers(policies):

@@ -14,15 +14,19 @@ from itilflow.services.sla_timers import TIMER_SPECS, load_timer, sync_triggers
 
 
 @task(name="record-sla-timers", retries=2, retry_delay_seconds=1)
-def record_sla_timers(trigger_ids: list[int]) -> None:
-    """Write each escalation or breach to its timeline, close the timer, plan the next one."""
+def record_sla_timers(
+    trigger_ids: list[int], details: dict[int, dict[str, Any]] | None = None
+) -> None:
+    """Write each escalation, breach or update to its timeline, close the timer, plan the next
+    one. `details`: what a timer's entry records besides its own data (by trigger id)."""
     rt = runtime()
+    details = details or {}
     with session_scope(rt.engine) as session:
         for trigger_id in trigger_ids:
-            _record(session, rt, trigger_id)
+            _record(session, rt, trigger_id, details.get(trigger_id, {}))
 
 
-def _record(session: Any, rt: Any, trigger_id: int) -> None:
+def _record(session: Any, rt: Any, trigger_id: int, details: dict[str, Any]) -> None:
     trigger = load_timer(session, trigger_id)
     if trigger.done_at is not None:
         return  # a retried run: recorded already
@@ -40,6 +44,7 @@ def _record(session: Any, rt: Any, trigger_id: int) -> None:
             "due_at": trigger.due_at.isoformat(),
             "late_seconds": round(lateness, 3),
             **trigger.data,
+            **details,
         },
     )
     finish_trigger(session=session, trigger_id=trigger_id, flow_run_id=None)

@@ -56,6 +56,7 @@ def _plan(session: Session, rt: Any, wanted: NotificationRequest) -> Notificatio
             "known_error": None,
             **extra,
         }
+    language = wanted.get("language") or incident.language or route.language
     context = {
         "incident": incident_context(
             session, incident, policies=rt.policies, public_url=rt.settings.public_url or ""
@@ -70,5 +71,5 @@ def _plan(session: Session, rt: Any, wanted: NotificationRequest) -> Notificatio
         actor=wanted["actor"],
         emails=emails,
         tags=tags,
-        message=render_message(template, incident.language or route.language, context),
+        message=render_message(template, language, context),
     )

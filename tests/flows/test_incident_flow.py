@@ -82,7 +82,7 @@ async def test_new_incident_is_classified_assigned_notified_and_timed(
     ]
     assert timeline[6:] == []  # the chain's first page is 5 minutes away
     timers = pending_keys(rt, ref["id"])
-    assert {"response_due", "resolution_due", "progress:1"} <= timers
+    assert {"response_due", "resolution_due", "customer_update:1"} <= timers
     assert any(key.startswith("escalation:") for key in timers)
 
 
@@ -130,7 +130,7 @@ async def test_escalation_fires_when_due_and_stops_on_acknowledge(
     await run(rt)
     assert first.key not in pending_keys(rt, ref["id"])
     fired = [
-        k for k in kinds(rt, ref["id"]) if k in {"escalated", "sla_breached", "progress_reminder"}
+        k for k in kinds(rt, ref["id"]) if k in {"escalated", "sla_breached", "customer_update"}
     ]
     assert len(fired) == 1
     assert http_sink.wait_for(1)
@@ -229,7 +229,7 @@ async def test_a_notification_that_finally_fails_is_on_the_timeline(
     assert "sla_started" in kinds(rt, ref["id"])
 
 
-async def test_unanswered_p1_climbs_the_chain_and_reminds_every_30_minutes(
+async def test_unanswered_p1_climbs_the_chain_and_updates_every_30_minutes(
     client, rt, smtp_server, http_sink
 ):
     clock.freeze(MONDAY_MORNING)
@@ -242,11 +242,13 @@ async def test_unanswered_p1_climbs_the_chain_and_reminds_every_30_minutes(
     timeline = kinds(rt, ref["id"])
     assert timeline.count("escalated") == 6  # 5m, 10m, 15m, 20m, 25m, 30m of the P1 chain
     assert timeline.count("sla_breached") == 1  # no response within 30 minutes
-    assert timeline.count("progress_reminder") == 1
+    # The reporter's update replaced the assignee's progress reminder (issue 15, item 3).
+    assert timeline.count("customer_update") == 1
     recipients = {rcpt for mail in smtp_server.mails for rcpt in mail.rcpt_tos}
     assert {"chen@example.com", "zhou@example.com"} <= recipients  # group lead, manager
+    assert "owner@example.com" in recipients  # the reporter's update
     pending = pending_keys(rt, ref["id"])
-    assert "progress:2" in pending and "progress:1" not in pending
+    assert "customer_update:2" in pending and "customer_update:1" not in pending
 
     with Session(rt.engine) as session:
         lateness = [

@@ -31,6 +31,17 @@ SPARSE_EXTRAS = {
     "escalation": {"overdue_since": None},
     "sla_breach": {"due_at": None},
     "progress_reminder": {"last_update": None},
+    "customer_update": {
+        "news": False,
+        "latest_comment": None,
+        "latest_comment_at": None,
+        "next_update_at": None,
+    },
+    "customer_update_reminder": {
+        "reporter_told": False,
+        "latest_comment_at": None,
+        "next_update_at": None,
+    },
     "incident_resolved": {"resolution": None, "known_error": None},
     "follow_up_opened": {"comment": None},
 }

@@ -31,6 +31,11 @@ _EXTRAS: dict[str, Any] = {
     "summary": "Verification failed; 2 steps rolled back.",
     "codes": 10,
     "contacts": "zhou",
+    "news": True,
+    "latest_comment": "The vendor confirmed the fault; a fix is being rolled out.",
+    "latest_comment_at": "2026-11-23 10:20 UTC",
+    "next_update_at": "2026-11-23 11:00 UTC",
+    "reporter_told": True,
 }
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Index,
     Integer,
     UniqueConstraint,
+    case,
     func,
     or_,
     text,
@@ -280,8 +281,14 @@ def next_due_at(*, session: Session) -> datetime | None:
 
 
 def finish_trigger(*, session: Session, trigger_id: int, flow_run_id: str | None) -> None:
+    """Mark a trigger done once its run completed; unless its deadline moved into the future
+    while it ran (an incident resumed, a timer re-planned): then it is pending again at the new
+    time, its claim released, instead of being marked done and never firing."""
+    now = clock.now()
+    moved = (col(FlowTrigger.done_at).is_(None)) & (col(FlowTrigger.due_at) > now)
     values: dict[str, Any] = {
-        "done_at": func.coalesce(FlowTrigger.done_at, clock.now()),
+        "done_at": case((moved, None), else_=func.coalesce(FlowTrigger.done_at, now)),
+        "claimed_until": case((moved, None), else_=FlowTrigger.claimed_until),
         "last_error": None,
     }
     if flow_run_id:

@@ -31,6 +31,10 @@ _EXTRAS: dict[str, Any] = {
     "summary": "Verification failed; 2 steps rolled back.",
     "codes": 10,
     "contacts": "zhou",
+    "requester": "owner",
+    "accept_url": "https://itilflow.example/acceptance/tok?decision=accept",
+    "accept_by": "2026-11-29 22:00 CST",
+    "done": "bump version; verified: health",
 }
 
 

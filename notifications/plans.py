@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from sqlmodel import Session
 
@@ -63,6 +63,9 @@ class NotificationPlan(TypedDict):
     emails: list[str]
     tags: list[str]
     message: dict[str, str]  # RenderedMessage's fields
+    # Files the mail carries (a report's PDF): path, filename, mime_type. By path, so that a kept
+    # plan stays small; the files live in the data folder, read when the mail goes.
+    attachments: NotRequired[list[dict[str, str]]]
 
 
 def make_plan(subject: Subject, message: RenderedMessage, **fields: Any) -> NotificationPlan:

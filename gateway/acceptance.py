@@ -19,11 +19,10 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
 from itilflow.gateway import browser
+from itilflow.gateway.approvals import mail_code
 from itilflow.gateway.deps import Gateway, GatewayDep
 from itilflow.gateway.html import render_page
 from itilflow.models import ApprovalRequest, Change, add_change_entry
-from itilflow.notifications import NotificationError, asend_email, render_message
-from itilflow.notifications.change_context import change_context
 from itilflow.policies import format_duration
 from itilflow.services import changes
 from itilflow.services.changes import acceptance
@@ -84,7 +83,9 @@ def _open(gateway: Gateway, token: str) -> tuple[ApprovalRequest, Change] | HTML
     return request, change
 
 
-def _refused(gateway: Gateway, request: ApprovalRequest, change: Change, person: Principal):
+def _refused(
+    gateway: Gateway, request: ApprovalRequest, change: Change, person: Principal
+) -> HTMLResponse:
     """Someone signed in who is neither the requester nor a change manager: on the timeline."""
     log.warning("acceptance request %s: %s may not decide: refused", request.id, person.name)
     with Session(gateway.engine) as session:
@@ -298,7 +299,8 @@ def _send_code(
             return page(NOT_RECORDED, message=f"{exc}.", status_code=409)
         session.commit()  # stored before it is mailed: the requester may be quick
     masked = mask_address(address)
-    if not asyncio.run(_mail_code(gateway, request, change, decision, address, plain)):
+    extras = {"requester": request.approver, "decision": decision}
+    if not asyncio.run(mail_code(gateway, "acceptance_code", change, extras, address, plain)):
         with Session(gateway.engine) as session:
             assert issued.id is not None
             withdraw_approval_code(session=session, code_id=issued.id)
@@ -319,37 +321,3 @@ def _send_code(
         f"within {format_duration(policy.code_valid_for)}; nothing is decided until then.",
         code_form={"decision": decision, "reason": reason},
     )
-
-
-async def _mail_code(
-    gateway: Gateway,
-    request: ApprovalRequest,
-    change: Change,
-    decision: str,
-    address: str,
-    code: str,
-) -> bool:
-    """Mail the code at once (a code is worth minutes: not kept for redelivery, as the approval
-    codes); False when it failed."""
-    policies = gateway.policies
-    message = render_message(
-        "acceptance_code",
-        policies.change.language,
-        {
-            "change": change_context(
-                change, policies=policies, public_url=gateway.settings.public_url or ""
-            ),
-            "requester": request.approver,
-            "decision": decision,
-            "code": code,
-            "valid_minutes": int(
-                policies.change.approval_links.code_valid_for.total_seconds() // 60
-            ),
-        },
-    )
-    try:
-        await asend_email(message, to=[address], settings=gateway.code_mail)
-    except (NotificationError, ValueError) as exc:
-        log.warning("acceptance code mail for request %s failed: %s", request.id, exc)
-        return False
-    return True

@@ -20,6 +20,7 @@ from tests.console.support import sign_in
 from tests.support.approval_codes import wait_for_code
 from tests.support.change_policy import use_change_policy
 from tests.support.csrf import post_form
+from tests.support.smtp import free_port
 
 PLAN = {
     "steps": [
@@ -190,3 +191,20 @@ def test_reopen_makes_a_new_version_to_approve(rt):
     assert outcome == "reopened"
     status, version, kinds = state(rt, change_id)
     assert (status, version) == ("submitted", 2) and "reopened" in kinds
+
+
+def test_a_code_mail_that_fails_decides_nothing_and_may_be_asked_again(rt, smtp_server):
+    use_change_policy(rt, acceptance=Acceptance(required=True))
+    change_id, token = verified_change(rt, "owner", "owner@example.com")
+    unreachable = rt.settings.model_copy(update={"smtp_port": free_port()})
+    with TestClient(create_app(unreachable, rt.policies)) as browser:
+        failed = post_form(browser, f"/acceptance/{token}", {"decision": "accept"})
+    assert failed.status_code == 503 and "could not be sent" in failed.text
+    with TestClient(create_app(rt.settings, rt.policies)) as browser:
+        # The failed code was withdrawn: no resend wait, a new one goes at once.
+        again = post_form(browser, f"/acceptance/{token}", {"decision": "accept"})
+        assert again.status_code == 200 and 'id="code"' in again.text
+        code = wait_for_code(smtp_server, "owner@example.com")
+        done = post_form(browser, f"/acceptance/{token}", {"decision": "accept", "code": code})
+    assert done.status_code == 200
+    assert state(rt, change_id)[0] == "successful"

@@ -208,3 +208,16 @@ def test_a_code_mail_that_fails_decides_nothing_and_may_be_asked_again(rt, smtp_
         done = post_form(browser, f"/acceptance/{token}", {"decision": "accept", "code": code})
     assert done.status_code == 200
     assert state(rt, change_id)[0] == "successful"
+
+
+def test_markup_in_the_change_is_text_on_the_page(rt, page_client):
+    hostile = "<script>alert('x')</script>"
+    change_id, token = verified_change(rt, "owner", "owner@example.com")
+    with session_scope(rt.engine) as session:
+        change = changes.load_change(session, change_id)
+        change.title = hostile
+        change.review = {**REVIEW, "actions": [{**REVIEW["actions"][0], "name": hostile}]}
+        session.add(change)
+    shown = page_client.get(f"/acceptance/{token}")
+    assert shown.status_code == 200
+    assert hostile not in shown.text and "&lt;script&gt;" in shown.text

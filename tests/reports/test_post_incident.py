@@ -129,3 +129,21 @@ def test_without_a_root_cause_the_report_says_not_yet_known_in_both_languages(rt
     chinese = render_post_incident_html(report, "zh_CN")
     assert "故障分析报告" in chinese and "尚未查明" in chinese
     assert rt.policies.problem.post_incident.advice in chinese  # the policy's advice
+
+
+def test_markup_in_the_records_is_text_in_the_report(rt):
+    hostile = "<script>alert('x')</script>"
+    with session_scope(rt.engine) as session:
+        incident = Incident(title=hostile, priority="P1", description=hostile)
+        session.add(incident)
+        session.flush()
+        assert incident.id is not None
+        incident_id = incident.id
+    link_problem(rt, incident_id, root_cause=hostile)
+    with Session(rt.engine) as session:
+        incident = session.get(Incident, incident_id)
+        assert incident is not None
+        report = compute_post_incident(session, incident, resolution=1, policies=rt.policies)
+    for language in ("en", "zh_CN"):
+        html = render_post_incident_html(report, language)
+        assert hostile not in html and "&lt;script&gt;" in html

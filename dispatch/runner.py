@@ -47,6 +47,7 @@ from itilflow.models import (
     count_claimable,
     finish_trigger,
     number_of,
+    priority_of_rank,
     release_claims,
     release_trigger,
     renew_claims,
@@ -157,7 +158,11 @@ def _flow_for(batch: Batch) -> Coroutine[Any, Any, Any]:
         return open_incidents(incident_ids=incident_ids, return_state=True)
     if batch.flow == "resolved":
         resolutions = [
-            Resolution(incident_id=t.incident_id, resolution=int(t.key.partition(":")[2] or 1))
+            Resolution(
+                incident_id=t.incident_id,
+                resolution=int(t.key.partition(":")[2] or 1),
+                priority=priority_of_rank(t.priority_rank),
+            )
             for t in batch.triggers
         ]
         return incidents_resolved(resolutions=resolutions, return_state=True)

@@ -21,11 +21,13 @@ from itilflow.tasks.change.assess_change_risk import assess_change_risk
 from itilflow.tasks.change.begin_change import begin_change
 from itilflow.tasks.change.begin_implementation import begin_implementation
 from itilflow.tasks.change.check_window import check_window
+from itilflow.tasks.change.close_lapsed_acceptances import close_lapsed_acceptances
 from itilflow.tasks.change.confirm_run_lost import confirm_run_lost
 from itilflow.tasks.change.expire_unanswered_changes import expire_unanswered_changes
 from itilflow.tasks.change.kill_lost_steps import kill_lost_steps
 from itilflow.tasks.change.mark_crashed import mark_crashed
 from itilflow.tasks.change.open_rollback_incident import open_rollback_incident
+from itilflow.tasks.change.plan_acceptance_request import plan_acceptance_request
 from itilflow.tasks.change.plan_approval_reminders import plan_approval_reminders
 from itilflow.tasks.change.plan_change_notification import plan_change_notification
 from itilflow.tasks.change.record_approval_input import record_approval_input
@@ -86,7 +88,10 @@ async def _close(change_id: int, outcome: dict[str, Any], lost_run_id: str | Non
     status = record_change_outcome(change_id, outcome, lost_run_id)
     if status == "rollback_failed":
         open_rollback_incident(change_id)
-    await notify_change(change_id, status)
+    if status == "awaiting_signoff":  # verified: the requester accepts or rejects next
+        await deliver_and_keep(plan_acceptance_request(change_id))
+    else:
+        await notify_change(change_id, status)
     return status
 
 
@@ -240,21 +245,25 @@ async def request_change(
 @flow(name="remind-approvers")
 async def remind_approvers() -> dict[str, int]:
     """Scheduled: remind approvers who have not answered, escalate to the policy's contact,
-    expire changes whose stage went unanswered too long, start the runs of changes that need
-    one (stored while the engine could not be reached, or decided while nothing ran), and
-    recover changes whose implementing run ended without them (a lost run the triggers
-    missed)."""
+    expire changes whose stage went unanswered too long, close changes whose acceptance window
+    lapsed (accepted by lapse), start the runs of changes that need one (stored while the
+    engine could not be reached, or decided while nothing ran), and recover changes whose
+    implementing run ended without them (a lost run the triggers missed)."""
     reminders = plan_approval_reminders()
     await deliver_and_keep(reminders)  # a reminder that fails is kept and redelivered
     reminded = len(reminders)
     expired = expire_unanswered_changes()
     for change_id in expired:
         await notify_change(change_id, "expired")
+    lapsed = close_lapsed_acceptances()
+    for change_id in lapsed:
+        await notify_change(change_id, "accepted_by_lapse")
     started = await start_waiting_changes()
     recovering = await recover_lost_implementations()
     return {
         "reminded": reminded,
         "expired": len(expired),
+        "accepted_by_lapse": len(lapsed),
         "started": started,
         "recovering": recovering,
     }

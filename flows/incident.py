@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from itilflow.flows.naming import incidents_run_name, steps_untagged, triggers_run_name
 from itilflow.flows.notify import deliver_and_keep
 from itilflow.notifications.plans import NotificationRequest, request
+from itilflow.runtime import runtime
 from itilflow.tasks.incident.assign_incident import assign_incidents
 from itilflow.tasks.incident.check_sla_timers import check_sla_timers
 from itilflow.tasks.incident.classify_incident import classify_incidents
@@ -23,12 +24,16 @@ from itilflow.tasks.incident.match_known_error import match_known_errors
 from itilflow.tasks.incident.record_sla_timers import record_sla_timers
 from itilflow.tasks.incident.start_sla_timers import start_sla_timers
 from itilflow.tasks.incident.survey_links import survey_links
+from itilflow.tasks.incident.write_post_incident_reports import write_post_incident_reports
 from itilflow.tasks.notify.plan_notifications import plan_notifications
 
 
 class Resolution(BaseModel):
     incident_id: int
     resolution: int = 1  # the incident's n-th resolution: a reopened one is surveyed again
+    # Its priority when it was resolved (the trigger's); None: not known here, the report's
+    # step reads the incident.
+    priority: str | None = None
 
 
 @flow(name="open-incidents", flow_run_name=incidents_run_name("open"), retries=1)
@@ -58,7 +63,14 @@ async def open_incidents(incident_ids: list[int]) -> dict[int, str]:
 @flow(name="incidents-resolved", flow_run_name=incidents_run_name("resolved"), retries=1)
 @steps_untagged
 async def incidents_resolved(resolutions: list[Resolution]) -> None:
-    """Tell the routed channels and ask each reporter for a score."""
+    """Tell the routed channels and ask each reporter for a score; then write the post-incident
+    report of each major incident (problem.yaml `post_incident`) and mail it.
+
+    The report is a step of this flow rather than a flow of its own: the resolution's trigger
+    is already durable (a batch that fails is run again by the runner, and what was delivered is
+    not sent twice), so a report is never lost nor mailed twice without a second schedule or
+    deployment; it comes after the announcements and surveys, so rendering the PDF (about a
+    second) delays none of them."""
     links = survey_links([r.incident_id for r in resolutions])
     announcements = [
         request(
@@ -83,6 +95,12 @@ async def incidents_resolved(resolutions: list[Resolution]) -> None:
         if r.incident_id in links
     ]
     await notify_incidents(announcements + surveys)
+    major = runtime().policies.problem.post_incident.priorities
+    reviewed = [r for r in resolutions if r.priority is None or r.priority in major]
+    if reviewed:
+        await deliver_and_keep(
+            write_post_incident_reports([(r.incident_id, r.resolution) for r in reviewed])
+        )
 
 
 async def notify_incidents(requests: list[NotificationRequest]) -> None:

@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from itilflow.engine import ChangeEngine, PrefectChangeEngine
 from itilflow.gateway import (
+    acceptance,
     access,
     alerts,
     api_docs,
@@ -59,6 +60,7 @@ ROUTERS = (
     changes.router,
     change_templates.router,
     approvals.router,
+    acceptance.router,
     problems.router,
     knowledge.router,
     inspections.router,

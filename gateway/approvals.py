@@ -373,25 +373,34 @@ async def _mail_code(
     code: str,
 ) -> bool:
     """Mail the code (the runtime's mail settings, with a short timeout); False when it failed."""
+    extras = {"approver": request.approver, "decision": decision}
+    return await mail_code(gateway, "approval_code", change, extras, address, code)
+
+
+async def mail_code(
+    gateway: Gateway,
+    template: str,
+    change: Change,
+    extras: dict[str, Any],
+    address: str,
+    code: str,
+) -> bool:
+    """Mail a one-time code of a change's link (`template`: approval_code or acceptance_code)
+    at once, with the code mail's short timeout; False when it failed."""
     policies = gateway.policies
-    message = render_message(
-        "approval_code",
-        policies.change.language,
-        {
-            "change": change_context(
-                change, policies=policies, public_url=gateway.settings.public_url or ""
-            ),
-            "approver": request.approver,
-            "decision": decision,
-            "code": code,
-            "valid_minutes": int(
-                policies.change.approval_links.code_valid_for.total_seconds() // 60
-            ),
-        },
-    )
+    valid_for = policies.change.approval_links.code_valid_for
+    context = {
+        "change": change_context(
+            change, policies=policies, public_url=gateway.settings.public_url or ""
+        ),
+        "code": code,
+        "valid_minutes": int(valid_for.total_seconds() // 60),
+        **extras,
+    }
+    message = render_message(template, policies.change.language, context)
     try:
         await asend_email(message, to=[address], settings=gateway.code_mail)
     except (NotificationError, ValueError) as exc:
-        log.warning("approval code mail for request %s failed: %s", request.id, exc)
+        log.warning("%s for %s failed: %s", template, change.number, exc)
         return False
     return True

@@ -30,6 +30,12 @@ class ChangeStatus(StrEnum):
     cancelled = "cancelled"
     # The run died while the change was being applied: someone must look before anything else.
     crashed = "crashed"
+    # Implemented and verified by the engineers; the requester tests the business function and
+    # accepts or rejects (change.yaml `acceptance`). At most 17 letters: SQLite's column is
+    # VARCHAR(17) from the baseline (migration 0014 adds the members to PostgreSQL's type).
+    awaiting_signoff = "awaiting_signoff"
+    # The requester rejected the implemented change and the policy closes it so.
+    customer_rejected = "customer_rejected"
 
 
 # A change may still be edited (and its approvals restarted) in these states.
@@ -48,6 +54,7 @@ FINAL = (
     ChangeStatus.refused,
     ChangeStatus.expired,
     ChangeStatus.cancelled,
+    ChangeStatus.customer_rejected,
 )
 
 

@@ -63,6 +63,11 @@ def rank_of(priority: str | None) -> int:
     return NO_PRIORITY
 
 
+def priority_of_rank(rank: int) -> str | None:
+    """The priority a rank stands for (1 -> P1); None for NO_PRIORITY (none, or unknown)."""
+    return f"P{rank}" if rank < NO_PRIORITY else None
+
+
 class Subject(NamedTuple):
     """The record a trigger (or a notification) is about: ("change", 3) is CHG-000003."""
 

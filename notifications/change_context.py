@@ -12,6 +12,7 @@ from itilflow.notifications.messages import render_message
 from itilflow.notifications.plans import NotificationPlan, make_plan
 from itilflow.policies import Policies
 from itilflow.services.changes import approval_token
+from itilflow.services.changes.acceptance import acceptance_token
 
 
 def change_url(public_url: str, change_id: int) -> str:
@@ -120,3 +121,46 @@ def link_locked_mails(
         for who in dict.fromkeys([request.approver, *contacts])
         if (address := email_of(session, who))
     ]
+
+
+def what_was_done(change: Change) -> str:
+    """The review's steps and checks in one line, for the requester who is asked to accept."""
+    actions = (change.review or {}).get("actions", [])
+    steps = [a["name"] for a in actions if a.get("phase") == "step" and a.get("ok")]
+    checks = [a["name"] for a in actions if a.get("phase") == "verify" and a.get("ok")]
+    done = ", ".join(steps) or change.title
+    return done + (f"; verified: {', '.join(checks)}" if checks else "")
+
+
+def acceptance_mail(
+    change: Change,
+    request: ApprovalRequest,
+    *,
+    address: str,
+    secret: str,
+    policies: Policies,
+    public_url: str,
+) -> NotificationPlan:
+    """The requester's acceptance request with its signed accept and reject links, as a plan
+    for the delivery pipeline (one per acceptance request: a rerun sends it once)."""
+    assert change.id is not None
+    link = f"{public_url}/acceptance/{acceptance_token(request, secret=secret)}"
+    until = request.expires_at.astimezone(policies.change.zone).strftime("%Y-%m-%d %H:%M %Z")
+    context = {
+        "change": change_context(change, policies=policies, public_url=public_url),
+        "requester": request.approver,
+        "accept_url": f"{link}?decision=accept",
+        "reject_url": f"{link}?decision=reject",
+        "accept_by": until,
+        "done": what_was_done(change),
+    }
+    return make_plan(
+        Subject("change", change.id),
+        number=change_number(change.id),
+        key=f"acceptance:{request.id}",
+        template="acceptance_request",
+        actor="flow:change",
+        emails=[address],
+        tags=[],
+        message=render_message("acceptance_request", policies.change.language, context),
+    )

@@ -82,6 +82,9 @@ CHANGE_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "approval_code": ("approver", "decision", "code", "valid_minutes"),
     # An approval link locked after its code cap, to the approver and the change managers.
     "approval_link_locked": ("approver", "stage", "codes", "contacts"),
+    # The requester asked to accept an implemented, verified change (decision: accept | reject).
+    "acceptance_request": ("requester", "accept_url", "reject_url", "accept_by", "done"),
+    "acceptance_code": ("requester", "decision", "code", "valid_minutes"),
 }
 TEMPLATE_EXTRAS = {**TEMPLATE_EXTRAS, **CHANGE_TEMPLATE_EXTRAS}
 TEMPLATES: tuple[str, ...] = tuple(TEMPLATE_EXTRAS)

@@ -69,6 +69,9 @@ class NotificationPlan(TypedDict):
     emails: list[str]
     tags: list[str]
     message: dict[str, str]  # RenderedMessage's fields
+    # Files the mail carries (a report's PDF): path, filename, mime_type. By path, so that a kept
+    # plan stays small; the files live in the data folder, read when the mail goes.
+    attachments: NotRequired[list[dict[str, str]]]
 
 
 def make_plan(subject: Subject, message: RenderedMessage, **fields: Any) -> NotificationPlan:

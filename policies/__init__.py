@@ -14,6 +14,7 @@ from itilflow.policies.assignment import (
 )
 from itilflow.policies.calendars import Calendar, CalendarSpec
 from itilflow.policies.change import (
+    Acceptance,
     ApprovalLinks,
     ApprovalStage,
     ChangePolicy,
@@ -85,6 +86,7 @@ __all__ = [
     "may_request_template",
     "NoAllowedStart",
     "RiskAssessment",
+    "Acceptance",
     "Segregation",
     "approval_stages",
     "assess_risk",

@@ -132,6 +132,27 @@ class Segregation(PolicyModel):
     one_vote_per_person: StrictBool = True
 
 
+class Acceptance(PolicyModel):
+    """The requester's acceptance of an implemented and verified change (the customer's half of
+    the double acceptance; the engineers' half is the plan's verification)."""
+
+    # False: a verified change is successful at once, as before acceptance existed.
+    required: StrictBool = False
+    # How long the requester has; a window that lapses closes the change as accepted by lapse
+    # (the `remind-approvers` sweep does it).
+    window: Duration = timedelta(days=5)
+    # A rejection (a reason is required): "reopen" sends the change back to `submitted` as a new
+    # version, so it is assessed, approved and implemented again (the plan may be edited first);
+    # "close" records it and closes the change as customer_rejected.
+    on_reject: Literal["reopen", "close"] = "reopen"
+
+    @model_validator(mode="after")
+    def _check(self) -> Acceptance:
+        if self.window <= timedelta():
+            raise_if([(("window",), "expected a duration above 0, like '5d'")])
+        return self
+
+
 class ChangePolicy(PolicyModel):
     timezone: TimeZoneName = "UTC"
     risk: RiskPolicy = RiskPolicy()
@@ -141,6 +162,7 @@ class ChangePolicy(PolicyModel):
     timing: ApprovalTiming = ApprovalTiming()
     approval_links: ApprovalLinks = ApprovalLinks()
     segregation: Segregation = Segregation()
+    acceptance: Acceptance = Acceptance()
     # The P1 incident opened when a rollback fails goes to this category's group.
     rollback_failure_category: Name = "software"
     # Apprise tags told of every change's outcome.

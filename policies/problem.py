@@ -75,6 +75,28 @@ def _default_detect() -> dict[MatchKind, DetectionRule]:
     }
 
 
+DEFAULT_ADVICE = (
+    "Check the monitoring thresholds of the affected services, and review the runbook with the "
+    "on-call team within one week."
+)
+# Who gets a post-incident report besides `post_incident.recipients`.
+Stakeholder = Literal["reporter", "assignee", "group_lead", "group_manager"]
+
+
+class PostIncident(PolicyModel):
+    """The post-incident (fault analysis) report written when a major incident is resolved."""
+
+    # Resolving an incident of these priorities writes the report; [] writes none.
+    priorities: list[Name] = ["P1"]
+    stakeholders: list[Stakeholder] = ["reporter", "group_lead", "group_manager"]
+    # Addresses that get every report (a service manager's list).
+    recipients: list[str] = []
+    # None: the incident's language, else problem.yaml's `language`.
+    language: Language | None = None
+    # Advice given after the problem's workaround and its known error's (if any).
+    advice: str = DEFAULT_ADVICE
+
+
 class ProblemPolicy(PolicyModel):
     # A cron line (minute hour day month weekday) read in `timezone`; prefect.yaml's deployment
     # `review-problems` carries the same schedule (a test keeps the two in step).
@@ -102,6 +124,7 @@ class ProblemPolicy(PolicyModel):
     # A fixed problem closes once this long has passed since the fix without a new incident.
     quiet_period: Duration = timedelta(days=14)
     known_error_match: KnownErrorMatch = KnownErrorMatch()
+    post_incident: PostIncident = PostIncident()
 
     @model_validator(mode="after")
     def _check(self) -> ProblemPolicy:

@@ -15,6 +15,7 @@ from itilflow.models import (
 )
 from itilflow.runtime import runtime
 from itilflow.services import changes
+from itilflow.services.changes import acceptance
 
 
 @task(name="record-change-outcome")
@@ -72,7 +73,26 @@ def record_change_outcome(
                 f"run {lost_run_id} was lost mid-implementation",
                 data={"lost_run_id": lost_run_id, "outcome": change.status.value},
             )
+        if _to_be_accepted(session, change, rt.policies.change.acceptance.required):
+            acceptance.ask_for_acceptance(session=session, change=change, policies=rt.policies)
         return change.status.value
+
+
+def _to_be_accepted(session: Any, change: Change, required: bool) -> bool:
+    """A verified change waits for its requester when the policy asks for it and a code can
+    reach them (else nobody could accept it, and the window would only delay the close)."""
+    if not required or change.status != ChangeStatus.successful:
+        return False
+    if acceptance.code_address(session, change) is None:
+        add_change_entry(
+            session=session,
+            change_id=change.id or 0,
+            kind="acceptance_skipped",
+            actor="flow:implement-change",
+            message=f"no acceptance asked: {change.requester} has no address on record",
+        )
+        return False
+    return True
 
 
 def summary_of(change: Change) -> str:

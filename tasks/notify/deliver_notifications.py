@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -10,6 +11,7 @@ from prefect import task
 from itilflow import metrics
 from itilflow.models import add_subject_entry, notified_keys, session_scope
 from itilflow.notifications import NotificationError, RenderedMessage, asend_chat, asend_email
+from itilflow.notifications.mail import Attachment
 from itilflow.notifications.plans import (
     NotificationPlan,
     channels_left,
@@ -57,7 +59,12 @@ async def _send(rt: Any, plan: NotificationPlan, channel: str, gate: asyncio.Sem
     message = plan["message"]
     async with gate:
         if channel == "email":
-            await asend_email(RenderedMessage(**message), to=plan["emails"], settings=rt.mail)
+            await asend_email(
+                RenderedMessage(**message),
+                to=plan["emails"],
+                settings=rt.mail,
+                attachments=[_attachment(a) for a in plan.get("attachments", [])],
+            )
         else:
             await asend_chat(
                 title=message["chat_title"],
@@ -65,6 +72,11 @@ async def _send(rt: Any, plan: NotificationPlan, channel: str, gate: asyncio.Sem
                 tags=plan["tags"],
                 config=rt.settings.apprise_config,
             )
+
+
+def _attachment(described: dict[str, str]) -> Attachment:
+    data = Path(described["path"]).read_bytes()
+    return Attachment(described["filename"], data, described.get("mime_type", "application/pdf"))
 
 
 def _record_delivered(rt: Any, sent: list[tuple[NotificationPlan, str]]) -> None:

@@ -82,7 +82,7 @@ def test_a_fix_naming_a_change_no_row_can_have_is_refused(client: Any, rt: Any) 
     assert client.get(f"/api/problems/{problem}/timeline").json() == before
 
 
-@pytest.mark.parametrize("page", ["/surveys", "/approvals"])
+@pytest.mark.parametrize("page", ["/surveys", "/approvals", "/acceptance"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_link_with_non_ascii_characters_shows_the_bad_link_page(
     client: Any, page: str, method: str

@@ -36,6 +36,10 @@ _EXTRAS: dict[str, Any] = {
     "latest_comment_at": "2026-11-23 10:20 UTC",
     "next_update_at": "2026-11-23 11:00 UTC",
     "reporter_told": True,
+    "requester": "owner",
+    "accept_url": "https://itilflow.example/acceptance/tok?decision=accept",
+    "accept_by": "2026-11-29 22:00 CST",
+    "done": "bump version; verified: health",
 }
 
 

@@ -33,6 +33,8 @@ from itilflow.notifications.markdown import markdown_text
 from itilflow.notifications.templating import template_environment
 from itilflow.reports import charts
 from itilflow.reports.figures import IncidentSection, Report
+from itilflow.reports.period import Span
+from itilflow.reports.trends import section_deltas, summarise
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANGUAGES: tuple[str, ...] = ("en", "zh_CN")
@@ -97,16 +99,18 @@ def _variables(report: Report, language: str, **extra: Any) -> dict[str, Any]:
         "sections": report.sections,
         "incidents": report.incidents,
         "as_of_local": as_of.strftime("%Y-%m-%d %H:%M %Z"),
-        "s": strings(language),
+        "s": strings(language, report.span),
         **extra,
     }
 
 
-def strings(language: str) -> dict[str, Any]:
-    """The words of `language` (templates/<language>/strings.html)."""
+def strings(language: str, span: Span = "month") -> dict[str, Any]:
+    """The words of `language` (templates/<language>/strings.html) for a report of `span`: the
+    words that name the period ("this quarter", the title) come from its `spans` entry."""
     _check_language(language)
     module = _environment().get_template(f"{language}/strings.html").module
-    return dict(module.s)  # type: ignore[attr-defined]
+    words = dict(module.s)  # type: ignore[attr-defined]
+    return {**words, **words["spans"][span]}
 
 
 def incident_charts(section: IncidentSection) -> dict[str, Any]:
@@ -226,6 +230,8 @@ def _environment() -> ImmutableSandboxedEnvironment:
         baseline=baseline,
         incident_charts=incident_charts,
         change=change,
+        section_deltas=section_deltas,
+        summarise=summarise,
         MISSING=MISSING,
     )
     return environment

@@ -29,8 +29,8 @@ Formatter = Callable[[float], str]
 
 _LEFT, _RIGHT, _TOP, _BOTTOM = 34, 6, 8, 44
 _PLOT_W, _PLOT_H = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
-# An average glyph of DejaVu Sans is about 0.6 em wide (legend layout).
-_GLYPH = 0.6
+# An average Latin glyph of DejaVu Sans is about 0.6 em wide, a CJK one 1 em (legend layout).
+_GLYPH, _WIDE_GLYPH = 0.6, 1.0
 
 
 def percent(value: float) -> str:
@@ -140,6 +140,11 @@ def _x_labels(labels: Sequence[str]) -> list[str]:
     return parts
 
 
+def _text_width(text: str) -> float:
+    """About how many em `text` takes."""
+    return sum(_WIDE_GLYPH if ord(char) >= 0x2E80 else _GLYPH for char in text)
+
+
 def _legend(names: Sequence[str]) -> list[str]:
     parts = []
     x = float(_LEFT)
@@ -150,7 +155,7 @@ def _legend(names: Sequence[str]) -> list[str]:
             f'<rect x="{x:.1f}" y="{y - 7}" width="7" height="7" fill="{colour}"/>'
             f'<text x="{x + 9:.1f}" y="{y}" fill="#333">{escape(name)}</text>'
         )
-        x += 16 + FONT_SIZE * _GLYPH * len(name)
+        x += 16 + FONT_SIZE * _text_width(name)
     return parts
 
 

@@ -212,6 +212,8 @@ def _signed(value: float | None, kind: str = "num") -> str:
     sign = "+" if value > 0 else ("−" if value < 0 else "±")
     if kind == "pct":
         return f"{sign}{abs(value) * 100:.1f} pt"
+    if kind == "int":  # a count against a count (not an average): no decimals
+        return f"{sign}{abs(value):,.0f}"
     return f"{sign}{abs(value):,.1f}"
 
 

@@ -15,7 +15,7 @@ compared with the same quarter a year before when the report reaches back that f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from itilflow.reports.figures import Report
@@ -118,10 +118,16 @@ def section_deltas(report: Report, key: str) -> list[Delta]:
     months = getattr(data, "months", None)
     if months is None:
         return []
-    return [
+    deltas = [
         judge(trend, [_value(m, trend.path) for m in months], report.span)
         for trend in TRENDS.get(key, [])
     ]
+    back = PER_YEAR[report.span] + 1
+    if len(months) >= back and not any(d.values[-back] for d in deltas):
+        # Nothing at all a year before (no data yet): nothing to compare with, rather than
+        # "+50 against 0".
+        deltas = [replace(d, year_ago=None, year_ago_change=None) for d in deltas]
+    return deltas
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 from pydantic import AfterValidator, Field
 
 from itilflow.policies.routing import Language
@@ -33,6 +34,20 @@ Period = Annotated[
 ]
 
 
+_SPAN_OF_FLOW: dict[str, Span] = {
+    "monthly-health-report": "month",
+    "quarterly-health-report": "quarter",
+    "yearly-health-report": "year",
+}
+
+
+def _run_name() -> str:
+    """'health report 2026-Q3', or 'health report (last quarter)' for a scheduled run."""
+    period = flow_run.parameters.get("period")
+    span = _SPAN_OF_FLOW.get(flow_run.flow_name or "", "month")
+    return f"health report {period or f'(last {span})'}"
+
+
 async def _health_report(
     span: Span, period: str | None, language: str | None, what_if_policy_dir: str | None
 ) -> dict[str, Any]:
@@ -47,7 +62,7 @@ async def _health_report(
     return {**report.summary(), "files": files, "sent": sent}
 
 
-@flow(name="monthly-health-report", flow_run_name="health report {period}", retries=1)
+@flow(name="monthly-health-report", flow_run_name=_run_name, retries=1)
 async def monthly_health_report(
     period: Period | None = None,
     language: Language | None = None,
@@ -66,7 +81,7 @@ async def monthly_health_report(
     return await _health_report("month", period, language, what_if_policy_dir)
 
 
-@flow(name="quarterly-health-report", flow_run_name="health report {period}", retries=1)
+@flow(name="quarterly-health-report", flow_run_name=_run_name, retries=1)
 async def quarterly_health_report(
     period: Period | None = None,
     language: Language | None = None,
@@ -84,7 +99,7 @@ async def quarterly_health_report(
     return await _health_report("quarter", period, language, what_if_policy_dir)
 
 
-@flow(name="yearly-health-report", flow_run_name="health report {period}", retries=1)
+@flow(name="yearly-health-report", flow_run_name=_run_name, retries=1)
 async def yearly_health_report(
     period: Period | None = None,
     language: Language | None = None,

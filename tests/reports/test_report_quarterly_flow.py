@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowFilter,
+    FlowFilterName,
+)
 
 from itilflow import clock
 from itilflow.flows.report import quarterly_health_report
@@ -62,4 +67,8 @@ async def test_the_quarterly_report_is_mailed_with_its_summary_and_flags(
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["quarterly-health-report"]))
         )
-    assert artifacts and str(pdf) in max(artifacts, key=lambda a: a.created).data
+        assert artifacts and str(pdf) in max(artifacts, key=lambda a: a.created).data
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["quarterly-health-report"]))
+        )
+    assert "health report (last quarter)" in [run.name for run in runs]

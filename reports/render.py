@@ -18,8 +18,7 @@ titles and legends come from the language's strings.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +33,7 @@ from itilflow.notifications.templating import template_environment
 from itilflow.reports import charts
 from itilflow.reports.figures import IncidentSection, Report
 from itilflow.reports.period import Span
-from itilflow.reports.trends import section_deltas, summarise
+from itilflow.reports.trends import reference, section_deltas, summarise
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANGUAGES: tuple[str, ...] = ("en", "zh_CN")
@@ -100,6 +99,9 @@ def _variables(report: Report, language: str, **extra: Any) -> dict[str, Any]:
         "incidents": report.incidents,
         "as_of_local": as_of.strftime("%Y-%m-%d %H:%M %Z"),
         "s": strings(language, report.span),
+        # What the last period is compared with (the average of the earlier months, or the
+        # previous quarter or year): the column the strings call `previous_avg`.
+        "baseline": partial(reference, span=report.span),
         **extra,
     }
 
@@ -194,18 +196,6 @@ def _defuse(value: Any) -> str:
     return (MISSING if value is None else str(value)).replace("<", "‹").replace(">", "›")
 
 
-def baseline(values: Sequence[float | None]) -> float | None:
-    """The average of the earlier months (all but the last), ignoring months without a value."""
-    earlier = [v for v in values[:-1] if v is not None]
-    return sum(earlier) / len(earlier) if earlier else None
-
-
-def change(values: Sequence[float | None]) -> float | None:
-    """The last month minus the average of the earlier ones."""
-    base = baseline(values)
-    return None if base is None or values[-1] is None else values[-1] - base
-
-
 def _signed(value: float | None, kind: str = "num") -> str:
     if value is None:
         return MISSING
@@ -229,9 +219,7 @@ def _environment() -> ImmutableSandboxedEnvironment:
         stacked_bars=charts.stacked_bars,
         fmt_percent=charts.percent,
         fmt_number=charts.number,
-        baseline=baseline,
         incident_charts=incident_charts,
-        change=change,
         section_deltas=section_deltas,
         summarise=summarise,
         MISSING=MISSING,

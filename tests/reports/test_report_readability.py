@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from itilflow.reports import compute_report, render_html, render_mail, render_pdf
+from itilflow.reports import (
+    compute_report,
+    render_html,
+    render_mail,
+    render_markdown,
+    render_pdf,
+)
 from tests.reports.quarters import NOW_Q, load_two_quarters
 
 pytestmark = pytest.mark.skipif(
@@ -125,3 +131,10 @@ def test_the_sla_chart_starts_near_the_data_not_at_zero(report) -> None:
     ticks = [int(t) for t in re.findall(r">(\d+)%</text>", sla_chart)]
     assert min(ticks) == 85 and max(ticks) == 100  # 90 % and 96 % (and 100 %) in Q2 and Q3
     assert "axis not from 0" in sla_chart
+
+
+def test_the_artifact_compares_the_quarter_with_the_previous_one(report) -> None:
+    markdown = render_markdown(report, "en", {})
+    assert "| Figure | This quarter | Previous quarter |" in markdown
+    assert "| SLA resolution compliance | 90.0% | 96.0% |" in markdown
+    assert "| MTTR \\(median\\) | 3h 00m | 2h 00m |" in markdown

@@ -33,6 +33,7 @@ async def test_the_deployed_forms_offer_the_policies_choices(rt, tmp_path: Path)
         "report-incident",
         "monthly-health-report",
         "quarterly-health-report",
+        "yearly-health-report",
     )
     expected = form_choices(load_policies(None))
     async with get_client() as client:
@@ -43,6 +44,7 @@ async def test_the_deployed_forms_offer_the_policies_choices(rt, tmp_path: Path)
         quarterly = await client.read_deployment_by_name(
             "quarterly-health-report/quarterly-health-report"
         )
+        yearly = await client.read_deployment_by_name("yearly-health-report/yearly-health-report")
         form = report.parameter_openapi_schema
         assert branch(form, "impact")["enum"] == expected["impact"] == ["high", "medium", "low"]
         assert form["properties"]["impact"]["default"] == "medium", "a select, pre-filled"
@@ -50,7 +52,7 @@ async def test_the_deployed_forms_offer_the_policies_choices(rt, tmp_path: Path)
         assert branch(form, "category")["enum"] == expected["category"]
         assert "network" in expected["category"] and "actor" not in form["properties"]
         # The issue asks for quarters and years too: YYYY-MM, YYYY-Qn or YYYY.
-        for deployment in (monthly, quarterly):
+        for deployment in (monthly, quarterly, yearly):
             period = branch(deployment.parameter_openapi_schema, "period")
             assert period["pattern"] == "^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$"
         assert branch(monthly.parameter_openapi_schema, "language")["enum"] == ["en", "zh_CN"]
@@ -60,6 +62,7 @@ async def test_the_deployed_forms_offer_the_policies_choices(rt, tmp_path: Path)
             (monthly, {"period": "2026-13"}, "2026-13"),
             (quarterly, {"period": "2026-Q5"}, "2026-Q5"),
             (quarterly, {"period": "26"}, "26"),
+            (yearly, {"period": "2026-Q"}, "2026-Q"),
             (report, {"title": "disk full", "impact": "catastrophic"}, "catastrophic"),
             (report, {"title": "disk full", "category": "plumbing"}, "plumbing"),
         ):

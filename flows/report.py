@@ -1,7 +1,10 @@
-"""The monthly health report: figures, HTML and PDF, a Prefect artifact, email and chat.
+"""The health reports: figures, HTML and PDF, a Prefect artifact, email and chat.
 
-Scheduled on the first of each month by prefect.yaml (deployment `monthly-health-report`) for
-the month before; run it from the UI for any period, or with another SLA policy (what-if).
+Three flows, one per span, each scheduled on the first day of its period by prefect.yaml
+(deployments `monthly-health-report`, `quarterly-health-report`, `yearly-health-report`, times
+and time zone as report.yaml says) for the period just ended. Run any of them from the UI for a
+period of your choice (YYYY-MM, YYYY-Qn or YYYY: the period says its own span), or with another
+SLA policy (what-if).
 """
 
 from __future__ import annotations
@@ -9,10 +12,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 from pydantic import AfterValidator, Field
 
 from itilflow.policies.routing import Language
-from itilflow.reports import PERIOD_PATTERN, check_period
+from itilflow.reports import PERIOD_PATTERN, Span, check_period
 from itilflow.runtime import runtime
 from itilflow.tasks.report.compute_report_figures import compute_report_figures
 from itilflow.tasks.report.publish_report import publish_report
@@ -26,27 +30,29 @@ from itilflow.tasks.report.send_report_email import send_report_email
 Period = Annotated[
     str,
     AfterValidator(check_period),
-    Field(json_schema_extra={"pattern": PERIOD_PATTERN}, examples=["2026-10"]),
+    Field(json_schema_extra={"pattern": PERIOD_PATTERN}, examples=["2026-10", "2026-Q3", "2026"]),
 ]
 
 
-@flow(name="monthly-health-report", flow_run_name="health report {period}", retries=1)
-async def monthly_health_report(
-    period: Period | None = None,
-    language: Language | None = None,
-    what_if_policy_dir: str | None = None,
-) -> dict[str, Any]:
-    """The health report of a month, sent as report.yaml says.
+_SPAN_OF_FLOW: dict[str, Span] = {
+    "monthly-health-report": "month",
+    "quarterly-health-report": "quarter",
+    "yearly-health-report": "year",
+}
 
-    Args:
-        period: the month, YYYY-MM (e.g. 2026-10); empty: the month before, in report.yaml's
-            time zone
-        language: en or zh_CN; empty: report.yaml's
-        what_if_policy_dir: a policy folder or an sla.yaml file; its SLA compliance is shown
-            next to the current policy's (a what-if report is stored, not sent to anyone)
-    """
+
+def _run_name() -> str:
+    """'health report 2026-Q3', or 'health report (last quarter)' for a scheduled run."""
+    period = flow_run.parameters.get("period")
+    span = _SPAN_OF_FLOW.get(flow_run.flow_name or "", "month")
+    return f"health report {period or f'(last {span})'}"
+
+
+async def _health_report(
+    span: Span, period: str | None, language: str | None, what_if_policy_dir: str | None
+) -> dict[str, Any]:
     language = language or runtime().policies.report.language
-    report = compute_report_figures(period, what_if_policy_dir)
+    report = compute_report_figures(period, what_if_policy_dir, span)
     files = render_report(report, language)
     await publish_report(report, language, files)
     sent: dict[str, list[str]] = {"email": [], "chat": []}
@@ -54,3 +60,58 @@ async def monthly_health_report(
         sent["email"] = await send_report_email(report, language, files)
         sent["chat"] = await send_report_chat(report, language, files)
     return {**report.summary(), "files": files, "sent": sent}
+
+
+@flow(name="monthly-health-report", flow_run_name=_run_name, retries=1)
+async def monthly_health_report(
+    period: Period | None = None,
+    language: Language | None = None,
+    what_if_policy_dir: str | None = None,
+) -> dict[str, Any]:
+    """The health report of a month (or of the quarter or year you name), sent as report.yaml
+    says.
+
+    Args:
+        period: YYYY-MM (e.g. 2026-10), YYYY-Qn (2026-Q3) or YYYY (2026); empty: the month
+            before, in report.yaml's time zone
+        language: en or zh_CN; empty: report.yaml's
+        what_if_policy_dir: a policy folder or an sla.yaml file; its SLA compliance is shown
+            next to the current policy's (a what-if report is stored, not sent to anyone)
+    """
+    return await _health_report("month", period, language, what_if_policy_dir)
+
+
+@flow(name="quarterly-health-report", flow_run_name=_run_name, retries=1)
+async def quarterly_health_report(
+    period: Period | None = None,
+    language: Language | None = None,
+    what_if_policy_dir: str | None = None,
+) -> dict[str, Any]:
+    """The health report of a quarter against the quarters before it, sent as report.yaml says.
+
+    Args:
+        period: YYYY-Qn (e.g. 2026-Q3), or YYYY-MM / YYYY; empty: the quarter before, in
+            report.yaml's time zone
+        language: en or zh_CN; empty: report.yaml's
+        what_if_policy_dir: a policy folder or an sla.yaml file (a what-if report is stored,
+            not sent to anyone)
+    """
+    return await _health_report("quarter", period, language, what_if_policy_dir)
+
+
+@flow(name="yearly-health-report", flow_run_name=_run_name, retries=1)
+async def yearly_health_report(
+    period: Period | None = None,
+    language: Language | None = None,
+    what_if_policy_dir: str | None = None,
+) -> dict[str, Any]:
+    """The health report of a year against the years before it, sent as report.yaml says.
+
+    Args:
+        period: YYYY (e.g. 2026), or YYYY-MM / YYYY-Qn; empty: the year before, in report.yaml's
+            time zone
+        language: en or zh_CN; empty: report.yaml's
+        what_if_policy_dir: a policy folder or an sla.yaml file (a what-if report is stored,
+            not sent to anyone)
+    """
+    return await _health_report("year", period, language, what_if_policy_dir)

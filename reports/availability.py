@@ -10,7 +10,7 @@ from itilflow.models import Incident, TimelineEntry
 from itilflow.reports.db import ReportConnection, bind_list, epoch
 from itilflow.reports.figures import Availability
 from itilflow.reports.incident_sla import rank_sql
-from itilflow.reports.period import Month
+from itilflow.reports.period import Period
 
 INCIDENT = Incident.__tablename__
 TIMELINE = TimelineEntry.__tablename__
@@ -18,7 +18,7 @@ TIMELINE = TimelineEntry.__tablename__
 
 def availability(
     conn: ReportConnection,
-    months: list[Month],
+    months: list[Period],
     as_of: datetime,
     priorities: Sequence[str],
     top: int,

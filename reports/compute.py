@@ -1,4 +1,4 @@
-"""Compute a report: the months, then every registered section inside one read snapshot."""
+"""Compute a report: the periods, then every registered section inside one read snapshot."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from itilflow.policies import Policies, PolicyError, SlaPolicy
 from itilflow.policies.loader import _explain, _line, _read_yaml
 from itilflow.reports.db import existing_tables, snapshot, write_months
 from itilflow.reports.figures import Report, SectionResult
-from itilflow.reports.period import parse_period, previous_month, report_months
+from itilflow.reports.period import Span, latest_complete, parse_period, report_months
 from itilflow.reports.sections import SECTIONS, SectionContext
 
 
@@ -41,14 +41,23 @@ def compute_report(
     *,
     period: str | None,
     now: datetime,
+    span: Span = "month",
     what_if_policy: str | Path | None = None,
 ) -> Report:
-    """Figures of `period` ("YYYY-MM"; None: the month before `now` in the report's time zone)
-    and of the `compare_months` before it, as known at `now`."""
+    """Figures of `period` ("YYYY-MM", "YYYY-Qn" or "YYYY"; None: the last complete `span`
+    before `now` in the report's time zone) and of as many periods of the same length before it
+    as the policy says (compare_months, compare_quarters, compare_years), as known at `now`.
+
+    Sections compute "months": any list of [start, end) periods, oldest first."""
     policy = policies.report
     zone = policy.zone
-    month = parse_period(period, zone) if period else previous_month(now, zone)
-    months = report_months(month, policy.compare_months)
+    month = parse_period(period, zone) if period else latest_complete(now, zone, span)
+    compare = {
+        "month": policy.compare_months,
+        "quarter": policy.compare_quarters,
+        "year": policy.compare_years,
+    }[month.span]
+    months = report_months(month, compare)
     what_if = None
     if what_if_policy is not None:
         what_if = (str(what_if_policy), load_sla_policy(what_if_policy))
@@ -79,6 +88,7 @@ def compute_report(
                 )
     return Report(
         period=month.key,
+        span=month.span,
         timezone=policy.timezone,
         months=[m.key for m in months],
         month_starts=[m.start for m in months],

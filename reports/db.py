@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
-from itilflow.reports.period import Month
+from itilflow.reports.period import Period
 
 _SQLITE_PRAGMAS = {"temp_store": 2, "cache_size": -131072}  # MEMORY; 128 MiB at most
 # Sorts and hashes of a year of timeline in memory (the default is 4 MB per operation).
@@ -220,7 +220,7 @@ def bind_list(prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
     return sql, dict(zip(names, values, strict=True))
 
 
-def write_months(conn: ReportConnection, months: Sequence[Month], as_of: datetime) -> None:
+def write_months(conn: ReportConnection, months: Sequence[Period], as_of: datetime) -> None:
     """(Re)write the TEMP table `_rpt_month` every section reads: one row per report month,
     oldest first (idx 0), with its bounds as epoch seconds and as instants comparable with the
     stored timestamps (start_at, end_at); `end_eff_s` stops at `as_of` for the month under way."""

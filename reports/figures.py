@@ -218,8 +218,11 @@ class SectionResult(Figures):
 
 class Report(Figures):
     period: str
+    # month, quarter or year: how long `period` and each of `months` is.
+    span: Literal["month", "quarter", "year"] = "month"
     timezone: str
-    # Month keys, oldest first; the last one is the report's period.
+    # Period keys ("2026-10", "2026-Q3" or "2026"), oldest first; the last one is the report's
+    # period. Named months as the monthly report was first; a quarterly report's are quarters.
     months: list[str]
     month_starts: list[datetime]
     as_of: datetime
@@ -246,6 +249,7 @@ class Report(Figures):
         month = section.current
         return {
             "period": self.period,
+            "span": self.span,
             "incidents": month.opened,
             "response_compliance": month.sla.response.rate,
             "resolution_compliance": month.sla.resolution.rate,

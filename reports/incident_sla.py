@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from itilflow.policies import CLOCK_KINDS, SlaPolicy
 from itilflow.reports.db import ReportConnection, epoch
 from itilflow.reports.figures import Compliance, SlaMonth
-from itilflow.reports.period import Month
+from itilflow.reports.period import Period
 
 
 def rank_sql(column: str) -> str:
@@ -182,7 +182,7 @@ def _status_sql(conn: ReportConnection) -> str:
 
 
 def sla_months(
-    conn: ReportConnection, policy: SlaPolicy, months: list[Month], as_of: datetime
+    conn: ReportConnection, policy: SlaPolicy, months: list[Period], as_of: datetime
 ) -> list[SlaMonth]:
     """Response and resolution compliance per month (and priority) under `policy`."""
     _load_policy(conn, policy, months[0].start, as_of)

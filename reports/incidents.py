@@ -50,14 +50,14 @@ from itilflow.reports.figures import (
     WhatIf,
 )
 from itilflow.reports.incident_sla import rank_sql, sla_months
-from itilflow.reports.period import Month
+from itilflow.reports.period import Period
 
 INCIDENT = Incident.__tablename__
 TIMELINE = TimelineEntry.__tablename__
 
 
 def prepare(
-    conn: ReportConnection, months: list[Month], as_of: datetime, extra_kinds: Sequence[str]
+    conn: ReportConnection, months: list[Period], as_of: datetime, extra_kinds: Sequence[str]
 ) -> None:
     """Write the TEMP tables every incident query reads: months, cohort, clock events, facts.
 
@@ -232,7 +232,7 @@ def _breakdown(conn: ReportConnection, column: str, months: int, top: int) -> li
 
 
 def incident_months(
-    conn: ReportConnection, months: list[Month], sla: list[SlaMonth], survey_scale: int
+    conn: ReportConnection, months: list[Period], sla: list[SlaMonth], survey_scale: int
 ) -> list[IncidentMonth]:
     counts, totals, scores = _month_counts(conn)
     mtta = _durations(conn, "responded_s - opened_s", "responded_s IS NOT NULL")
@@ -311,7 +311,7 @@ def _month_counts(
 def compute_incident_section(
     conn: ReportConnection,
     *,
-    months: list[Month],
+    months: list[Period],
     as_of: datetime,
     sla_policy: SlaPolicy,
     survey_scale: int,

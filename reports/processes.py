@@ -38,7 +38,7 @@ from itilflow.reports.figures import (
     ProblemMonth,
     ProblemSection,
 )
-from itilflow.reports.period import Month
+from itilflow.reports.period import Period
 
 CHANGE = Change.__tablename__
 PROBLEM = Problem.__tablename__
@@ -67,7 +67,7 @@ def _values(statuses: tuple[ChangeStatus, ...]) -> str:
 
 
 def compute_change_section(
-    conn: ReportConnection, months: list[Month], as_of: datetime
+    conn: ReportConnection, months: list[Period], as_of: datetime
 ) -> ChangeSection:
     rows = conn.execute(
         f"""
@@ -131,7 +131,7 @@ def _fields(counts: Sequence[int]) -> dict[str, int]:
 
 
 def compute_problem_section(
-    conn: ReportConnection, months: list[Month], as_of: datetime
+    conn: ReportConnection, months: list[Period], as_of: datetime
 ) -> ProblemSection:
     rows = conn.execute(
         f"""
@@ -174,7 +174,7 @@ _STATUS_COUNTS = (
 
 
 def compute_inspection_section(
-    conn: ReportConnection, months: list[Month], as_of: datetime
+    conn: ReportConnection, months: list[Period], as_of: datetime
 ) -> InspectionSection:
     as_of_at = conn.time(as_of)
     per_month = {

@@ -18,8 +18,7 @@ titles and legends come from the language's strings.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +32,8 @@ from itilflow.notifications.markdown import markdown_text
 from itilflow.notifications.templating import template_environment
 from itilflow.reports import charts
 from itilflow.reports.figures import IncidentSection, Report
+from itilflow.reports.period import Span
+from itilflow.reports.trends import reference, section_deltas, summarise
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANGUAGES: tuple[str, ...] = ("en", "zh_CN")
@@ -97,16 +98,21 @@ def _variables(report: Report, language: str, **extra: Any) -> dict[str, Any]:
         "sections": report.sections,
         "incidents": report.incidents,
         "as_of_local": as_of.strftime("%Y-%m-%d %H:%M %Z"),
-        "s": strings(language),
+        "s": strings(language, report.span),
+        # What the last period is compared with (the average of the earlier months, or the
+        # previous quarter or year): the column the strings call `previous_avg`.
+        "baseline": partial(reference, span=report.span),
         **extra,
     }
 
 
-def strings(language: str) -> dict[str, Any]:
-    """The words of `language` (templates/<language>/strings.html)."""
+def strings(language: str, span: Span = "month") -> dict[str, Any]:
+    """The words of `language` (templates/<language>/strings.html) for a report of `span`: the
+    words that name the period ("this quarter", the title) come from its `spans` entry."""
     _check_language(language)
     module = _environment().get_template(f"{language}/strings.html").module
-    return dict(module.s)  # type: ignore[attr-defined]
+    words = dict(module.s)  # type: ignore[attr-defined]
+    return {**words, **words["spans"][span]}
 
 
 def incident_charts(section: IncidentSection) -> dict[str, Any]:
@@ -190,24 +196,14 @@ def _defuse(value: Any) -> str:
     return (MISSING if value is None else str(value)).replace("<", "‹").replace(">", "›")
 
 
-def baseline(values: Sequence[float | None]) -> float | None:
-    """The average of the earlier months (all but the last), ignoring months without a value."""
-    earlier = [v for v in values[:-1] if v is not None]
-    return sum(earlier) / len(earlier) if earlier else None
-
-
-def change(values: Sequence[float | None]) -> float | None:
-    """The last month minus the average of the earlier ones."""
-    base = baseline(values)
-    return None if base is None or values[-1] is None else values[-1] - base
-
-
 def _signed(value: float | None, kind: str = "num") -> str:
     if value is None:
         return MISSING
     sign = "+" if value > 0 else ("−" if value < 0 else "±")
     if kind == "pct":
         return f"{sign}{abs(value) * 100:.1f} pt"
+    if kind == "int":  # a count against a count (not an average): no decimals
+        return f"{sign}{abs(value):,.0f}"
     return f"{sign}{abs(value):,.1f}"
 
 
@@ -223,9 +219,9 @@ def _environment() -> ImmutableSandboxedEnvironment:
         stacked_bars=charts.stacked_bars,
         fmt_percent=charts.percent,
         fmt_number=charts.number,
-        baseline=baseline,
         incident_charts=incident_charts,
-        change=change,
+        section_deltas=section_deltas,
+        summarise=summarise,
         MISSING=MISSING,
     )
     return environment

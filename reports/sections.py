@@ -23,7 +23,7 @@ from itilflow.policies import ReportPolicy, SlaPolicy
 from itilflow.reports.db import ReportConnection
 from itilflow.reports.figures import Figures
 from itilflow.reports.incidents import INCIDENT, TIMELINE, compute_incident_section
-from itilflow.reports.period import Month
+from itilflow.reports.period import Period
 from itilflow.reports.processes import (
     CHANGE,
     CHECK_RESULT,
@@ -38,7 +38,7 @@ from itilflow.reports.processes import (
 @dataclass(frozen=True)
 class SectionContext:
     conn: ReportConnection
-    months: list[Month]
+    months: list[Period]
     as_of: datetime
     report_policy: ReportPolicy
     sla_policy: SlaPolicy

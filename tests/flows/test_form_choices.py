@@ -1,4 +1,5 @@
-"""The Prefect UI's forms offer the policies' choices and a month pattern for report periods:
+"""The Prefect UI's forms offer the policies' choices and a period pattern (month, quarter or year)
+for report periods:
 read from the deployments that `prefect deploy` registers on the test server, as the UI reads
 them. A value outside them is refused by the server (enforce_parameter_schema) before any run
 exists, and by the flow itself with a message that says what was expected."""
@@ -13,7 +14,7 @@ from prefect.exceptions import ParameterTypeError, PrefectHTTPStatusError
 
 from itilflow.flows.form_choices import form_choices
 from itilflow.flows.forms import report_incident
-from itilflow.flows.report import monthly_health_report
+from itilflow.flows.report import monthly_health_report, quarterly_health_report
 from itilflow.policies import load_policies
 from tests.faults.test_workers import base_env, deploy
 
@@ -27,26 +28,41 @@ def branch(schema: dict, name: str) -> dict:
 
 
 async def test_the_deployed_forms_offer_the_policies_choices(rt, tmp_path: Path):
-    deploy(base_env(rt, tmp_path), "report-incident", "monthly-health-report")
+    deploy(
+        base_env(rt, tmp_path),
+        "report-incident",
+        "monthly-health-report",
+        "quarterly-health-report",
+        "yearly-health-report",
+    )
     expected = form_choices(load_policies(None))
     async with get_client() as client:
         report = await client.read_deployment_by_name("report-incident/report-incident")
         monthly = await client.read_deployment_by_name(
             "monthly-health-report/monthly-health-report"
         )
+        quarterly = await client.read_deployment_by_name(
+            "quarterly-health-report/quarterly-health-report"
+        )
+        yearly = await client.read_deployment_by_name("yearly-health-report/yearly-health-report")
         form = report.parameter_openapi_schema
         assert branch(form, "impact")["enum"] == expected["impact"] == ["high", "medium", "low"]
         assert form["properties"]["impact"]["default"] == "medium", "a select, pre-filled"
         assert branch(form, "urgency")["enum"] == expected["urgency"]
         assert branch(form, "category")["enum"] == expected["category"]
         assert "network" in expected["category"] and "actor" not in form["properties"]
-        period = branch(monthly.parameter_openapi_schema, "period")
-        assert period["pattern"] == "^[0-9]{4}-(0[1-9]|1[0-2])$"
+        # The issue asks for quarters and years too: YYYY-MM, YYYY-Qn or YYYY.
+        for deployment in (monthly, quarterly, yearly):
+            period = branch(deployment.parameter_openapi_schema, "period")
+            assert period["pattern"] == "^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$"
         assert branch(monthly.parameter_openapi_schema, "language")["enum"] == ["en", "zh_CN"]
 
         for deployment, parameters, bad in (
             (monthly, {"period": "last month please"}, "last month please"),
             (monthly, {"period": "2026-13"}, "2026-13"),
+            (quarterly, {"period": "2026-Q5"}, "2026-Q5"),
+            (quarterly, {"period": "26"}, "26"),
+            (yearly, {"period": "2026-Q"}, "2026-Q"),
             (report, {"title": "disk full", "impact": "catastrophic"}, "catastrophic"),
             (report, {"title": "disk full", "category": "plumbing"}, "plumbing"),
         ):
@@ -57,9 +73,15 @@ async def test_the_deployed_forms_offer_the_policies_choices(rt, tmp_path: Path)
 
 
 def test_the_flows_refuse_a_bad_value_saying_what_was_expected():
-    with pytest.raises(ParameterTypeError, match="expected a month as YYYY-MM, e.g. 2026-10, got"):
-        monthly_health_report.validate_parameters({"period": "last month please"})
-    assert monthly_health_report.validate_parameters({"period": "2026-10"})["period"] == "2026-10"
+    expected = r"expected a month \(YYYY-MM, e.g. 2026-10\), a quarter \(YYYY-Qn, e.g. 2026-Q3\)"
+    for flow, bad in (
+        (monthly_health_report, "last month please"),
+        (quarterly_health_report, "Q3"),
+    ):
+        with pytest.raises(ParameterTypeError, match=expected):
+            flow.validate_parameters({"period": bad})
+    for period in ("2026-10", "2026-Q3", "2026"):
+        assert quarterly_health_report.validate_parameters({"period": period})["period"] == period
     with pytest.raises(ParameterTypeError, match="'high', 'medium' or 'low'"):
         report_incident.validate_parameters({"title": "disk full", "urgency": "asap"})
     assert report_incident.validate_parameters({"title": "disk full"})["impact"] == "medium"

@@ -37,6 +37,9 @@ def test_defaults() -> None:
     assert report.recipients == ["service-manager@example.com"]
     assert report.chat_tags == ["team-chat"]
     assert report.compare_months == 6
+    assert (report.compare_quarters, report.compare_years) == (4, 2)
+    assert report.quarterly_schedule == "0 8 1 1,4,7,10 *"
+    assert report.yearly_schedule == "0 8 1 1 *"
     assert report.downtime_priorities == ["P1", "P2"]
     # What the model assumes when a key is left out is what the packaged file says.
     assert ReportPolicy(recipients=report.recipients, chat_tags=report.chat_tags) == report
@@ -85,3 +88,33 @@ def test_prefect_yaml_runs_the_report_on_the_policy_schedule() -> None:
     assert deployment["entrypoint"] == "flows/report.py:monthly_health_report"
     report = load_policies().report
     assert deployment["schedules"] == [{"cron": report.schedule, "timezone": report.timezone}]
+
+
+def test_quarterly_and_yearly_schedules_run_on_the_first_day_of_their_period(
+    policy_dir: Path,
+) -> None:
+    path = policy_dir / "report.yaml"
+    text = path.read_text()
+    text = text.replace('quarterly_schedule: "0 8 1 1,4,7,10 *"', 'quarterly_schedule: "0 8 1 * *"')
+    text = text.replace('yearly_schedule: "0 8 1 1 *"', 'yearly_schedule: "0 8 2 1 *"')
+    path.write_text(text)
+    quarterly, yearly = problems(policy_dir)
+    assert quarterly.startswith(
+        "report.yaml: quarterly_schedule: expected a cron line that runs on"
+    )
+    assert "January, April, July and October only" in quarterly and "2026-02-01" in quarterly
+    assert yearly.startswith("report.yaml: yearly_schedule: expected a cron line that runs on")
+    assert "the first day of January only" in yearly and "2026-01-02" in yearly
+
+
+def test_prefect_yaml_runs_the_quarterly_and_yearly_reports_on_the_policy_schedules() -> None:
+    deployments = {
+        d["name"]: d for d in yaml.safe_load((PROJECT / "prefect.yaml").read_text())["deployments"]
+    }
+    report = load_policies().report
+    for name, flow, cron in (
+        ("quarterly-health-report", "quarterly_health_report", report.quarterly_schedule),
+        ("yearly-health-report", "yearly_health_report", report.yearly_schedule),
+    ):
+        assert deployments[name]["entrypoint"] == f"flows/report.py:{flow}"
+        assert deployments[name]["schedules"] == [{"cron": cron, "timezone": report.timezone}]

@@ -7,7 +7,8 @@ from typing import Any
 from prefect import task
 from sqlmodel import Session
 
-from itilflow.models import Subject, notified_keys, session_scope
+from itilflow import clock
+from itilflow.models import Incident, Subject, notified_keys, session_scope
 from itilflow.notifications import render_message
 from itilflow.notifications.incident_audience import audience_emails
 from itilflow.notifications.incident_context import incident_context, resolution_note
@@ -20,6 +21,7 @@ from itilflow.notifications.plans import (
 from itilflow.policies import route_notification
 from itilflow.runtime import runtime
 from itilflow.services import incidents
+from itilflow.services.oncall_overrides import who_is_on_call
 
 
 @task(name="plan-notifications", retries=2, retry_delay_seconds=1)
@@ -50,6 +52,9 @@ def _plan(session: Session, rt: Any, wanted: NotificationRequest) -> Notificatio
     if "assignee" in audience and not route.email_assignee:
         emails = sorted(set(emails) - set(audience_emails(session, incident, "assignee")))
     tags = list(route.tags) if "on_call" in audience else []
+    on_call = _on_call(session, rt, incident) if "on_call" in audience else None
+    if on_call and on_call.get("email"):
+        emails = sorted({*emails, on_call["email"]})
     if template == "incident_resolved":
         extra = {
             "resolution": resolution_note(session, incident_id),
@@ -71,4 +76,24 @@ def _plan(session: Session, rt: Any, wanted: NotificationRequest) -> Notificatio
         emails=emails,
         tags=tags,
         message=render_message(template, incident.language or route.language, context),
+        on_call=on_call,
     )
+
+
+def _on_call(session: Session, rt: Any, incident: Incident) -> dict[str, str] | None:
+    """Who is on call for the incident's group now (oncall.yaml and the API's overrides), as
+    the plan records it; None for a group without a rotation (the chat tags alone, as before)."""
+    resolved = who_is_on_call(session, rt.policies.oncall, incident.group_name, clock.now())
+    if resolved is None:
+        return None
+    if resolved.person is None:
+        return {"group": incident.group_name or "", "problem": resolved.problem or "nobody"}
+    assert resolved.on_call is not None
+    return {
+        "group": resolved.on_call.group,
+        "username": resolved.person.username,
+        "name": resolved.person.name,
+        "email": resolved.person.email or "",
+        "layer": resolved.on_call.layer,
+        "source": resolved.on_call.source,
+    }

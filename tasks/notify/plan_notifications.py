@@ -55,6 +55,8 @@ def _plan(session: Session, rt: Any, wanted: NotificationRequest) -> Notificatio
     on_call = _on_call(session, rt, incident) if "on_call" in audience else None
     if on_call and on_call.get("email"):
         emails = sorted({*emails, on_call["email"]})
+    if on_call and "name" in on_call and extra.get("target") == "on_call":
+        extra = {**extra, "target": f"{on_call['name']} (on_call)"}  # the step's own words
     if template == "incident_resolved":
         extra = {
             "resolution": resolution_note(session, incident_id),

@@ -1,8 +1,10 @@
 """On call over HTTP: who is on call for a group, its overrides, and people's shifts as iCalendar.
 
-- `GET /api/oncall/{group}?at=`: who is on call (agents).
-- `GET|POST /api/oncall/{group}/overrides`, `DELETE .../{id}`: list (agents); add and remove
-  (the group's lead or manager, a group_lead member of it, or an admin: 403 for anyone else).
+Every route needs the reporter role (docs/security.md's matrix: reading under /api is a
+reporter's); those that act check more, in the services, and answer 403:
+- `GET /api/oncall/{group}?at=`: who is on call.
+- `GET|POST /api/oncall/{group}/overrides`, `DELETE .../{id}`: list; add and remove (the
+  group's lead or manager, a group_lead member of it, or an admin).
 - `GET /api/oncall/people/{username}.ics`: the person's shifts (themselves, an admin, or whoever
   manages one of their groups).
 - `POST|DELETE /api/oncall/people/{username}/feed`: make (again) or revoke the person's secret
@@ -22,7 +24,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlmodel import Session
 
 from itilflow import clock, signing
-from itilflow.gateway.deps import Agent, Client, Gateway, GatewayDep
+from itilflow.gateway.deps import Gateway, GatewayDep, Reporter
 from itilflow.models import Engineer
 from itilflow.services import oncall_feeds
 from itilflow.services.oncall_overrides import (
@@ -90,7 +92,7 @@ def _override(row: Any) -> OverridePublic:
 @router.get("/api/oncall/people/{username}.ics", response_class=Response)
 def person_calendar(
     username: str,
-    principal: Client,
+    principal: Reporter,
     gateway: GatewayDep,
     start: AwareDatetime | None = None,
     days: Annotated[int, Query(ge=1, le=400)] = DEFAULT_DAYS,
@@ -120,7 +122,7 @@ def _calendar(
 
 
 @router.post("/api/oncall/people/{username}/feed", response_model=FeedPublic)
-def make_feed(username: str, principal: Client, gateway: GatewayDep) -> FeedPublic:
+def make_feed(username: str, principal: Reporter, gateway: GatewayDep) -> FeedPublic:
     """A secret URL of the person's shifts for a calendar app; any earlier one stops working."""
     _own_or_admin(principal, username)
     with Session(gateway.engine) as session:
@@ -136,7 +138,7 @@ def make_feed(username: str, principal: Client, gateway: GatewayDep) -> FeedPubl
 
 
 @router.delete("/api/oncall/people/{username}/feed", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_feed(username: str, principal: Client, gateway: GatewayDep) -> Response:
+def revoke_feed(username: str, principal: Reporter, gateway: GatewayDep) -> Response:
     _own_or_admin(principal, username)
     with Session(gateway.engine) as session:
         if not oncall_feeds.revoke_feed(session=session, username=username):
@@ -168,7 +170,7 @@ def _own_or_admin(principal: Principal, username: str) -> None:
 
 
 @router.get("/api/oncall/{group}", response_model=OnCallPublic)
-def who(group: str, _: Agent, gateway: GatewayDep, at: AwareDatetime | None = None) -> Any:
+def who(group: str, _: Reporter, gateway: GatewayDep, at: AwareDatetime | None = None) -> Any:
     """Who is on call for `group` at `at` (now when not given)."""
     moment = at or clock.now()
     with Session(gateway.engine) as session:
@@ -191,7 +193,7 @@ def who(group: str, _: Agent, gateway: GatewayDep, at: AwareDatetime | None = No
 
 
 @router.get("/api/oncall/{group}/overrides", response_model=list[OverridePublic])
-def overrides(group: str, _: Agent, gateway: GatewayDep) -> list[OverridePublic]:
+def overrides(group: str, _: Reporter, gateway: GatewayDep) -> list[OverridePublic]:
     """The overrides added through the API (oncall.yaml's own are in the file)."""
     with Session(gateway.engine) as session:
         return [_override(row) for row in list_overrides(session, group)]
@@ -203,7 +205,7 @@ def overrides(group: str, _: Agent, gateway: GatewayDep) -> list[OverridePublic]
     status_code=status.HTTP_201_CREATED,
 )
 def create_override(
-    group: str, body: OverrideCreate, principal: Client, gateway: GatewayDep
+    group: str, body: OverrideCreate, principal: Reporter, gateway: GatewayDep
 ) -> OverridePublic:
     """A swap (no `instead_of`) or a leave (`instead_of` the person away)."""
     with Session(gateway.engine, expire_on_commit=False) as session:
@@ -228,7 +230,7 @@ def create_override(
     "/api/oncall/{group}/overrides/{override_id}", status_code=status.HTTP_204_NO_CONTENT
 )
 def delete_override(
-    group: str, override_id: int, principal: Client, gateway: GatewayDep
+    group: str, override_id: int, principal: Reporter, gateway: GatewayDep
 ) -> Response:
     with Session(gateway.engine) as session:
         try:

@@ -3,6 +3,7 @@ shifts as iCalendar and the secret feed URL, each refusal beside its success."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -157,7 +158,10 @@ def test_shifts_as_icalendar_for_the_person_their_lead_and_nobody_else(client, r
     assert client.get("/api/oncall/people/nobody.ics").status_code == 404  # admin: none such
 
 
-def test_the_secret_feed_opens_without_a_token_until_replaced_or_revoked(client, rt) -> None:
+def test_the_secret_feed_opens_without_a_token_until_replaced_or_revoked(
+    client, rt, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="itilflow.gateway.access")
     clock.freeze(CHEN_DAY)
     liu = as_person(rt, "liu", ["agent"])
     assert (
@@ -169,6 +173,10 @@ def test_the_secret_feed_opens_without_a_token_until_replaced_or_revoked(client,
     opened = client.get(feed, headers={"Authorization": ""})
     assert opened.status_code == 200
     assert len(shifts_of(opened.content)) >= 180  # every other day for a year
+    token = feed.rsplit("/", 1)[1].removesuffix(".ics")
+    logged = [r.getMessage() for r in caplog.records if r.name == "itilflow.gateway.access"]
+    assert any("/calendars/oncall/{token}.ics" in line for line in logged), logged
+    assert not any(token in line for line in logged)
     tampered = feed.replace(".ics", "x.ics")
     assert client.get(tampered, headers={"Authorization": ""}).status_code == 404
 

@@ -19,13 +19,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import AwareDatetime, BaseModel, Field
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from sqlmodel import Session
 
 from itilflow import clock, signing
 from itilflow.gateway.deps import Gateway, GatewayDep, Reporter
 from itilflow.models import Engineer
+from itilflow.models.people import Name, Text
 from itilflow.services import oncall_feeds
 from itilflow.services.oncall_overrides import (
     NotAllowed,
@@ -48,6 +49,24 @@ DEFAULT_DAYS = 90
 FEED_DAYS = 372
 
 
+# Names in paths as the directory spells them (no NUL or spaces to reach the database with).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:/\-]*$"
+GroupName = Annotated[str, Path(max_length=64, pattern=NAME_PATTERN)]
+Username = Annotated[str, Path(max_length=64, pattern=NAME_PATTERN)]
+# A row id the database can hold (a larger number is no override, not a 500).
+OverrideId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _plausible(moment: datetime) -> datetime:
+    # Rotations are worked out day by day from their start: a year 9999 is nobody's shift.
+    if not 1971 <= moment.year <= 2199:
+        raise ValueError("expected a time between the years 1971 and 2199")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_plausible)]
+
+
 class OnCallPublic(BaseModel):
     group: str
     at: datetime
@@ -62,11 +81,11 @@ class OnCallPublic(BaseModel):
 
 
 class OverrideCreate(BaseModel):
-    person: str = Field(min_length=1, max_length=64)
-    instead_of: str | None = Field(default=None, max_length=64)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-    note: str = Field(default="", max_length=200)
+    person: Name = Field(max_length=64)
+    instead_of: Name | None = Field(default=None, max_length=64)
+    starts_at: Moment
+    ends_at: Moment
+    note: Text = Field(default="", max_length=200)
 
 
 class OverridePublic(BaseModel):
@@ -91,10 +110,10 @@ def _override(row: Any) -> OverridePublic:
 
 @router.get("/api/oncall/people/{username}.ics", response_class=Response)
 def person_calendar(
-    username: str,
+    username: Username,
     principal: Reporter,
     gateway: GatewayDep,
-    start: AwareDatetime | None = None,
+    start: Moment | None = None,
     days: Annotated[int, Query(ge=1, le=400)] = DEFAULT_DAYS,
 ) -> Response:
     """The person's shifts from `start` (a week ago) for `days` days, as iCalendar."""
@@ -122,7 +141,7 @@ def _calendar(
 
 
 @router.post("/api/oncall/people/{username}/feed", response_model=FeedPublic)
-def make_feed(username: str, principal: Reporter, gateway: GatewayDep) -> FeedPublic:
+def make_feed(username: Username, principal: Reporter, gateway: GatewayDep) -> FeedPublic:
     """A secret URL of the person's shifts for a calendar app; any earlier one stops working."""
     _own_or_admin(principal, username)
     with Session(gateway.engine) as session:
@@ -138,7 +157,7 @@ def make_feed(username: str, principal: Reporter, gateway: GatewayDep) -> FeedPu
 
 
 @router.delete("/api/oncall/people/{username}/feed", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_feed(username: str, principal: Reporter, gateway: GatewayDep) -> Response:
+def revoke_feed(username: Username, principal: Reporter, gateway: GatewayDep) -> Response:
     _own_or_admin(principal, username)
     with Session(gateway.engine) as session:
         if not oncall_feeds.revoke_feed(session=session, username=username):
@@ -170,7 +189,7 @@ def _own_or_admin(principal: Principal, username: str) -> None:
 
 
 @router.get("/api/oncall/{group}", response_model=OnCallPublic)
-def who(group: str, _: Reporter, gateway: GatewayDep, at: AwareDatetime | None = None) -> Any:
+def who(group: GroupName, _: Reporter, gateway: GatewayDep, at: Moment | None = None) -> Any:
     """Who is on call for `group` at `at` (now when not given)."""
     moment = at or clock.now()
     with Session(gateway.engine) as session:
@@ -193,7 +212,7 @@ def who(group: str, _: Reporter, gateway: GatewayDep, at: AwareDatetime | None =
 
 
 @router.get("/api/oncall/{group}/overrides", response_model=list[OverridePublic])
-def overrides(group: str, _: Reporter, gateway: GatewayDep) -> list[OverridePublic]:
+def overrides(group: GroupName, _: Reporter, gateway: GatewayDep) -> list[OverridePublic]:
     """The overrides added through the API (oncall.yaml's own are in the file)."""
     with Session(gateway.engine) as session:
         return [_override(row) for row in list_overrides(session, group)]
@@ -205,7 +224,7 @@ def overrides(group: str, _: Reporter, gateway: GatewayDep) -> list[OverridePubl
     status_code=status.HTTP_201_CREATED,
 )
 def create_override(
-    group: str, body: OverrideCreate, principal: Reporter, gateway: GatewayDep
+    group: GroupName, body: OverrideCreate, principal: Reporter, gateway: GatewayDep
 ) -> OverridePublic:
     """A swap (no `instead_of`) or a leave (`instead_of` the person away)."""
     with Session(gateway.engine, expire_on_commit=False) as session:
@@ -230,7 +249,7 @@ def create_override(
     "/api/oncall/{group}/overrides/{override_id}", status_code=status.HTTP_204_NO_CONTENT
 )
 def delete_override(
-    group: str, override_id: int, principal: Reporter, gateway: GatewayDep
+    group: GroupName, override_id: OverrideId, principal: Reporter, gateway: GatewayDep
 ) -> Response:
     with Session(gateway.engine) as session:
         try:

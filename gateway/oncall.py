@@ -27,6 +27,7 @@ from itilflow import clock, signing
 from itilflow.gateway.deps import Gateway, GatewayDep, Reporter
 from itilflow.models import Engineer
 from itilflow.models.people import Name, Text
+from itilflow.policies.oncall import MAX_YEAR, MIN_YEAR
 from itilflow.services import oncall_feeds
 from itilflow.services.oncall_overrides import (
     NotAllowed,
@@ -59,8 +60,8 @@ OverrideId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 def _plausible(moment: datetime) -> datetime:
     # Rotations are worked out day by day from their start: a year 9999 is nobody's shift.
-    if not 1971 <= moment.year <= 2199:
-        raise ValueError("expected a time between the years 1971 and 2199")
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise ValueError(f"expected a time between the years {MIN_YEAR} and {MAX_YEAR}")
     return moment
 
 

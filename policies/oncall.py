@@ -27,6 +27,7 @@ from itilflow.policies.calendars import TimeRange, Weekday
 FILENAME = "oncall.yaml"
 Every = Literal["day", "week"]
 PERIOD_DAYS: dict[str, int] = {"day": 1, "week": 7}
+MIN_YEAR, MAX_YEAR = 1971, 2199
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 
 
@@ -60,6 +61,13 @@ class Layer(PolicyModel):
     people: list[Name] = Field(min_length=1)
     # The hours the layer covers, local; none: all hours.
     hours: dict[Weekday, list[TimeRange]] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> Layer:
+        # Shifts are counted from the start: one in year 9999 would overflow the arithmetic.
+        if not MIN_YEAR <= self.start.year <= MAX_YEAR:
+            raise_if([(("start",), f"expected a date between {MIN_YEAR} and {MAX_YEAR}")])
+        return self
 
 
 class OverrideSpec(PolicyModel):

@@ -218,6 +218,10 @@ def test_invalid_rotations_are_named_by_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policies(folder)
     assert "oncall.yaml: groups.dba.layers[1].name: 'x' names two layers" in str(caught.value)
+    bad["groups"]["dba"]["layers"][1]["start"] = "9999-12-31"
+    (folder / "oncall.yaml").write_text(yaml.safe_dump(bad), "utf-8")
+    with pytest.raises(PolicyError, match=r"layers\[1\]\.start: expected a date between 1971"):
+        load_policies(folder)
     assert "oncall.yaml: groups.dba.overrides[0].to: expected a time after 'from'" in str(
         caught.value
     )

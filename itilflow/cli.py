@@ -17,6 +17,7 @@ from itilflow.commands.db import add_db_commands
 from itilflow.commands.directory import add_directory_commands
 from itilflow.commands.doctor import add_doctor_commands
 from itilflow.commands.inbox import add_inbox_commands
+from itilflow.commands.oncall import add_oncall_commands
 from itilflow.commands.principals import add_principal_commands
 from itilflow.commands.services import add_service_commands
 from itilflow.commands.session import add_session_commands
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_commands(sub)
     add_directory_commands(sub)
     add_doctor_commands(sub)
+    add_oncall_commands(sub)
     add_principal_commands(sub)
     add_session_commands(sub)
     add_service_commands(sub)

@@ -43,6 +43,7 @@ from itilflow.models.inspection import (
     list_run_results,
     start_inspection_run,
 )
+from itilflow.models.oncall import OnCallFeed, OnCallOverride
 from itilflow.models.people import (
     ConfigurationItem,
     Engineer,
@@ -97,6 +98,8 @@ from itilflow.models.trigger import (
 
 __all__ = [
     "BrowserSession",
+    "OnCallFeed",
+    "OnCallOverride",
     "SigninRequest",
     "ROLES",
     "ApiToken",

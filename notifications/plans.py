@@ -72,6 +72,8 @@ class NotificationPlan(TypedDict):
     # Files the mail carries (a report's PDF): path, filename, mime_type. By path, so that a kept
     # plan stays small; the files live in the data folder, read when the mail goes.
     attachments: NotRequired[list[dict[str, str]]]
+    # Whom "on_call" reached (an incident's group with a rotation): recorded with each delivery.
+    on_call: NotRequired[dict[str, str] | None]
 
 
 def make_plan(subject: Subject, message: RenderedMessage, **fields: Any) -> NotificationPlan:

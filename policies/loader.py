@@ -22,6 +22,7 @@ from itilflow.policies.assignment import AssignmentPolicy
 from itilflow.policies.change import ChangePolicy
 from itilflow.policies.escalation import EscalationPolicy
 from itilflow.policies.inspection import STACK_URLS_CONTEXT, InspectionPolicy
+from itilflow.policies.oncall import OnCallPolicy
 from itilflow.policies.priority import PriorityPolicy
 from itilflow.policies.problem import ProblemPolicy
 from itilflow.policies.report import ReportPolicy
@@ -38,10 +39,14 @@ FILES: dict[str, tuple[str, type[PolicyModel]]] = {
     "report": ("report.yaml", ReportPolicy),
     "problem": ("problem.yaml", ProblemPolicy),
     "inspection": ("inspection.yaml", InspectionPolicy),
+    "oncall": ("oncall.yaml", OnCallPolicy),
 }
 # Files a folder may leave out: the packaged default is read instead (a policy folder written
 # before the monthly report, the problem review or inspections existed keeps loading).
 OPTIONAL_FILES = frozenset({"report", "problem", "inspection"})
+# Files a folder may leave out that then mean "none": the packaged on-call rotations name the
+# demo's people, which another team's groups must not get.
+EMPTY_WHEN_MISSING: dict[str, PolicyModel] = {"oncall": OnCallPolicy()}
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -74,6 +79,7 @@ class Policies(BaseModel):
     report: ReportPolicy
     problem: ProblemPolicy
     inspection: InspectionPolicy
+    oncall: OnCallPolicy = OnCallPolicy()
 
     @model_validator(mode="after")
     def _cross_check(self) -> Policies:
@@ -147,6 +153,9 @@ def load_policies(
     parsed: dict[str, PolicyModel] = {}
     for field, (filename, model) in FILES.items():
         path = root.joinpath(filename)
+        if field in EMPTY_WHEN_MISSING and not path.is_file():
+            parsed[field] = EMPTY_WHEN_MISSING[field]
+            continue
         if field in OPTIONAL_FILES and not path.is_file():
             path = default_policy_dir().joinpath(filename)
         data = _read_yaml(path, filename, problems)

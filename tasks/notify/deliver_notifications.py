@@ -83,11 +83,22 @@ def _record_delivered(rt: Any, sent: list[tuple[NotificationPlan, str]]) -> None
     with session_scope(rt.engine) as session:
         for plan, channel in sent:
             to = recipients(plan, channel)
+            data: dict[str, Any] = {"key": plan["key"], "channel": channel, "to": to}
+            message = f"{plan['template']} by {channel} to {', '.join(to)}"
+            if on_call := plan.get("on_call"):
+                data["on_call"] = on_call
+                message += f"; on call: {_on_call_text(on_call)}"
             add_subject_entry(
                 session=session,
                 subject=subject_of(plan),
                 kind="notified",
                 actor=plan["actor"],
-                message=f"{plan['template']} by {channel} to {', '.join(to)}",
-                data={"key": plan["key"], "channel": channel, "to": to},
+                message=message,
+                data=data,
             )
+
+
+def _on_call_text(on_call: dict[str, str]) -> str:
+    if "username" in on_call:
+        return f"{on_call['name']} ({on_call['username']})"
+    return f"nobody ({on_call.get('problem', 'unknown')})"

@@ -9,6 +9,8 @@ Public, and why:
 - `/surveys/{token}`, `/approvals/{token}`: opened from a mailed link by reporters and approvers
   who have no API token; the signed, expiring token in the path is the authorisation, checked
   here too (a bad one shows the bad-link page, never the incident or change).
+- `/calendars/oncall/{token}.ics`: a person's on-call shifts for their calendar app, which sends
+  no token; the signed token in the path, revocable, is the authorisation.
 - the sign-in pages (`/signin...`, `/signout`): where a person without a token signs in; they
   show a form or take a one-time code or link, and start nothing but a browser session
   (tests/security/test_signin.py).
@@ -45,6 +47,9 @@ PUBLIC = {
     "/docs/assets/{name}",
 }
 SIGNED_LINK_PAGES = {"/surveys/{token}", "/approvals/{token}"}
+# A person's secret on-call calendar feed for calendar apps (which send no token): the signed,
+# revocable token in the path is the authorisation (tests/oncall/test_oncall_api.py).
+SIGNED_FEEDS = {"/calendars/oncall/{token}.ics"}
 SIGNIN_PAGES = {
     "/signin",
     "/signin/code",
@@ -86,7 +91,7 @@ TOOL_PAGES = {"/metrics"}
 def console_page(path: str) -> bool:
     """A page of the web console: outside /api, and none of the public or tools' pages above."""
     return not path.startswith("/api") and path not in (
-        PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES | TOOL_PAGES
+        PUBLIC | SIGNED_LINK_PAGES | SIGNED_FEEDS | SIGNIN_PAGES | TOOL_PAGES
     )
 
 
@@ -139,7 +144,7 @@ def test_every_route_but_the_public_ones_needs_the_token(
     checked: list[tuple[str, str]] = []
     let_through: list[str] = []
     for method, path in table:
-        if path in PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES:
+        if path in PUBLIC | SIGNED_LINK_PAGES | SIGNED_FEEDS | SIGNIN_PAGES:
             continue
         checked.append((method, path))
         url = concrete(path, seeds)
@@ -173,11 +178,17 @@ def test_every_route_but_the_public_ones_needs_the_token(
         "auth on every route",
         routes=len(table),
         checked=len(checked),
-        public=len({p for _, p in table} & (PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES)),
+        public=len(
+            {p for _, p in table} & (PUBLIC | SIGNED_LINK_PAGES | SIGNED_FEEDS | SIGNIN_PAGES)
+        ),
         requests=len(checked) * len(WRONG_AUTHORIZATIONS),
         let_through=len(let_through),
     )
-    protected = {(m, p) for m, p in in_schema if p not in PUBLIC | SIGNED_LINK_PAGES | SIGNIN_PAGES}
+    protected = {
+        (m, p)
+        for m, p in in_schema
+        if p not in PUBLIC | SIGNED_LINK_PAGES | SIGNED_FEEDS | SIGNIN_PAGES
+    }
     assert protected and protected <= set(checked)
     assert not let_through, "\n".join(let_through)
     assert stored(rt) == before
@@ -204,7 +215,7 @@ def test_the_public_routes_are_only_these(gateway: Any) -> None:
         if not sent_to_signin(client.request(method, concrete(path, seeds), follow_redirects=False))
     }
     signin_routes = {path for _, path in routes(app)} & SIGNIN_PAGES
-    assert unauthenticated == PUBLIC | SIGNED_LINK_PAGES | signin_routes
+    assert unauthenticated == PUBLIC | SIGNED_LINK_PAGES | SIGNED_FEEDS | signin_routes
     assert client.get("/health").json() == {"status": "ok"}
 
 

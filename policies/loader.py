@@ -23,6 +23,8 @@ from itilflow.policies.change import ChangePolicy
 from itilflow.policies.escalation import EscalationPolicy
 from itilflow.policies.inspection import STACK_URLS_CONTEXT, InspectionPolicy
 from itilflow.policies.priority import PriorityPolicy
+from itilflow.policies.proactive import KINDS as PROACTIVE_KINDS
+from itilflow.policies.proactive import ProactivePolicy
 from itilflow.policies.problem import ProblemPolicy
 from itilflow.policies.report import ReportPolicy
 from itilflow.policies.routing import RoutingPolicy
@@ -38,10 +40,14 @@ FILES: dict[str, tuple[str, type[PolicyModel]]] = {
     "report": ("report.yaml", ReportPolicy),
     "problem": ("problem.yaml", ProblemPolicy),
     "inspection": ("inspection.yaml", InspectionPolicy),
+    "proactive": ("proactive.yaml", ProactivePolicy),
 }
 # Files a folder may leave out: the packaged default is read instead (a policy folder written
 # before the monthly report, the problem review or inspections existed keeps loading).
 OPTIONAL_FILES = frozenset({"report", "problem", "inspection"})
+# Files a folder may leave out, read as these instead: a folder written before proactive notices
+# existed may have no template for them in its change.yaml, so they stay off there.
+ABSENT_MEANS: dict[str, dict[str, Any]] = {"proactive": {"enabled": False}}
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -74,6 +80,7 @@ class Policies(BaseModel):
     report: ReportPolicy
     problem: ProblemPolicy
     inspection: InspectionPolicy
+    proactive: ProactivePolicy = ProactivePolicy(enabled=False)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Policies:
@@ -124,8 +131,39 @@ class Policies(BaseModel):
                                     f"expected one of {plain_list(levels)}",
                                 )
                             )
+        problems += self._proactive_templates()
         raise_if(problems)
         return self
+
+    def _proactive_templates(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Each kind's template is one of change.yaml's, and its parameters are the template's."""
+        if not self.proactive.enabled:
+            return []
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for kind in PROACTIVE_KINDS:
+            rule = self.proactive.rule(kind)
+            if not rule.enabled:
+                continue
+            template = self.change.templates.get(rule.template)
+            if template is None:
+                known = plain_list(sorted(self.change.templates)) or "none"
+                problems.append(
+                    (
+                        ("proactive", kind, "template"),
+                        f"{rule.template!r} is not a template of change.yaml; expected one of "
+                        f"{known}",
+                    )
+                )
+                continue
+            for name in sorted(set(rule.parameters) - set(template.parameters)):
+                problems.append(
+                    (
+                        ("proactive", kind, "parameters", name),
+                        f"not a parameter of the template {rule.template!r}; it has "
+                        f"{plain_list(sorted(template.parameters)) or 'none'}",
+                    )
+                )
+        return problems
 
 
 def default_policy_dir() -> Traversable:
@@ -149,7 +187,10 @@ def load_policies(
         path = root.joinpath(filename)
         if field in OPTIONAL_FILES and not path.is_file():
             path = default_policy_dir().joinpath(filename)
-        data = _read_yaml(path, filename, problems)
+        if field in ABSENT_MEANS and not path.is_file():
+            data: Any = ABSENT_MEANS[field]
+        else:
+            data = _read_yaml(path, filename, problems)
         if data is None:
             continue
         try:

@@ -13,6 +13,7 @@ from prefect import flow
 
 from itilflow import clock
 from itilflow.flows.notify import deliver_and_keep
+from itilflow.models import proactive_number
 from itilflow.tasks.inspection.plan_proactive_notifications import plan_proactive_notifications
 from itilflow.tasks.inspection.publish_inspection_artifact import publish_inspection_artifact
 from itilflow.tasks.inspection.raise_inspection_incidents import raise_inspection_incidents
@@ -43,5 +44,5 @@ async def patrol_inspection(group: str) -> dict[str, Any]:
         "checks": len(results),
         **counts,
         "incidents": {a.incident: a.action for a in actions},
-        "proactive": {f"PRO-{n['proactive_id']:06d}": n["event"] for n in notices},
+        "proactive": {proactive_number(n["proactive_id"]): n["event"] for n in notices},
     }

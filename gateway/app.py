@@ -32,6 +32,7 @@ from itilflow.gateway import (
     metrics,
     oidc,
     oncall,
+    proactive,
     problems,
     signin,
     surveys,
@@ -39,6 +40,7 @@ from itilflow.gateway import (
 from itilflow.gateway.console import base as console_base
 from itilflow.gateway.console import changes as console_changes
 from itilflow.gateway.console import incidents as console_incidents
+from itilflow.gateway.console import proactive as console_proactive
 from itilflow.gateway.console import problems as console_problems
 from itilflow.gateway.console import queues as console_queues
 from itilflow.gateway.deps import Gateway
@@ -65,6 +67,7 @@ ROUTERS = (
     problems.router,
     knowledge.router,
     inspections.router,
+    proactive.router,
     directory.router,
     oncall.router,
     signin.router,
@@ -73,6 +76,7 @@ ROUTERS = (
     console_incidents.router,
     console_changes.router,
     console_problems.router,
+    console_proactive.router,
     api_docs.router,
 )
 # Seconds per SMTP operation for an approval code's mail: the approver is waiting on the page.

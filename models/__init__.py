@@ -53,6 +53,18 @@ from itilflow.models.people import (
     list_engineers,
 )
 from itilflow.models.principal import ROLES, ApiToken, RoleGrant
+from itilflow.models.proactive import (
+    PROACTIVE_KINDS,
+    ProactiveEntry,
+    ProactiveNotice,
+    ProactiveStatus,
+    add_proactive_entry,
+    find_open_notice,
+    get_proactive_timeline,
+    list_notices,
+    parse_proactive_ref,
+    proactive_number,
+)
 from itilflow.models.problem import (
     NOT_CLOSED,
     KnowledgeArticle,
@@ -97,6 +109,16 @@ from itilflow.models.trigger import (
 )
 
 __all__ = [
+    "PROACTIVE_KINDS",
+    "ProactiveEntry",
+    "ProactiveNotice",
+    "ProactiveStatus",
+    "add_proactive_entry",
+    "find_open_notice",
+    "get_proactive_timeline",
+    "list_notices",
+    "parse_proactive_ref",
+    "proactive_number",
     "BrowserSession",
     "OnCallFeed",
     "OnCallOverride",

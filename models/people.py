@@ -192,6 +192,11 @@ class ConfigurationItemBase(SQLModel):
     criticality: str = "medium"
     owner_group: str | None = None
     environment: str | None = Field(default=None, max_length=64)
+    # Who hears of a proactive notice about this CI (proactive.yaml), in their language; the
+    # time zone a proposed change window is told in (empty: change.yaml's).
+    customer_contact: str | None = Field(default=None, max_length=254)
+    customer_language: str | None = Field(default=None, max_length=16)
+    time_zone: str | None = Field(default=None, max_length=64)
     depends_on: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
@@ -207,6 +212,9 @@ class ConfigurationItemCreate(ConfigurationItemBase):
     criticality: Criticality = "medium"
     owner_group: OptionalName = Field(default=None, max_length=64)
     environment: OptionalName = Field(default=None, max_length=64)
+    customer_contact: OptionalEmail = Field(default=None, max_length=254)
+    customer_language: OptionalLanguage = None
+    time_zone: OptionalTimeZone = None
     depends_on: Names = []
     attributes: dict[str, Any] = {}
     active: bool = True
@@ -217,6 +225,9 @@ class ConfigurationItemUpdate(SQLModel):
     criticality: Criticality | None = None
     owner_group: OptionalName = None
     environment: OptionalName = None
+    customer_contact: OptionalEmail = Field(default=None, max_length=254)
+    customer_language: OptionalLanguage = None
+    time_zone: OptionalTimeZone = None
     depends_on: Names | None = None
     attributes: dict[str, Any] | None = None
 

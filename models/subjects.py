@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from itilflow.models.change import ChangeEntry, change_number
 from itilflow.models.incident import TimelineEntry, incident_number
+from itilflow.models.proactive import ProactiveEntry, proactive_number
 from itilflow.models.problem import ProblemEntry, problem_number
 from itilflow.models.trigger import Subject
 
@@ -18,13 +19,19 @@ _ENTRIES = {
     "incident": (TimelineEntry, TimelineEntry.incident_id),
     "change": (ChangeEntry, ChangeEntry.change_id),
     "problem": (ProblemEntry, ProblemEntry.problem_id),
+    "proactive": (ProactiveEntry, ProactiveEntry.proactive_id),
 }
 
-_NUMBERS = {"incident": incident_number, "change": change_number, "problem": problem_number}
+_NUMBERS = {
+    "incident": incident_number,
+    "change": change_number,
+    "problem": problem_number,
+    "proactive": proactive_number,
+}
 
 
 def number_of(subject: Subject) -> str:
-    """INC-000041, CHG-000003, PRB-000002."""
+    """INC-000041, CHG-000003, PRB-000002, PRO-000007."""
     return _NUMBERS[subject.kind](subject.id)
 
 

@@ -30,6 +30,7 @@ from itilflow import clock
 from itilflow.models.change import ChangeEntry, change_number
 from itilflow.models.db import UTCDateTime
 from itilflow.models.incident import TimelineEntry, incident_number
+from itilflow.models.proactive import ProactiveEntry, proactive_number
 from itilflow.models.problem import ProblemEntry, problem_number
 
 EVENT_PREFIX = "itilflow"
@@ -54,6 +55,7 @@ _SUBJECTS: dict[type, tuple[str, str, Any]] = {
     TimelineEntry: ("incident", "incident_id", incident_number),
     ChangeEntry: ("change", "change_id", change_number),
     ProblemEntry: ("problem", "problem_id", problem_number),
+    ProactiveEntry: ("proactive", "proactive_id", proactive_number),
 }
 
 

@@ -41,7 +41,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from itilflow import clock
 from itilflow.models.db import UTCDateTime
 
-SUBJECTS = ("incident", "change", "problem")
+SUBJECTS = ("incident", "change", "problem", "proactive")
 ONE_SUBJECT = (
     " + ".join(f"(CASE WHEN {kind}_id IS NULL THEN 0 ELSE 1 END)" for kind in SUBJECTS) + " = 1"
 )
@@ -90,6 +90,7 @@ class FlowTrigger(SQLModel, table=True):
         UniqueConstraint("incident_id", "key"),
         UniqueConstraint("change_id", "key", name="flowtrigger_change_id_key_key"),
         UniqueConstraint("problem_id", "key", name="flowtrigger_problem_id_key_key"),
+        UniqueConstraint("proactive_id", "key", name="flowtrigger_proactive_id_key_key"),
         CheckConstraint(ONE_SUBJECT, name="flowtrigger_one_subject"),
         # Serves the claim's "this rank, due by now, earliest first" over pending rows only: done
         # rows, most of the table, are not in it.
@@ -116,6 +117,7 @@ class FlowTrigger(SQLModel, table=True):
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
     change_id: int | None = Field(default=None, sa_column=_subject_column("change"))
     problem_id: int | None = Field(default=None, sa_column=_subject_column("problem"))
+    proactive_id: int | None = Field(default=None, sa_column=_subject_column("proactive"))
     kind: str = Field(max_length=40)
     # Unique per subject: "open", "escalation:1:0", "response_due", "notify:opened", ...
     key: str = Field(max_length=80)

@@ -108,9 +108,33 @@ PROBLEM_KEYS: frozenset[str] = frozenset(
 )
 # event: "opened" | "updated" (new incidents linked) | "reopened" (recurred after the fix).
 PROBLEM_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {"problem_opened": ("event",)}
+# Proactive notices are about `proactive`, a mapping with PROACTIVE_KEYS: to the owner group the
+# proposal (with the link to accept or decline), to the customer the notice.
+PROACTIVE_KEYS: frozenset[str] = frozenset(
+    {
+        "number",
+        "ci",
+        "kind",
+        "item",
+        "predicted_at",
+        "window_start",
+        "window_end",
+        "time_zone",
+        "template",
+        "parameters",
+        "missing",
+        "owner_group",
+        "url",
+    }
+)
+PROACTIVE_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
+    "proactive_proposal": (),
+    "proactive_notice": (),
+}
 ALL_TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     **TEMPLATE_EXTRAS,
     **PROBLEM_TEMPLATE_EXTRAS,
+    **PROACTIVE_TEMPLATE_EXTRAS,
 }
 
 # Shown for a None value, so a template never prints "None".
@@ -147,6 +171,8 @@ def render_message(template: str, language: str, context: Mapping[str, Any]) -> 
         if template in CHANGE_TEMPLATE_EXTRAS
         else ("problem", PROBLEM_KEYS)
         if template in PROBLEM_TEMPLATE_EXTRAS
+        else ("proactive", PROACTIVE_KEYS)
+        if template in PROACTIVE_TEMPLATE_EXTRAS
         else ("incident", INCIDENT_KEYS)
     )
     about = context.get(subject_name)

@@ -24,6 +24,8 @@ from itilflow.policies.escalation import EscalationPolicy
 from itilflow.policies.inspection import STACK_URLS_CONTEXT, InspectionPolicy
 from itilflow.policies.oncall import OnCallPolicy
 from itilflow.policies.priority import PriorityPolicy
+from itilflow.policies.proactive import KINDS as PROACTIVE_KINDS
+from itilflow.policies.proactive import ProactivePolicy
 from itilflow.policies.problem import ProblemPolicy
 from itilflow.policies.report import ReportPolicy
 from itilflow.policies.routing import RoutingPolicy
@@ -40,13 +42,18 @@ FILES: dict[str, tuple[str, type[PolicyModel]]] = {
     "problem": ("problem.yaml", ProblemPolicy),
     "inspection": ("inspection.yaml", InspectionPolicy),
     "oncall": ("oncall.yaml", OnCallPolicy),
+    "proactive": ("proactive.yaml", ProactivePolicy),
 }
 # Files a folder may leave out: the packaged default is read instead (a policy folder written
 # before the monthly report, the problem review or inspections existed keeps loading).
 OPTIONAL_FILES = frozenset({"report", "problem", "inspection"})
 # Files a folder may leave out that then mean "none": the packaged on-call rotations name the
-# demo's people, which another team's groups must not get.
-EMPTY_WHEN_MISSING: dict[str, PolicyModel] = {"oncall": OnCallPolicy()}
+# demo's people, which another team's groups must not get; a folder written before proactive
+# notices existed may have no template for them in its change.yaml, so they stay off there.
+EMPTY_WHEN_MISSING: dict[str, PolicyModel] = {
+    "oncall": OnCallPolicy(),
+    "proactive": ProactivePolicy(enabled=False),
+}
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -80,6 +87,7 @@ class Policies(BaseModel):
     problem: ProblemPolicy
     inspection: InspectionPolicy
     oncall: OnCallPolicy = OnCallPolicy()
+    proactive: ProactivePolicy = ProactivePolicy(enabled=False)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Policies:
@@ -130,8 +138,39 @@ class Policies(BaseModel):
                                     f"expected one of {plain_list(levels)}",
                                 )
                             )
+        problems += self._proactive_templates()
         raise_if(problems)
         return self
+
+    def _proactive_templates(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Each kind's template is one of change.yaml's, and its parameters are the template's."""
+        if not self.proactive.enabled:
+            return []
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for kind in PROACTIVE_KINDS:
+            rule = self.proactive.rule(kind)
+            if not rule.enabled:
+                continue
+            template = self.change.templates.get(rule.template)
+            if template is None:
+                known = plain_list(sorted(self.change.templates)) or "none"
+                problems.append(
+                    (
+                        ("proactive", kind, "template"),
+                        f"{rule.template!r} is not a template of change.yaml; expected one of "
+                        f"{known}",
+                    )
+                )
+                continue
+            for name in sorted(set(rule.parameters) - set(template.parameters)):
+                problems.append(
+                    (
+                        ("proactive", kind, "parameters", name),
+                        f"not a parameter of the template {rule.template!r}; it has "
+                        f"{plain_list(sorted(template.parameters)) or 'none'}",
+                    )
+                )
+        return problems
 
 
 def default_policy_dir() -> Traversable:

@@ -24,6 +24,7 @@ from itilflow.reports.db import ReportConnection
 from itilflow.reports.figures import Figures
 from itilflow.reports.incidents import INCIDENT, TIMELINE, compute_incident_section
 from itilflow.reports.period import Period
+from itilflow.reports.proactive import PROACTIVE, compute_proactive_section
 from itilflow.reports.processes import (
     CHANGE,
     CHECK_RESULT,
@@ -96,5 +97,12 @@ register_section(
         "inspections",
         (CHECK_RESULT,),
         lambda c: compute_inspection_section(c.conn, c.months, c.as_of),
+    )
+)
+register_section(
+    Section(
+        "proactive",
+        (PROACTIVE,),
+        lambda c: compute_proactive_section(c.conn, c.months, c.as_of),
     )
 )

@@ -15,6 +15,7 @@ SAMPLES: dict[str, Any] = {
     "restart-service": {"host": "web-01", "service": "nginx.service"},
     "rotate-logs": {"config": "nginx"},
     "add-disk-space": {"host": "db-01", "volume": "vg0/data", "gigabytes": 20},
+    "renew-certificate": {"host": "web-01", "domain": "shop.example.com"},
 }
 
 
@@ -92,6 +93,8 @@ def replace_templates(policy_dir, templates: str) -> None:
     """change.yaml with `templates` instead of the default ones (they come last in the file)."""
     text = (policy_dir / "change.yaml").read_text()
     (policy_dir / "change.yaml").write_text(text[: text.index("\ntemplates:")] + templates)
+    # proactive.yaml proposes default templates; a folder without it has proactive notices off.
+    (policy_dir / "proactive.yaml").unlink()
 
 
 @pytest.mark.parametrize(

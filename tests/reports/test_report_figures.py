@@ -166,7 +166,13 @@ def test_a_report_on_an_empty_database(engine, policies) -> None:
 
 def test_sections_without_tables_show_no_data(engine, history, policies) -> None:
     report = october(engine, policies)
-    assert [s.key for s in report.sections] == ["incidents", "changes", "problems", "inspections"]
+    assert [s.key for s in report.sections] == [
+        "incidents",
+        "changes",
+        "problems",
+        "inspections",
+        "proactive",
+    ]
     assert all(s.status == "ok" for s in report.sections)
     # A process not installed here (its table missing): its section says so, the others work.
     with engine.begin() as connection:

@@ -47,6 +47,17 @@ PAYLOADS = Path(__file__).resolve().parents[1] / "support" / "alertmanager_paylo
 ROLE_OF = {
     ("POST", "/api/incidents/{ref}/{action}"): "agent",
     ("POST", "/api/problems/{ref}/{action}"): "agent",
+    # Proactive notices show customer contacts; deciding also checks the CI's owner group.
+    **{
+        (method, f"/api/proactive{tail}"): "agent"
+        for method, tail in (
+            ("GET", ""),
+            ("GET", "/{ref}"),
+            ("GET", "/{ref}/timeline"),
+            ("POST", "/{ref}/accept"),
+            ("POST", "/{ref}/decline"),
+        )
+    },
     **{
         (method, f"/api/{kind}{tail}"): "admin"
         for kind in ("groups", "people", "cis")

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from itilflow.models import ChangeStatus, session_scope
 from itilflow.services import changes, problems, surveys
+from itilflow.services.changes import acceptance
 from tests.support.smtp import free_port
 
 # The smallest plan a change accepts: one step and its undo.
@@ -58,10 +59,12 @@ class RecordingChangeEngine:
 
 
 def seed_objects(client: TestClient, rt: Any) -> dict[str, dict[str, str]]:
-    """An incident, a change awaiting chen's approval, a problem, and a survey and an approval
-    link; returns the path parameters that name them, by the path prefix of their routes."""
+    """An incident, a change awaiting chen's approval, one awaiting its requester's acceptance,
+    a problem, and a survey, an approval and an acceptance link; returns the path parameters
+    that name them, by the path prefix of their routes."""
     incident = client.post("/api/incidents", json={"title": "Seed incident", "impact": "low"})
     change = client.post("/api/changes", json={"title": "Seed change", "plan": PLAN})
+    done = client.post("/api/changes", json={"title": "Seed change done", "plan": PLAN})
     assert incident.status_code == change.status_code == 201, (incident.text, change.text)
     with session_scope(rt.engine) as session:
         loaded = changes.load_change(session, change.json()["id"])
@@ -74,6 +77,11 @@ def seed_objects(client: TestClient, rt: Any) -> dict[str, dict[str, str]]:
             policies=rt.policies,
         )
         approval = changes.approval_token(request, secret=rt.secret, policies=rt.policies)
+        implemented = changes.load_change(session, done.json()["id"])
+        signoff = acceptance.ask_for_acceptance(
+            session=session, change=implemented, policies=rt.policies
+        )
+        accept = acceptance.acceptance_token(signoff, secret=rt.secret)
         problem, _ = problems.open_problem(
             session,
             problems.Cluster(
@@ -96,6 +104,7 @@ def seed_objects(client: TestClient, rt: Any) -> dict[str, dict[str, str]]:
         "/api/problems/": {"ref": problem.number},
         "/surveys/": {"token": surveys.survey_token(incident.json()["id"], secret=rt.secret)},
         "/approvals/": {"token": approval},
+        "/acceptance/": {"token": accept},
     }
 
 

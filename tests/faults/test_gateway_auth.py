@@ -6,7 +6,8 @@ Public, and why:
 - `/openapi.json`, `/docs`, `/docs/oauth2-redirect`, `/redoc`: the API's description, no data;
   the README sends people to /docs. `/docs/assets/{name}`: those pages' Swagger UI and ReDoc
   files, served by the gateway (no CDN), four fixed names (tests/gateway/test_api_docs.py).
-- `/surveys/{token}`, `/approvals/{token}`: opened from a mailed link by reporters and approvers
+- `/surveys/{token}`, `/approvals/{token}`, `/acceptance/{token}`: opened from a mailed link by
+  reporters, approvers and requesters
   who have no API token; the signed, expiring token in the path is the authorisation, checked
   here too (a bad one shows the bad-link page, never the incident or change).
 - `/calendars/oncall/{token}.ics`: a person's on-call shifts for their calendar app, which sends
@@ -46,7 +47,7 @@ PUBLIC = {
     "/redoc",
     "/docs/assets/{name}",
 }
-SIGNED_LINK_PAGES = {"/surveys/{token}", "/approvals/{token}"}
+SIGNED_LINK_PAGES = {"/surveys/{token}", "/approvals/{token}", "/acceptance/{token}"}
 # A person's secret on-call calendar feed for calendar apps (which send no token): the signed,
 # revocable token in the path is the authorisation (tests/oncall/test_oncall_api.py).
 SIGNED_FEEDS = {"/calendars/oncall/{token}.ics"}

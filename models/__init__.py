@@ -1,6 +1,7 @@
 """Storage: SQLModel tables and small verb_noun functions taking a keyword-only session."""
 
 from itilflow.models.browser_session import BrowserSession, SigninRequest
+from itilflow.models.callback import SurveyCallback, get_callback, list_callbacks
 from itilflow.models.change import (
     EDITABLE,
     FINAL,
@@ -95,6 +96,9 @@ from itilflow.models.trigger import (
 )
 
 __all__ = [
+    "SurveyCallback",
+    "get_callback",
+    "list_callbacks",
     "BrowserSession",
     "SigninRequest",
     "ROLES",

@@ -13,6 +13,13 @@ from itilflow.policies.assignment import (
     choose_assignee,
 )
 from itilflow.policies.calendars import Calendar, CalendarSpec
+from itilflow.policies.callback import (
+    OUTCOMES,
+    CallbackLevel,
+    CallbackPolicy,
+    after_level,
+    level_due,
+)
 from itilflow.policies.change import (
     ApprovalLinks,
     ApprovalStage,
@@ -59,6 +66,7 @@ from itilflow.policies.routing import (
     alert_impact_urgency,
     progress_interval,
     route_notification,
+    survey_needs_callback,
     survey_needs_follow_up,
 )
 from itilflow.policies.sla import (
@@ -76,6 +84,11 @@ from itilflow.policies.steps import StepsPolicy
 PlannedStep = PlannedEscalation
 
 __all__ = [
+    "OUTCOMES",
+    "CallbackLevel",
+    "CallbackPolicy",
+    "after_level",
+    "level_due",
     "ApprovalLinks",
     "ApprovalStage",
     "ChangePolicy",
@@ -137,5 +150,6 @@ __all__ = [
     "route_notification",
     "sla_deadline",
     "snapshot_escalation",
+    "survey_needs_callback",
     "survey_needs_follow_up",
 ]

@@ -124,8 +124,19 @@ class Policies(BaseModel):
                                     f"expected one of {plain_list(levels)}",
                                 )
                             )
+        problems += self._callback_problems()
         raise_if(problems)
         return self
+
+    def _callback_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        callback = self.routing.survey.callback
+        if callback is None or callback.calendar in self.sla.calendars:
+            return []
+        message = (
+            f"{callback.calendar!r} is not a calendar of sla.yaml; expected one of "
+            f"{plain_list(self.sla.calendars)}"
+        )
+        return [(("routing", "survey", "callback", "calendar"), message)]
 
 
 def default_policy_dir() -> Traversable:

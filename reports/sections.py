@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from itilflow.policies import ReportPolicy, SlaPolicy
+from itilflow.reports.callbacks import CALLBACK, compute_callback_section
 from itilflow.reports.db import ReportConnection
 from itilflow.reports.figures import Figures
 from itilflow.reports.incidents import INCIDENT, TIMELINE, compute_incident_section
@@ -96,5 +97,13 @@ register_section(
         "inspections",
         (CHECK_RESULT,),
         lambda c: compute_inspection_section(c.conn, c.months, c.as_of),
+    )
+)
+# The survey callbacks in levels (issue 15 item 4): reports/callbacks.py.
+register_section(
+    Section(
+        "callbacks",
+        (CALLBACK,),
+        lambda c: compute_callback_section(c.conn, c.months, c.as_of),
     )
 )

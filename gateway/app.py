@@ -36,6 +36,7 @@ from itilflow.gateway import (
     surveys,
 )
 from itilflow.gateway.console import base as console_base
+from itilflow.gateway.console import callbacks as console_callbacks
 from itilflow.gateway.console import changes as console_changes
 from itilflow.gateway.console import incidents as console_incidents
 from itilflow.gateway.console import problems as console_problems
@@ -69,6 +70,7 @@ ROUTERS = (
     oidc.router,
     console_queues.router,
     console_incidents.router,
+    console_callbacks.router,
     console_changes.router,
     console_problems.router,
     api_docs.router,

@@ -1,6 +1,7 @@
 """Survey callbacks over HTTP: an incident's levels, and a level's outcome recorded.
 
-Reading needs the agent role. Recording needs it too, and more: only the level's person, a lead
+Reading needs the reporter role, as every read of the API (the timeline shows the same steps).
+Recording needs the agent role, and more: only the level's person, a lead
 of one of their groups, or an admin (services/callbacks.py `may_record`); anyone else gets 403
 and nothing is written. The rules and what follows an outcome are services/callbacks.py's.
 """
@@ -14,7 +15,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from itilflow.gateway.deps import API_PREFIX, Agent, GatewayDep, SessionDep
+from itilflow.gateway.deps import API_PREFIX, Agent, GatewayDep, Reporter, SessionDep
 from itilflow.gateway.incidents import load
 from itilflow.gateway.schemas import clean_text
 from itilflow.models import SurveyCallback, get_callback, list_callbacks
@@ -57,7 +58,7 @@ class OutcomeIn(BaseModel):
 
 
 @router.get("/{ref}/callbacks", response_model=list[CallbackOut])
-def get_callbacks(ref: str, session: SessionDep, _: Agent) -> list[CallbackOut]:
+def get_callbacks(ref: str, session: SessionDep, _: Reporter) -> list[CallbackOut]:
     incident = load(session, ref)
     assert incident.id is not None
     return [CallbackOut.of(row) for row in list_callbacks(session=session, incident_id=incident.id)]

@@ -47,6 +47,7 @@ PAYLOADS = Path(__file__).resolve().parents[1] / "support" / "alertmanager_paylo
 ROLE_OF = {
     ("POST", "/api/incidents/{ref}/{action}"): "agent",
     ("POST", "/api/problems/{ref}/{action}"): "agent",
+    ("POST", "/api/incidents/{ref}/callbacks/{level}"): "agent",
     **{
         (method, f"/api/{kind}{tail}"): "admin"
         for kind in ("groups", "people", "cis")

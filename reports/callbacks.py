@@ -68,10 +68,10 @@ def compute_callback_section(
                       OR (l.recorded_at <= :as_of AND l.recorded_at > l.due_at)
                     THEN 1 ELSE 0 END
         FROM _rpt_month m
-        JOIN "{CALLBACK}" first ON first.level = 1
-             AND first.started_at >= m.start_at AND first.started_at < m.end_at
-        JOIN "{CALLBACK}" l ON l.incident_id = first.incident_id
-        WHERE first.started_at <= :as_of AND l.started_at <= :as_of
+        JOIN "{CALLBACK}" f ON f.level = 1
+             AND f.started_at >= m.start_at AND f.started_at < m.end_at
+        JOIN "{CALLBACK}" l ON l.incident_id = f.incident_id
+        WHERE f.started_at <= :as_of AND l.started_at <= :as_of
         ORDER BY m.idx, l.incident_id, l.level
         """,
         {"as_of": conn.time(as_of)},

@@ -46,6 +46,7 @@ POSTGRES_SUITE = (
     "tests/migrations",
     "tests/directory",
     "tests/console/test_reporter_and_queues.py",  # the queues' counts, filters and search
+    "tests/callbacks/test_callback_rules.py",  # the callbacks' conditional updates, report SQL
 )
 
 

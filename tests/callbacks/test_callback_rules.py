@@ -19,7 +19,7 @@ from itilflow.models import (
     session_scope,
 )
 from itilflow.policies import CallbackLevel
-from itilflow.reports import compute_report
+from itilflow.reports import compute_report, render_html
 from itilflow.services import callbacks, incidents, surveys
 from itilflow.services.principals import Principal, bootstrap_admin, expand_roles
 
@@ -173,5 +173,9 @@ def test_the_report_counts_by_the_month_the_callback_started(rt, answered):
     report = compute_report(rt.engine, rt.policies, period="2026-11", now=clock.now())
     november = report.section("callbacks").data.current
     assert (november.unresolved, november.under_way, november.late_levels) == (1, 0, 2)
+    english, chinese = render_html(report, "en"), render_html(report, "zh_CN")
+    section = english[english.index('<section id="callbacks">') :]
+    assert "Survey callbacks" in section and "Unresolved after the last level" in section
+    assert "满意度回访" in chinese and "最后一级后仍未解决" in chinese
     december = compute_report(rt.engine, rt.policies, period="2026-12", now=clock.now())
     assert december.section("callbacks").data.current.started == 0

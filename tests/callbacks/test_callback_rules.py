@@ -22,6 +22,7 @@ from itilflow.policies import CallbackLevel
 from itilflow.reports import compute_report, render_html
 from itilflow.services import callbacks, incidents, surveys
 from itilflow.services.principals import Principal, bootstrap_admin, expand_roles
+from itilflow.tasks.incident.check_callbacks import check_callbacks
 
 MONDAY_MORNING = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
@@ -179,3 +180,13 @@ def test_the_report_counts_by_the_month_the_callback_started(rt, answered):
     assert "满意度回访" in chinese and "最后一级后仍未解决" in chinese
     december = compute_report(rt.engine, rt.policies, period="2026-12", now=clock.now())
     assert december.section("callbacks").data.current.started == 0
+
+
+def test_a_call_is_mailed_only_while_its_level_is_open(rt, answered):
+    call = triggers(rt, answered)["callback:1:call"].id
+    [request] = check_callbacks.fn([call])
+    assert request["audience"] == ["person:liu"] and request["key"] == "callback:1"
+    assert (request["extra"]["level"], request["extra"]["levels"]) == (1, 3)
+    assert request["extra"]["previous"] is None
+    record(rt, answered, 1, "satisfied")
+    assert check_callbacks.fn([call]) == [], "answered before its mail went out: no mail"

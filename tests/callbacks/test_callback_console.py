@@ -11,6 +11,8 @@ from itilflow.services import surveys
 from tests.console.conftest import open_incident, set_fields, sign_in
 from tests.support.csrf import csrf_of
 
+HOSTILE = '<script>alert("x")</script>'
+
 
 @pytest.fixture
 def number(api, rt) -> str:
@@ -41,9 +43,10 @@ def test_the_level_person_records_by_the_form(browser, rt, number):
     unforged = browser.post(page, data={"level": "1", "outcome": "satisfied"})
     assert unforged.status_code == 403
     recorded = browser.post(
-        page, data={"level": "1", "outcome": "not_satisfied", "note": "no", "csrf": csrf}
+        page, data={"level": "1", "outcome": "not_satisfied", "note": HOSTILE, "csrf": csrf}
     )
     assert recorded.status_code == 303 and recorded.headers["location"] == page
+    assert HOSTILE not in browser.get(page).text  # the note is shown escaped
     assert outcomes(rt, number) == [("liu", "not_satisfied"), ("chen", None)]
     again = browser.post(page, data={"level": "1", "outcome": "satisfied", "csrf": csrf})
     assert again.status_code == 409 and "already" in again.text

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from itilflow.gateway.deps import API_PREFIX, Agent, GatewayDep, Reporter, SessionDep
@@ -24,6 +24,9 @@ from itilflow.services import callbacks
 log = logging.getLogger("itilflow.gateway.callbacks")
 
 router = APIRouter(prefix=f"{API_PREFIX}/incidents", tags=["callbacks"])
+# A level number the database can hold (SQLite integers are 64-bit: 2**70 would be a 500);
+# policies have at most 9 levels.
+MAX_LEVEL = 99
 
 
 class CallbackOut(BaseModel):
@@ -74,7 +77,7 @@ def get_callbacks(ref: str, session: SessionDep, _: Reporter) -> list[CallbackOu
 )
 def record_callback_outcome(
     ref: str,
-    level: int,
+    level: Annotated[int, Path(ge=1, le=MAX_LEVEL)],
     body: OutcomeIn,
     session: SessionDep,
     client: Agent,

@@ -190,3 +190,14 @@ def test_a_call_is_mailed_only_while_its_level_is_open(rt, answered):
     assert request["extra"]["previous"] is None
     record(rt, answered, 1, "satisfied")
     assert check_callbacks.fn([call]) == [], "answered before its mail went out: no mail"
+
+
+def test_the_api_refuses_a_level_out_of_range(client, answered):
+    for level in ("0", "-1", str(2**70), "x"):
+        answer = client.post(
+            f"/api/incidents/{answered}/callbacks/{level}", json={"outcome": "satisfied"}
+        )
+        assert answer.status_code == 422, (level, answer.text)
+    missing = client.post(f"/api/incidents/{answered}/callbacks/7", json={"outcome": "satisfied"})
+    assert missing.status_code == 404
+    assert client.post(f"/api/incidents/{answered}/callbacks/1", json={}).status_code == 422

@@ -33,6 +33,7 @@ from sqlmodel import Session
 
 from itilflow import clock, metrics
 from itilflow.dispatch.events import send_events_until
+from itilflow.flows.callback import survey_callbacks
 from itilflow.flows.incident import (
     Resolution,
     fire_sla_timers,
@@ -93,7 +94,7 @@ URGENT_BATCH_SIZE = 25
 
 @dataclass
 class Batch:
-    flow: str  # "open", "resolved", "timers" or "notify"
+    flow: str  # "open", "resolved", "notify", "callback" or "timers"
     triggers: list[FlowTrigger]
     urgent: bool = False
 
@@ -109,7 +110,8 @@ class Batch:
 # Each flow is a lane with one batch at a time: new incidents never wait behind a batch of
 # timers or of redeliveries, and two batches of one kind never compete for the engine (on a
 # SQLite Prefect server concurrent runs meet its 503 "busy" and the client's 2-8 s back-off).
-LANES = ("open", "resolved", "notify", "timers")  # "timers": every other kind
+# "callback": the survey callbacks' calls and deadlines (flows/callback.py).
+LANES = ("open", "resolved", "notify", "callback", "timers")  # "timers": every other kind
 
 
 def _flow_of(trigger: FlowTrigger) -> str:
@@ -168,6 +170,8 @@ def _flow_for(batch: Batch) -> Coroutine[Any, Any, Any]:
         return incidents_resolved(resolutions=resolutions, return_state=True)
     if batch.flow == "notify":
         return redeliver_notifications(trigger_ids=batch.trigger_ids, return_state=True)
+    if batch.flow == "callback":
+        return survey_callbacks(trigger_ids=batch.trigger_ids, return_state=True)
     return fire_sla_timers(trigger_ids=batch.trigger_ids, return_state=True)
 
 

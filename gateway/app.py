@@ -22,6 +22,7 @@ from itilflow.gateway import (
     alerts,
     api_docs,
     approvals,
+    callbacks,
     change_templates,
     changes,
     directory,
@@ -38,6 +39,7 @@ from itilflow.gateway import (
     surveys,
 )
 from itilflow.gateway.console import base as console_base
+from itilflow.gateway.console import callbacks as console_callbacks
 from itilflow.gateway.console import changes as console_changes
 from itilflow.gateway.console import incidents as console_incidents
 from itilflow.gateway.console import proactive as console_proactive
@@ -60,6 +62,7 @@ ROUTERS = (
     incidents.router,
     alerts.router,
     surveys.router,
+    callbacks.router,
     changes.router,
     change_templates.router,
     approvals.router,
@@ -74,6 +77,7 @@ ROUTERS = (
     oidc.router,
     console_queues.router,
     console_incidents.router,
+    console_callbacks.router,
     console_changes.router,
     console_problems.router,
     console_proactive.router,

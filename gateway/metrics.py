@@ -50,7 +50,7 @@ CACHE_SECONDS = 5.0
 # URGENT_RANK; the gateway may not import the runner, a test keeps the two equal).
 URGENT_RANK = 2
 # The runner's flows (dispatch/runner.py LANES): every other kind of trigger runs as "timers".
-FLOWS = ("open", "resolved", "notify")
+FLOWS = ("open", "resolved", "notify", "callback")
 # Headers a proxy adds: a request that carries one came from elsewhere, whatever its address.
 FORWARDED = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 

@@ -1,6 +1,7 @@
 """Storage: SQLModel tables and small verb_noun functions taking a keyword-only session."""
 
 from itilflow.models.browser_session import BrowserSession, SigninRequest
+from itilflow.models.callback import SurveyCallback, get_callback, list_callbacks
 from itilflow.models.change import (
     EDITABLE,
     FINAL,
@@ -119,6 +120,9 @@ __all__ = [
     "list_notices",
     "parse_proactive_ref",
     "proactive_number",
+    "SurveyCallback",
+    "get_callback",
+    "list_callbacks",
     "BrowserSession",
     "OnCallFeed",
     "OnCallOverride",

@@ -38,6 +38,8 @@ resolution_due; strings already formatted, or None). The extra keys per template
     incident_resolved    resolution (notes), known_error (reference)
     survey_request       survey_url (http(s), required: the link to rate 1-5)
     follow_up_opened     score (1-5), comment
+    callback_request     level, levels (of the callback), due_at, score, comment, previous
+                         (what the level before ended with; None for level 1)
 
 Senders
 -------

@@ -8,7 +8,11 @@ from itilflow.models import Incident, get_engineer, get_group, list_engineers
 
 
 def audience_emails(session: Session, incident: Incident, audience: str) -> list[str]:
-    """The addresses of one audience; "on_call" is chat only, so none."""
+    """The addresses of one audience; "on_call" is chat only, so none. "person:USERNAME" is
+    one person of the directory (a survey callback's level names whom it asks)."""
+    if audience.startswith("person:"):
+        named = get_engineer(session=session, username=audience.removeprefix("person:"))
+        return [named.email] if named and named.email else []
     group = get_group(session=session, name=incident.group_name)
     if audience == "reporter":
         return [incident.reporter_email] if incident.reporter_email else []

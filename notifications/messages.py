@@ -58,6 +58,9 @@ TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "incident_resolved": ("resolution", "known_error"),
     "survey_request": ("survey_url",),
     "follow_up_opened": ("score", "comment"),
+    # A survey callback's level, to its person: the level of `levels`, the deadline, the answer
+    # that started it and what the level before ended with (None for level 1).
+    "callback_request": ("level", "levels", "due_at", "score", "comment", "previous"),
 }
 # Change templates are about `change`, a mapping with CHANGE_KEYS, instead of `incident`.
 CHANGE_KEYS: frozenset[str] = frozenset(

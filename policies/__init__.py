@@ -13,6 +13,13 @@ from itilflow.policies.assignment import (
     choose_assignee,
 )
 from itilflow.policies.calendars import Calendar, CalendarSpec
+from itilflow.policies.callback import (
+    OUTCOMES,
+    CallbackLevel,
+    CallbackPolicy,
+    after_level,
+    level_due,
+)
 from itilflow.policies.change import (
     Acceptance,
     ApprovalLinks,
@@ -60,6 +67,7 @@ from itilflow.policies.routing import (
     alert_impact_urgency,
     progress_interval,
     route_notification,
+    survey_needs_callback,
     survey_needs_follow_up,
 )
 from itilflow.policies.sla import (
@@ -77,6 +85,11 @@ from itilflow.policies.steps import StepsPolicy
 PlannedStep = PlannedEscalation
 
 __all__ = [
+    "OUTCOMES",
+    "CallbackLevel",
+    "CallbackPolicy",
+    "after_level",
+    "level_due",
     "ApprovalLinks",
     "ApprovalStage",
     "ChangePolicy",
@@ -139,5 +152,6 @@ __all__ = [
     "route_notification",
     "sla_deadline",
     "snapshot_escalation",
+    "survey_needs_callback",
     "survey_needs_follow_up",
 ]

@@ -139,6 +139,7 @@ class Policies(BaseModel):
                                 )
                             )
         problems += self._proactive_templates()
+        problems += self._callback_problems()
         raise_if(problems)
         return self
 
@@ -171,6 +172,16 @@ class Policies(BaseModel):
                     )
                 )
         return problems
+
+    def _callback_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        callback = self.routing.survey.callback
+        if callback is None or callback.calendar in self.sla.calendars:
+            return []
+        message = (
+            f"{callback.calendar!r} is not a calendar of sla.yaml; expected one of "
+            f"{plain_list(self.sla.calendars)}"
+        )
+        return [(("routing", "survey", "callback", "calendar"), message)]
 
 
 def default_policy_dir() -> Traversable:

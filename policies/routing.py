@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from itilflow.policies._base import PRIORITIES, Name, PolicyModel, Priority, plain_list, raise_if
+from itilflow.policies.callback import CallbackPolicy
 from itilflow.policies.priority import PriorityPolicy
 from itilflow.policies.sla import SlaPolicy
 
@@ -23,11 +24,24 @@ class SurveyPolicy(PolicyModel):
     low_score: int = Field(2, ge=1)
     follow_up: bool = True
     follow_up_priority: Priority = "P3"
+    # The callback in levels (policies/callback.py); when set it replaces the follow-up incident.
+    # None (a routing.yaml written before callbacks): the follow-up incident, as before.
+    callback: CallbackPolicy | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SurveyPolicy:
         if self.low_score >= self.scale:
             raise_if([(("low_score",), f"expected a score below the scale ({self.scale})")])
+        if self.callback is not None and self.follow_up:
+            raise_if(
+                [
+                    (
+                        ("follow_up",),
+                        "a callback in levels replaces the follow-up incident: set "
+                        "follow_up: false, or remove 'callback'",
+                    )
+                ]
+            )
         return self
 
 
@@ -85,6 +99,13 @@ def survey_needs_follow_up(policy: SurveyPolicy, score: int) -> bool:
     if not 1 <= score <= policy.scale:
         raise ValueError(f"survey score must be 1..{policy.scale}, got {score}")
     return policy.follow_up and score <= policy.low_score
+
+
+def survey_needs_callback(policy: SurveyPolicy, score: int) -> bool:
+    """True when an answer is unsatisfied and the policy asks for a callback in levels."""
+    if not 1 <= score <= policy.scale:
+        raise ValueError(f"survey score must be 1..{policy.scale}, got {score}")
+    return policy.callback is not None and score <= policy.low_score
 
 
 def alert_impact_urgency(

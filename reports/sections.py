@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from itilflow.policies import ReportPolicy, SlaPolicy
+from itilflow.reports.callbacks import CALLBACK, compute_callback_section
 from itilflow.reports.db import ReportConnection
 from itilflow.reports.figures import Figures
 from itilflow.reports.incidents import INCIDENT, TIMELINE, compute_incident_section
@@ -104,5 +105,13 @@ register_section(
         "proactive",
         (PROACTIVE,),
         lambda c: compute_proactive_section(c.conn, c.months, c.as_of),
+    )
+)
+# The survey callbacks in levels (issue 15 item 4): reports/callbacks.py.
+register_section(
+    Section(
+        "callbacks",
+        (CALLBACK,),
+        lambda c: compute_callback_section(c.conn, c.months, c.as_of),
     )
 )

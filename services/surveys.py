@@ -1,6 +1,8 @@
 """The satisfaction survey: its signed link, mailed on resolution, and the answer it records.
 
-One answer per incident; a low score opens a follow-up incident, as the routing policy says.
+One answer per incident; a low score starts the callback in levels (services/callbacks.py) or,
+where routing.yaml has no `survey.callback` and keeps `follow_up: true`, opens a follow-up
+incident as before callbacks existed.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from sqlmodel import Session, col
 
 from itilflow import signing
 from itilflow.models import Incident, IncidentCreate, add_timeline
-from itilflow.policies import Policies
-from itilflow.services import incidents
+from itilflow.policies import Policies, survey_needs_callback
+from itilflow.services import callbacks, incidents
 
 PURPOSE = "survey"
 VALID_FOR = timedelta(days=14)
@@ -49,7 +51,9 @@ def record_answer(
         data={"score": score},
     )
     survey_policy = policies.routing.survey
-    if survey_policy.follow_up and score <= survey_policy.low_score:
+    if survey_needs_callback(survey_policy, score):
+        callbacks.start_callback(session, incident, score=score, policies=policies)
+    elif survey_policy.follow_up and score <= survey_policy.low_score:
         open_follow_up(session, incident, score=score, comment=comment, policies=policies)
     return True
 

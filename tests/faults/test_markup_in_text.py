@@ -15,7 +15,14 @@ from typing import Any
 from markupsafe import escape
 from sqlmodel import select
 
-from itilflow.models import ChangeStatus, CheckResult, Incident, session_scope, start_inspection_run
+from itilflow.models import (
+    ChangeStatus,
+    CheckResult,
+    Incident,
+    list_callbacks,
+    session_scope,
+    start_inspection_run,
+)
 from itilflow.notifications import RenderedMessage, asend_chat, asend_email
 from itilflow.notifications.plans import request as notification_request
 from itilflow.reports import compute_report, render_html, render_mail, render_markdown
@@ -108,8 +115,9 @@ async def test_incident_text_is_escaped_in_mail_chat_and_the_survey_page(
     timeline = client.get(f"/api/incidents/{number}/timeline").json()
     assert [e["message"] for e in timeline if e["kind"] == "commented"] == [NOTE]  # verbatim
 
-    # The survey page shows the title as text; the reporter's comment opens a follow-up whose
-    # description it is.
+    # The survey page shows the title as text; the reporter's comment starts a callback whose
+    # mail carries it (the callback replaced the follow-up incident; the follow-up's own mail
+    # template is still checked below, on the incident).
     url = survey_links.fn([incident_id])[incident_id]
     assert url is not None
     survey = client.get(url.removeprefix(rt.settings.public_url))
@@ -121,17 +129,24 @@ async def test_incident_text_is_escaped_in_mail_chat_and_the_survey_page(
     )
     assert answered.status_code == 200 and "<iframe" not in answered.text
     with session_scope(rt.engine) as session:
-        follow_up = session.exec(select(Incident).where(Incident.parent_id == incident_id)).one()
-        assert follow_up.description == SURVEY_COMMENT
+        assert session.exec(select(Incident).where(Incident.parent_id == incident_id)).all() == []
+        assert [c.level for c in list_callbacks(session=session, incident_id=incident_id)] == [1]
+    callback = {"level": 1, "levels": 3, "due_at": "tomorrow", "score": 1, "previous": None}
 
     plans = [
         ("opened", incident_id, "incident_opened", {}, [TITLE, DESCRIPTION, CI]),
         ("resolved", incident_id, "incident_resolved", {}, [TITLE, NOTE]),
         ("survey", incident_id, "survey_request", {"survey_url": url}, [TITLE]),
-        ("follow-up", follow_up.id, "incident_opened", {}, [SURVEY_COMMENT]),
+        (
+            "callback",
+            incident_id,
+            "callback_request",
+            {**callback, "comment": SURVEY_COMMENT},
+            [TITLE, SURVEY_COMMENT],
+        ),
         (
             "follow-up note",
-            follow_up.id,
+            incident_id,
             "follow_up_opened",
             {"score": 1, "comment": SURVEY_COMMENT},
             [SURVEY_COMMENT],

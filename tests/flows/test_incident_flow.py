@@ -170,8 +170,17 @@ async def test_hold_pauses_the_resolution_timer_and_resume_moves_it(client, rt):
     assert sla["time_on_hold_seconds"] == 3600
 
 
+@pytest.fixture
+def follow_up_policy(rt) -> None:
+    """routing.yaml as before survey callbacks: no `callback`, `follow_up: true` (the defaults
+    call back in levels now: tests/callbacks/test_callback_e2e.py)."""
+    survey = rt.policies.routing.survey.model_copy(update={"callback": None, "follow_up": True})
+    routing = rt.policies.routing.model_copy(update={"survey": survey})
+    rt.__dict__["policies"] = rt.policies.model_copy(update={"routing": routing})
+
+
 async def test_resolution_sends_a_survey_and_a_low_score_opens_a_follow_up(
-    client, rt, smtp_server, http_sink
+    follow_up_policy, client, rt, smtp_server, http_sink
 ):
     clock.freeze(MONDAY_MORNING)
     ref = open_incident(client)

@@ -58,6 +58,7 @@ ROLE_OF = {
             ("POST", "/{ref}/decline"),
         )
     },
+    ("POST", "/api/incidents/{ref}/callbacks/{level}"): "agent",
     **{
         (method, f"/api/{kind}{tail}"): "admin"
         for kind in ("groups", "people", "cis")

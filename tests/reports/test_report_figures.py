@@ -172,6 +172,7 @@ def test_sections_without_tables_show_no_data(engine, history, policies) -> None
         "problems",
         "inspections",
         "proactive",
+        "callbacks",
     ]
     assert all(s.status == "ok" for s in report.sections)
     # A process not installed here (its table missing): its section says so, the others work.

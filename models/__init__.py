@@ -43,6 +43,14 @@ from itilflow.models.inspection import (
     list_run_results,
     start_inspection_run,
 )
+from itilflow.models.mail import (
+    MailAttachment,
+    MailMessage,
+    count_mails_from,
+    get_mail_by_message_id,
+    incident_of_message_ids,
+    thread_message_ids,
+)
 from itilflow.models.people import (
     ConfigurationItem,
     Engineer,
@@ -95,6 +103,12 @@ from itilflow.models.trigger import (
 )
 
 __all__ = [
+    "MailAttachment",
+    "MailMessage",
+    "count_mails_from",
+    "get_mail_by_message_id",
+    "incident_of_message_ids",
+    "thread_message_ids",
     "BrowserSession",
     "SigninRequest",
     "ROLES",

@@ -36,6 +36,8 @@ resolution_due; strings already formatted, or None). The extra keys per template
     incident_resolved    resolution (notes), known_error (reference)
     survey_request       survey_url (http(s), required: the link to rate 1-5)
     follow_up_opened     score (1-5), comment
+    mail_received        -
+    reporter_comment     comment (the agent's text), author
 
 Senders
 -------

@@ -53,6 +53,10 @@ TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "incident_resolved": ("resolution", "known_error"),
     "survey_request": ("survey_url",),
     "follow_up_opened": ("score", "comment"),
+    # To the reporter of a mailed request: its reference (notifications/mail_thread.py).
+    "mail_received": (),
+    # An agent's comment to the reporter, mailed in the incident's thread.
+    "reporter_comment": ("comment", "author"),
 }
 # Change templates are about `change`, a mapping with CHANGE_KEYS, instead of `incident`.
 CHANGE_KEYS: frozenset[str] = frozenset(

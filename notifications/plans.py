@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from sqlmodel import Session
 
@@ -63,6 +63,8 @@ class NotificationPlan(TypedDict):
     emails: list[str]
     tags: list[str]
     message: dict[str, str]  # RenderedMessage's fields
+    # Mail headers: an incident's mails carry their thread's Message-ID and References.
+    headers: NotRequired[dict[str, str]]
 
 
 def make_plan(subject: Subject, message: RenderedMessage, **fields: Any) -> NotificationPlan:

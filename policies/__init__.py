@@ -42,6 +42,7 @@ from itilflow.policies.escalation import (
 )
 from itilflow.policies.inspection import InspectionPolicy
 from itilflow.policies.loader import Policies, PolicyError, default_policy_dir, load_policies
+from itilflow.policies.mail import MailPolicy, mailbox_password
 from itilflow.policies.priority import PriorityPolicy, decide_priority
 from itilflow.policies.problem import (
     ROOT_CAUSE_CATEGORIES,
@@ -76,6 +77,8 @@ from itilflow.policies.steps import StepsPolicy
 PlannedStep = PlannedEscalation
 
 __all__ = [
+    "MailPolicy",
+    "mailbox_password",
     "ApprovalLinks",
     "ApprovalStage",
     "ChangePolicy",

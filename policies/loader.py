@@ -22,6 +22,7 @@ from itilflow.policies.assignment import AssignmentPolicy
 from itilflow.policies.change import ChangePolicy
 from itilflow.policies.escalation import EscalationPolicy
 from itilflow.policies.inspection import STACK_URLS_CONTEXT, InspectionPolicy
+from itilflow.policies.mail import MailPolicy
 from itilflow.policies.priority import PriorityPolicy
 from itilflow.policies.problem import ProblemPolicy
 from itilflow.policies.report import ReportPolicy
@@ -38,10 +39,11 @@ FILES: dict[str, tuple[str, type[PolicyModel]]] = {
     "report": ("report.yaml", ReportPolicy),
     "problem": ("problem.yaml", ProblemPolicy),
     "inspection": ("inspection.yaml", InspectionPolicy),
+    "mail": ("mail.yaml", MailPolicy),
 }
 # Files a folder may leave out: the packaged default is read instead (a policy folder written
 # before the monthly report, the problem review or inspections existed keeps loading).
-OPTIONAL_FILES = frozenset({"report", "problem", "inspection"})
+OPTIONAL_FILES = frozenset({"report", "problem", "inspection", "mail"})
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -74,6 +76,7 @@ class Policies(BaseModel):
     report: ReportPolicy
     problem: ProblemPolicy
     inspection: InspectionPolicy
+    mail: MailPolicy
 
     @model_validator(mode="after")
     def _cross_check(self) -> Policies:

@@ -57,7 +57,12 @@ async def _send(rt: Any, plan: NotificationPlan, channel: str, gate: asyncio.Sem
     message = plan["message"]
     async with gate:
         if channel == "email":
-            await asend_email(RenderedMessage(**message), to=plan["emails"], settings=rt.mail)
+            await asend_email(
+                RenderedMessage(**message),
+                to=plan["emails"],
+                settings=rt.mail,
+                headers=plan.get("headers"),
+            )
         else:
             await asend_chat(
                 title=message["chat_title"],

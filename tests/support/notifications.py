@@ -18,6 +18,7 @@ _EXTRAS: dict[str, Any] = {
     "survey_url": "https://itilflow.example/surveys/INC0001?token=abc",
     "score": 2,
     "comment": "It took three days.",
+    "author": "Chen Jie",
     "approver": "chen",
     "stage": "technical-lead",
     "approve_url": "https://itilflow.example/approvals/tok?decision=approve",

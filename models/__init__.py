@@ -46,9 +46,11 @@ from itilflow.models.inspection import (
 from itilflow.models.mail import (
     MailAttachment,
     MailMessage,
+    count_incidents_reported_by,
     count_mails_from,
     get_mail_by_message_id,
     incident_of_message_ids,
+    person_by_email,
     thread_message_ids,
 )
 from itilflow.models.people import (
@@ -105,7 +107,9 @@ from itilflow.models.trigger import (
 __all__ = [
     "MailAttachment",
     "MailMessage",
+    "count_incidents_reported_by",
     "count_mails_from",
+    "person_by_email",
     "get_mail_by_message_id",
     "incident_of_message_ids",
     "thread_message_ids",

@@ -15,6 +15,8 @@ from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from itilflow import clock
 from itilflow.models.db import UTCDateTime
+from itilflow.models.incident import Incident
+from itilflow.models.people import Engineer
 
 # What became of a mail: stored on an incident, or ignored and why.
 STORED_OUTCOMES = ("opened", "threaded")
@@ -88,3 +90,21 @@ def thread_message_ids(*, session: Session, incident_id: int) -> list[str]:
             .order_by(col(MailMessage.id))
         )
     )
+
+
+def person_by_email(*, session: Session, address: str) -> Engineer | None:
+    """The active person of the directory with this address (any case), or None."""
+    return session.exec(
+        select(Engineer)
+        .where(func.lower(Engineer.email) == address.strip().lower())
+        .where(col(Engineer.active))
+        .order_by(col(Engineer.username))
+    ).first()
+
+
+def count_incidents_reported_by(*, session: Session, address: str) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(Incident)
+        .where(func.lower(Incident.reporter_email) == address.strip().lower())
+    ).one()

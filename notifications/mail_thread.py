@@ -17,10 +17,8 @@ from email.utils import parseaddr
 from sqlmodel import Session
 
 from itilflow.models import incident_number, thread_message_ids
+from itilflow.services.mail_parse import ORIGIN_HEADER
 
-# Set on every mail we send: the intake ignores a mail carrying it (a loop through an alias).
-ORIGIN_HEADER = "X-Itilflow-Origin"
-OUR_ID = re.compile(r"<itilflow\.(INC-\d+)(?:\.[^@>]*)?@([^>]+)>", re.IGNORECASE)
 # At most this many of the reporter's mails in References (RFC 5322 keeps the thread's first and
 # latest; a long thread must not grow the header without end).
 _MAX_REFERENCES = 10
@@ -41,15 +39,6 @@ def message_id(number: str, key: str, domain: str) -> str:
 
 def thread_root(number: str, domain: str) -> str:
     return f"<itilflow.{number}@{domain}>"
-
-
-def incident_of_our_id(message_ids: list[str], domain: str) -> str | None:
-    """The incident number one of our Message-IDs among `message_ids` names, or None."""
-    for value in reversed(message_ids):
-        match = OUR_ID.fullmatch(value.strip())
-        if match and match.group(2).lower() == domain:
-            return match.group(1).upper()
-    return None
 
 
 def thread_headers(

@@ -42,7 +42,7 @@ from itilflow.policies.escalation import (
 )
 from itilflow.policies.inspection import InspectionPolicy
 from itilflow.policies.loader import Policies, PolicyError, default_policy_dir, load_policies
-from itilflow.policies.mail import MailPolicy, mailbox_password
+from itilflow.policies.mail import DONE_KEYWORD, MailPolicy, mailbox_password
 from itilflow.policies.priority import PriorityPolicy, decide_priority
 from itilflow.policies.problem import (
     ROOT_CAUSE_CATEGORIES,
@@ -77,6 +77,7 @@ from itilflow.policies.steps import StepsPolicy
 PlannedStep = PlannedEscalation
 
 __all__ = [
+    "DONE_KEYWORD",
     "MailPolicy",
     "mailbox_password",
     "ApprovalLinks",

@@ -109,9 +109,7 @@ def make_mail(
         mail[key] = value
     mail.set_content(body)
     for filename, data in attachments:
-        mail.add_attachment(
-            data, maintype="application", subtype="octet-stream", filename=filename
-        )
+        mail.add_attachment(data, maintype="application", subtype="octet-stream", filename=filename)
     return mail
 
 

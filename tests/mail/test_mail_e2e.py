@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from itilflow.dispatch.runner import Runner
 from itilflow.flows.mail import read_mailbox
 from itilflow.models import Incident, MailMessage, get_timeline
-from tests.mail.conftest import bounce_for, make_mail
+from tests.support.mail import bounce_for, make_mail
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

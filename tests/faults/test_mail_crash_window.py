@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from itilflow.flows.mail import read_mailbox
 from itilflow.models import FlowTrigger, Incident, MailMessage
-from tests.support.mail import dovecot, make_mail, mail_rt  # noqa: F401
+from tests.support.mail import dovecot, mail_rt, make_mail  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -79,7 +79,10 @@ def stored(rt) -> tuple[int, int, list[str]]:
 
 @pytest.mark.parametrize("kill", ["store", "mark"])
 def test_a_killed_intake_stores_the_mail_once_after_restart(
-    mail_rt, dovecot, kill, fault_figures
+    mail_rt,  # noqa: F811 (the fixture)
+    dovecot,  # noqa: F811
+    kill,
+    fault_figures,
 ):
     dovecot.append(bytes(make_mail()))
 

@@ -33,7 +33,7 @@ def outcomes(rt) -> dict[str, str]:
 
 
 async def test_a_mail_opens_an_incident_and_its_thread_comes_back_to_it(
-    mail_rt, mail_client, dovecot, smtp_server
+    mail_rt, client, dovecot, smtp_server
 ):
     rt = mail_rt
     first = make_mail(attachments=[("error.log", b"E42 at 08:02\n"), ("dump.bin", b"x" * 2048)])
@@ -70,7 +70,7 @@ async def test_a_mail_opens_an_incident_and_its_thread_comes_back_to_it(
     assert read_mailbox()["threaded"] == 1
 
     # On hold, then the reporter's reply (by the reference in the subject only) resumes it.
-    held = mail_client.post(
+    held = client.post(
         f"/api/incidents/{number}/hold", json={"note": "waiting for the reporter's photo"}
     )
     assert held.status_code == 200, held.text
@@ -98,7 +98,7 @@ async def test_a_mail_opens_an_incident_and_its_thread_comes_back_to_it(
 
     # An agent's comment to the reporter goes out as a mail in the same thread.
     before = len(mails_to(smtp_server, "ada@customer.example"))
-    said = mail_client.post(
+    said = client.post(
         f"/api/incidents/{number}/comment",
         json={"note": "A technician is on the way.", "visibility": "public"},
     )

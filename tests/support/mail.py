@@ -72,19 +72,6 @@ def mail_rt(
     return current
 
 
-@pytest.fixture
-def mail_client(mail_rt: runtime.Runtime) -> Iterator[object]:
-    from fastapi.testclient import TestClient
-
-    from itilflow.gateway.app import create_app
-
-    with TestClient(create_app(mail_rt.settings, mail_rt.policies)) as test_client:
-        assert mail_rt.settings.api_token is not None
-        token = mail_rt.settings.api_token.get_secret_value()
-        test_client.headers["Authorization"] = f"Bearer {token}"
-        yield test_client
-
-
 def make_mail(
     *,
     sender: str = "Ada Reporter <ada@customer.example>",

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from itilflow import clock
 from itilflow.gateway.deps import Gateway
-from itilflow.models import Incident, TimelineEntry
+from itilflow.models import Incident, TimelineEntry, get_engineer
 from itilflow.notifications.incident_plan import reporter_plan
 from itilflow.notifications.plans import keep_for_delivery
 
@@ -32,7 +32,8 @@ def keep_comment_for_reporter(
         template="reporter_comment",
         key=f"reporter_comment:{entry_id}",
         actor=author,
-        extra={"comment": note, "author": author},
+        # The reporter reads the person's name, not their username.
+        extra={"comment": note, "author": _display_name(session, author)},
         policies=gateway.policies,
         public_url=gateway.settings.public_url or "",
         mail_from=gateway.settings.mail_from,
@@ -41,3 +42,8 @@ def keep_comment_for_reporter(
         return False
     keep_for_delivery(session, [plan], due_at=clock.now())
     return True
+
+
+def _display_name(session: Session, username: str) -> str:
+    person = get_engineer(session=session, username=username)
+    return person.name if person is not None else username

@@ -30,6 +30,8 @@ TEST_DEB_PACKAGES=(
   prometheus-node-exporter # tests/inspections: a real /metrics to scrape
   prometheus              # tests/inspections: the PromQL path (scrapes that node_exporter)
   postgresql              # tests/support/postgres.py: initdb + pg_ctl for the PostgreSQL pass
+  dovecot-core            # tests/support/dovecot.py: a throwaway IMAP server for the mail intake tests
+  dovecot-imapd           # ... its IMAP protocol (IDLE, APPEND) the intake flow reads from
 )
 
 POLICY_RC_D="${ITILFLOW_POLICY_RC_D:-/usr/sbin/policy-rc.d}"

@@ -5,7 +5,7 @@ that wait together; the rules are services/incidents.py's.
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
@@ -23,6 +23,7 @@ from itilflow.gateway.deps import (
     SessionDep,
     gateway_of,
 )
+from itilflow.gateway.reporter_mail import keep_comment_for_reporter
 from itilflow.gateway.schemas import (
     MAX_OFFSET,
     clean_text,
@@ -41,6 +42,7 @@ from itilflow.models import (
 )
 from itilflow.policies import compute_sla
 from itilflow.services import incidents
+from itilflow.services.incident_actions import comment
 
 router = APIRouter(prefix=f"{API_PREFIX}/incidents", tags=["incidents"])
 
@@ -125,6 +127,8 @@ class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str = Field(default="", max_length=20_000)
+    # A comment's audience: "public" is mailed to the reporter in the incident's thread too.
+    visibility: Literal["internal", "public"] = "internal"
 
     @model_validator(mode="before")
     @classmethod
@@ -267,15 +271,32 @@ def act_on_incident(
 ) -> IncidentOut:
     incident = load(session, ref)
     assert incident.id is not None
+    if body.visibility == "public" and action != "comment":
+        raise HTTPException(422, "visibility is a comment's: only 'comment' takes it")
     try:
-        incident = incidents.apply_action(
-            session,
-            incident.id,
-            action,
-            actor=client.name,
-            note=body.note,
-            policies=gateway.policies,
-        )
+        if action == "comment":
+            incident = comment(
+                session,
+                incident,
+                actor=client.name,
+                note=body.note,
+                policies=gateway.policies,
+                # An internal comment's entry stays as it was before comments had a visibility.
+                visibility="public" if body.visibility == "public" else None,
+            )
+            if body.visibility == "public":
+                keep_comment_for_reporter(
+                    session, incident, note=body.note, author=client.name, gateway=gateway
+                )
+        else:
+            incident = incidents.apply_action(
+                session,
+                incident.id,
+                action,
+                actor=client.name,
+                note=body.note,
+                policies=gateway.policies,
+            )
         session.commit()
     except incidents.ActionError as exc:
         session.rollback()

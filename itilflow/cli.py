@@ -75,7 +75,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if settings.workers:
         _check_step_user(policies)
     upgrade_before_up(settings.database_url or "")  # before anything starts that uses it
-    stack = Stack(settings)
+    stack = Stack(settings, mail_intake=policies.mail.enabled)
     inbox = None
     if settings.demo and stack.demo_inbox:
         from itilflow.demo.inbox import chat_tags
@@ -170,6 +170,32 @@ def cmd_runner(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mail_intake(args: argparse.Namespace) -> int:
+    """The email channel's watcher (dispatch/mail_watch.py), until SIGINT or SIGTERM."""
+    import threading
+
+    from itilflow import runtime
+    from itilflow.dispatch.mail_watch import watch_mailbox
+    from itilflow.dispatch.runner import require_api_url
+    from itilflow.policies.mail import MailPasswordMissing, mailbox_password
+
+    require_api_url()
+    rt = runtime.configure(_settings(args))
+    policy = _policies(rt.settings).mail
+    if not policy.enabled:
+        print("mail intake: mail.yaml says enabled: false; nothing to do", file=sys.stderr)
+        return 0
+    try:
+        mailbox_password(policy)  # refuse to start without it, saying where it was looked for
+    except MailPasswordMissing as exc:
+        raise SettingsError(str(exc)) from None
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    watch_mailbox(policy, stop)
+    return 0
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -236,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("runner", help="run the flows for due triggers (started by up)").set_defaults(
         run=cmd_runner
     )
+    sub.add_parser(
+        "mail-intake", help="read the service mailbox into incidents (started by up, mail.yaml)"
+    ).set_defaults(run=cmd_mail_intake)
     sub.add_parser("gateway", help="serve the HTTP API (started by up)").set_defaults(
         run=cmd_gateway
     )

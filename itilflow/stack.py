@@ -54,6 +54,8 @@ class Stack:
     notes: list[str] = field(default_factory=list)
     # Where `up` says each stage as it starts and is ready.
     say: Callable[[str], None] = lambda line: None
+    # mail.yaml's `enabled`: the mail intake (dispatch/mail_watch.py) runs as a child.
+    mail_intake: bool = False
     # A stop signal that came while a child was being started: raised once it is a child (in
     # `children`), so that stop() finds it and no restart races the shutdown.
     _starting: bool = field(default=False, init=False, repr=False)
@@ -265,6 +267,9 @@ class Stack:
         for number in range(1, self.settings.workers + 1):
             self.stage(f"worker {number}", lambda n=number: self.start_worker(n), waits=False)
         self.stage("runner", lambda: self.start("runner", [*itilflow, "runner"]), waits=False)
+        if self.mail_intake:
+            intake = [*itilflow, "mail-intake"]
+            self.stage("mail intake", lambda: self.start("mail-intake", intake), waits=False)
         self.stage("gateway", lambda: self.start_gateway([*itilflow, "gateway"]))
         self.say(f"up in {time.monotonic() - began:.1f} s\n")
 

@@ -44,6 +44,16 @@ from itilflow.models.inspection import (
     list_run_results,
     start_inspection_run,
 )
+from itilflow.models.mail import (
+    MailAttachment,
+    MailMessage,
+    count_incidents_reported_by,
+    count_mails_from,
+    get_mail_by_message_id,
+    incident_of_message_ids,
+    person_by_email,
+    thread_message_ids,
+)
 from itilflow.models.oncall import OnCallFeed, OnCallOverride
 from itilflow.models.people import (
     ConfigurationItem,
@@ -123,6 +133,14 @@ __all__ = [
     "SurveyCallback",
     "get_callback",
     "list_callbacks",
+    "MailAttachment",
+    "MailMessage",
+    "count_incidents_reported_by",
+    "count_mails_from",
+    "person_by_email",
+    "get_mail_by_message_id",
+    "incident_of_message_ids",
+    "thread_message_ids",
     "BrowserSession",
     "OnCallFeed",
     "OnCallOverride",

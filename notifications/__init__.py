@@ -40,6 +40,8 @@ resolution_due; strings already formatted, or None). The extra keys per template
     follow_up_opened     score (1-5), comment
     callback_request     level, levels (of the callback), due_at, score, comment, previous
                          (what the level before ended with; None for level 1)
+    mail_received        -
+    reporter_comment     comment (the agent's text), author
 
 Senders
 -------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import make_msgid, parseaddr
 from typing import Any
@@ -59,9 +59,11 @@ async def asend_email(
     to: Sequence[str],
     settings: MailSettings,
     attachments: Sequence[Attachment] = (),
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """Send `message` (HTML with a plain-text alternative) to every address in `to`, with
-    `attachments` as files.
+    `attachments` as files, and `headers` (a Message-ID among them replaces the generated one:
+    mails about an incident carry their thread's, notifications/mail_thread.py).
 
     Raises ValueError when `to` holds no address, and NotificationError when the server cannot
     be reached, times out, refuses the login, the sender or any recipient, or rejects the data.
@@ -72,13 +74,15 @@ async def asend_email(
         raise ValueError("asend_email needs at least one recipient in `to`")
 
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
+    extra = dict(headers or {})
     mail = emails.html(
         html=message.html,
         text=message.text,
         subject=message.subject,
         mail_from=settings.mail_from,
         # python-emails adds no Message-ID of its own; mail without one scores as spam.
-        message_id=make_msgid(domain=domain),
+        message_id=extra.pop("Message-ID", None) or make_msgid(domain=domain),
+        headers=extra,
     )
     for attachment in attachments:
         mail.attach(

@@ -61,6 +61,10 @@ TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     # A survey callback's level, to its person: the level of `levels`, the deadline, the answer
     # that started it and what the level before ended with (None for level 1).
     "callback_request": ("level", "levels", "due_at", "score", "comment", "previous"),
+    # To the reporter of a mailed request: its reference (notifications/mail_thread.py).
+    "mail_received": (),
+    # An agent's comment to the reporter, mailed in the incident's thread.
+    "reporter_comment": ("comment", "author"),
 }
 # Change templates are about `change`, a mapping with CHANGE_KEYS, instead of `incident`.
 CHANGE_KEYS: frozenset[str] = frozenset(

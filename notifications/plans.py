@@ -74,6 +74,8 @@ class NotificationPlan(TypedDict):
     attachments: NotRequired[list[dict[str, str]]]
     # Whom "on_call" reached (an incident's group with a rotation): recorded with each delivery.
     on_call: NotRequired[dict[str, str] | None]
+    # Mail headers: an incident's mails carry their thread's Message-ID and References.
+    headers: NotRequired[dict[str, str]]
 
 
 def make_plan(subject: Subject, message: RenderedMessage, **fields: Any) -> NotificationPlan:

@@ -50,6 +50,7 @@ from itilflow.policies.escalation import (
 )
 from itilflow.policies.inspection import InspectionPolicy
 from itilflow.policies.loader import Policies, PolicyError, default_policy_dir, load_policies
+from itilflow.policies.mail import DONE_KEYWORD, MailPolicy, mailbox_password
 from itilflow.policies.priority import PriorityPolicy, decide_priority
 from itilflow.policies.problem import (
     ROOT_CAUSE_CATEGORIES,
@@ -90,6 +91,9 @@ __all__ = [
     "CallbackPolicy",
     "after_level",
     "level_due",
+    "DONE_KEYWORD",
+    "MailPolicy",
+    "mailbox_password",
     "ApprovalLinks",
     "ApprovalStage",
     "ChangePolicy",

@@ -22,6 +22,7 @@ from itilflow.policies.assignment import AssignmentPolicy
 from itilflow.policies.change import ChangePolicy
 from itilflow.policies.escalation import EscalationPolicy
 from itilflow.policies.inspection import STACK_URLS_CONTEXT, InspectionPolicy
+from itilflow.policies.mail import MailPolicy
 from itilflow.policies.oncall import OnCallPolicy
 from itilflow.policies.priority import PriorityPolicy
 from itilflow.policies.proactive import KINDS as PROACTIVE_KINDS
@@ -43,10 +44,11 @@ FILES: dict[str, tuple[str, type[PolicyModel]]] = {
     "inspection": ("inspection.yaml", InspectionPolicy),
     "oncall": ("oncall.yaml", OnCallPolicy),
     "proactive": ("proactive.yaml", ProactivePolicy),
+    "mail": ("mail.yaml", MailPolicy),
 }
 # Files a folder may leave out: the packaged default is read instead (a policy folder written
 # before the monthly report, the problem review or inspections existed keeps loading).
-OPTIONAL_FILES = frozenset({"report", "problem", "inspection"})
+OPTIONAL_FILES = frozenset({"report", "problem", "inspection", "mail"})
 # Files a folder may leave out that then mean "none": the packaged on-call rotations name the
 # demo's people, which another team's groups must not get; a folder written before proactive
 # notices existed may have no template for them in its change.yaml, so they stay off there.
@@ -86,6 +88,7 @@ class Policies(BaseModel):
     report: ReportPolicy
     problem: ProblemPolicy
     inspection: InspectionPolicy
+    mail: MailPolicy
     oncall: OnCallPolicy = OnCallPolicy()
     proactive: ProactivePolicy = ProactivePolicy(enabled=False)
 

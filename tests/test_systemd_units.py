@@ -22,6 +22,7 @@ NEWER_KEYS = re.compile(r": Unknown key '(RestartSteps|RestartMaxDelaySec)' in s
 SERVICES = [
     "itilflow-prefect-server.service",
     "itilflow-runner.service",
+    "itilflow-mail-intake.service",
     "itilflow-gateway.service",
     "itilflow-worker@.service",
     "itilflow-setup.service",

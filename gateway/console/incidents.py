@@ -25,10 +25,10 @@ from itilflow.gateway.console.base import (
     signed_in_with,
 )
 from itilflow.gateway.console.catalogue import translator
-from itilflow.gateway.deps import gateway_of
+from itilflow.gateway.deps import Gateway, gateway_of
 from itilflow.gateway.html import render_page
+from itilflow.gateway.reporter_mail import keep_comment_for_reporter
 from itilflow.models import Engineer, Incident, parse_incident_ref
-from itilflow.policies import Policies
 from itilflow.services import incident_edits, incidents
 from itilflow.services.incident_actions import comment
 from itilflow.services.principals import Principal
@@ -175,7 +175,7 @@ def act(ref: str, request: Request, form: browser.PageForm) -> Response:
                 fields={name: form_value(form, name) for name in FIELDS},
             )
         try:
-            _apply(session, incident, action, form, person, gateway.policies)
+            _apply(session, incident, action, form, person, gateway)
             session.commit()
         except incidents.ActionError as exc:
             session.rollback()
@@ -219,8 +219,9 @@ def _apply(
     action: str,
     form: dict[str, list[str]],
     person: Principal,
-    policies: Policies,
+    gateway: Gateway,
 ) -> None:
+    policies = gateway.policies
     note = form_value(form, "note")
     actor = person.name
     if action == views.REPLY:
@@ -241,3 +242,5 @@ def _apply(
         )
         return
     comment(session, incident, actor=actor, note=note, policies=policies, visibility=visibility)
+    if action == "comment" and visibility == "public":
+        keep_comment_for_reporter(session, incident, note=note, author=actor, gateway=gateway)

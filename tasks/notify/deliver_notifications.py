@@ -64,6 +64,7 @@ async def _send(rt: Any, plan: NotificationPlan, channel: str, gate: asyncio.Sem
                 to=plan["emails"],
                 settings=rt.mail,
                 attachments=[_attachment(a) for a in plan.get("attachments", [])],
+                headers=plan.get("headers"),
             )
         else:
             await asend_chat(

@@ -10,14 +10,13 @@ from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.models import Subject, notified_keys, session_scope
-from itilflow.notifications import render_message
 from itilflow.notifications.incident_audience import audience_emails
-from itilflow.notifications.incident_context import incident_context, resolution_note
+from itilflow.notifications.incident_context import resolution_note
+from itilflow.notifications.incident_plan import incident_plan
 from itilflow.notifications.plans import (
     NotificationPlan,
     NotificationRequest,
     channels_left,
-    make_plan,
 )
 from itilflow.policies import route_notification
 from itilflow.runtime import runtime
@@ -67,22 +66,19 @@ def _plan(
             "known_error": None,
             **extra,
         }
-    language = wanted.get("language") or incident.language or route.language
-    context = {
-        "incident": incident_context(
-            session, incident, policies=rt.policies, public_url=rt.settings.public_url or ""
-        ),
-        **extra,
-    }
-    return make_plan(
-        Subject("incident", incident_id),
-        number=incident.number,
-        key=wanted["key"],
+    return incident_plan(
+        session,
+        incident,
         template=template,
+        key=wanted["key"],
         actor=wanted["actor"],
         emails=emails,
         tags=tags,
-        message=render_message(template, language, context),
+        extra=extra,
+        policies=rt.policies,
+        public_url=rt.settings.public_url or "",
+        mail_from=rt.mail.mail_from,
+        language=wanted.get("language"),
         on_call=on_call,
     )
 

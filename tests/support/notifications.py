@@ -21,6 +21,7 @@ _EXTRAS: dict[str, Any] = {
     "level": 2,
     "levels": 3,
     "previous": "level 1 (chen): not satisfied: wants a root cause",
+    "author": "Chen Jie",
     "approver": "chen",
     "stage": "technical-lead",
     "approve_url": "https://itilflow.example/approvals/tok?decision=approve",

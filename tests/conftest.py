@@ -25,6 +25,7 @@ from itilflow.settings import Settings
 from tests.support.alertmanager import alertmanager_factory  # noqa: F401
 from tests.support.fixtures import http_sink, smtp_server  # noqa: F401
 from tests.support.http_sink import HttpSink
+from tests.support.parsed_once import parsed_once
 from tests.support.postgres import PostgresServer, postgres_server, prefect_harness_on
 from tests.support.smtp import SmtpCapture
 from tests.support.stack import kill_leftovers
@@ -224,6 +225,13 @@ def prefect_server(request: pytest.FixtureRequest) -> Iterator[None]:
             yield
         return
     with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _parsed_once() -> Iterator[None]:
+    """Policy folders and demo data parsed once a session (tests/support/parsed_once.py)."""
+    with parsed_once():
         yield
 
 

@@ -13,6 +13,7 @@ import itertools
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,6 +114,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if _in(where, POSTGRES_SUITE):
             item.add_marker(pytest.mark.postgres)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop every Prefect server Prefect started in this process and still holds (an ephemeral
+    one, for a client asked outside the prefect_server fixture) while the session can still
+    do it in order. Its atexit hook should, yet a `-n 2` run left one such server per worker
+    running (orphaned, their parent gone) for good."""
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    for server in list(server_module.SubprocessASGIServer._instances.values()):
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.postgres)
 
 
+@pytest.hookimpl(trylast=True)  # after the session's fixtures (the harness's server) are done
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Stop every Prefect server Prefect started in this process and still holds (an ephemeral
     one, for a client asked outside the prefect_server fixture) while the session can still

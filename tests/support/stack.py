@@ -84,9 +84,9 @@ def _proc_stat(pid: int) -> list[str] | None:
     return text[text.rfind(")") + 2 :].split()
 
 
-def stack_processes(up_pid: int, data_dir: Path) -> set[int]:
-    """`up` and what lives under it, and any process given the data folder as its
-    ITILFLOW_DATA_DIR (`up` gives its children that): those orphaned by a killed `up` too."""
+def stack_processes(up_pid: int | None, data_dir: Path) -> set[int]:
+    """`up` (None: it has ended) and what lives under it, and any process given the data folder
+    as its ITILFLOW_DATA_DIR (`up` gives its children that): those orphaned by a killed `up` too."""
     marker = f"ITILFLOW_DATA_DIR={data_dir}".encode()
     children: dict[int, list[int]] = {}
     marked: set[int] = set()
@@ -99,7 +99,8 @@ def stack_processes(up_pid: int, data_dir: Path) -> set[int]:
                 marked.add(int(entry.name))
         except OSError:
             pass
-    found, todo = {up_pid}, [up_pid, *marked]
+    roots = marked | ({up_pid} if up_pid is not None else set())
+    found, todo = set(roots), list(roots)
     while todo:
         pid = todo.pop()
         found.add(pid)
@@ -110,7 +111,10 @@ def stack_processes(up_pid: int, data_dir: Path) -> set[int]:
 def kill_stack(process: subprocess.Popen[str], data_dir: Path) -> list[int]:
     """SIGKILL every process group of the stack (each child of `up` runs in a session of its
     own, so `up`'s group alone is not enough) but the test's; returns the pids it found alive."""
-    pids = [pid for pid in stack_processes(process.pid, data_dir) if _proc_stat(pid)]
+    # Once `up` has been waited for, its pid (and group id) may be another process's: then only
+    # what carries the data folder is the stack's. Until then the pid stays `up`'s, a zombie.
+    up_pid = process.pid if process.poll() is None else None
+    pids = [pid for pid in stack_processes(up_pid, data_dir) if _proc_stat(pid)]
     own_group = os.getpgid(0)
     groups = {int(stat[2]) for pid in pids if (stat := _proc_stat(pid))} - {own_group}
     for group in groups:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The two commands of the quick start:
 #   ./dev.sh up     install into .venv (first time) and start itilflow with demo data
-#   ./dev.sh test   install what the tests need (Debian packages too) and run the suite
+#   ./dev.sh test   install what the tests need (Debian packages too) and run the suite, on
+#                   every core (at most 4; ITILFLOW_TEST_WORKERS=N says how many, 0 none)
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=${ITILFLOW_VENV:-.venv}
@@ -33,7 +34,12 @@ case "${1:-}" in
     shift
     bash .ci/install-test-deps.sh
     "$venv/bin/ruff" check .
-    exec "$venv/bin/pytest" "$@"
+    # On every core (pytest-xdist), at most 4: each worker starts a Prefect test server (and on
+    # PostgreSQL a server) of its own. The tests that start a whole stack run in one worker, one
+    # after the other (tests/conftest.py, ONE_STACK_AT_A_TIME). ITILFLOW_TEST_WORKERS=0: no xdist.
+    cores=$(nproc 2>/dev/null || echo 1)
+    workers=${ITILFLOW_TEST_WORKERS:-$((cores < 4 ? cores : 4))}
+    exec "$venv/bin/pytest" -n "$workers" --dist loadgroup "$@"
     ;;
   *)
     echo "usage: ./dev.sh up | test [pytest args]" >&2

@@ -13,6 +13,7 @@ import itertools
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +26,13 @@ from itilflow.settings import Settings
 from tests.support.alertmanager import alertmanager_factory  # noqa: F401
 from tests.support.fixtures import http_sink, smtp_server  # noqa: F401
 from tests.support.http_sink import HttpSink
+from tests.support.parsed_once import parsed_once
 from tests.support.postgres import PostgresServer, postgres_server, prefect_harness_on
 from tests.support.smtp import SmtpCapture
+from tests.support.stack import kill_leftovers
+
+# The fault suite's figures table (a plugin here: xdist's controller loads only this conftest).
+pytest_plugins = ["tests.support.fault_figures"]
 
 ON_POSTGRES = os.environ.get("ITILFLOW_TEST_DATABASE", "").lower() in ("postgresql", "postgres")
 
@@ -63,16 +69,66 @@ SQLITE_ONLY = {
 }
 
 
+# Under pytest-xdist (.ci/run: -n 2 --dist loadgroup) the tests that start a whole stack (`itilflow
+# up`, a fleet of workers, a README run on the default ports in a namespace) run one after the
+# other in one worker: two at once on 2 cores make each slow enough to time out, and the other
+# worker meanwhile runs the fast tests. Files, as in POSTGRES_SUITE.
+ONE_STACK_AT_A_TIME = (
+    "tests/test_stack.py",
+    "tests/test_readme.py",
+    "tests/faults/test_workers.py",
+    "tests/faults/test_stack_crash_mid_step.py",
+    "tests/faults/test_change_worker_kill.py",
+    "tests/security/test_stack_attacks.py",
+)
+STACK_GROUP = "stack"
+
+
+def _in(where: str, entries: tuple[str, ...]) -> bool:
+    return any(where == entry or where.startswith(entry + "/") for entry in entries)
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """The test uses a fixture of module or class scope (a peer server, a Prefect server): its
+    module's tests then run in one worker, which sets the fixture up once, not once a test."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definitions[-1].scope in ("module", "class", "package")
+        for definitions in info.name2fixturedefs.values()
+        if definitions
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(str(config.rootpath))
     for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if _in(where, ONE_STACK_AT_A_TIME):
+            item.add_marker(pytest.mark.xdist_group(STACK_GROUP))
+        elif _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(where))
         if item.nodeid in SQLITE_ONLY:
             if ON_POSTGRES:
                 item.add_marker(pytest.mark.skip(reason=f"SQLite only: {SQLITE_ONLY[item.nodeid]}"))
             continue
-        where = Path(str(item.path)).relative_to(root).as_posix()
-        if any(where == entry or where.startswith(entry + "/") for entry in POSTGRES_SUITE):
+        if _in(where, POSTGRES_SUITE):
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures (the harness's server) are done
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop every Prefect server Prefect started in this process and still holds (an ephemeral
+    one, for a client asked outside the prefect_server fixture) while the session can still
+    do it in order. Its atexit hook should, yet a `-n 2` run left one such server per worker
+    running (orphaned, their parent gone) for good."""
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    for server in list(server_module.SubprocessASGIServer._instances.values()):
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -186,6 +242,21 @@ def prefect_server(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _parsed_once() -> Iterator[None]:
+    """Policy folders and demo data parsed once a session (tests/support/parsed_once.py)."""
+    with parsed_once():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_stack_left() -> Iterator[None]:
+    """Kill whatever is left of the `itilflow up`s the test started (tests/support/stack.py),
+    however it ended: a failed or timed-out test must not leave a stack running for the rest."""
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(autouse=True)

@@ -110,7 +110,7 @@ def power_cut(up: subprocess.Popen[str], spare_group: int | None = None) -> dict
             os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    for pid in stopped:  # `up` itself (in the test's group) and any straggler
+    for pid in stopped:  # any straggler
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -42,6 +42,8 @@ resolution_due; strings already formatted, or None). The extra keys per template
                          (what the level before ended with; None for level 1)
     mail_received        -
     reporter_comment     comment (the agent's text), author
+    reply_received       comment (the mailed reply), sender (its address), resumed (it took the
+                         incident off hold)
 
 Senders
 -------

@@ -65,6 +65,8 @@ TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "mail_received": (),
     # An agent's comment to the reporter, mailed in the incident's thread.
     "reporter_comment": ("comment", "author"),
+    # A reporter's mailed reply, to the incident's assignee (tasks/mail/store_mail.py).
+    "reply_received": ("comment", "sender", "resumed"),
 }
 # Change templates are about `change`, a mapping with CHANGE_KEYS, instead of `incident`.
 CHANGE_KEYS: frozenset[str] = frozenset(

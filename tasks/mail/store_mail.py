@@ -12,13 +12,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from itilflow import clock
-from itilflow.models import MailMessage, session_scope
-from itilflow.notifications.incident_plan import reporter_plan
+from itilflow.models import MailMessage, get_engineer, session_scope
+from itilflow.notifications.incident_audience import audience_emails
+from itilflow.notifications.incident_plan import incident_plan, reporter_plan
 from itilflow.notifications.mail_thread import mail_domain
 from itilflow.notifications.plans import keep_for_delivery
 from itilflow.runtime import Runtime, runtime
 from itilflow.services import incidents
-from itilflow.services.mail_intake import Mailbox, Taken, take_mail
+from itilflow.services.mail_intake import Mailbox, Taken, latest_comment, take_mail
 from itilflow.services.mail_parse import parse_mail
 from itilflow.tasks.mail.fetch_mail import FetchedMail
 
@@ -55,6 +56,8 @@ def _store_one(rt: Runtime, mailbox: Mailbox, fetched: FetchedMail) -> StoredMai
             taken = take_mail(session, mail, mailbox=mailbox, policies=rt.policies)
             if taken.acknowledge:
                 _keep_acknowledgement(session, rt, taken)
+            elif taken.outcome == "threaded":
+                _keep_reply_for_assignee(session, rt, taken, sender=mail.sender)
     except IntegrityError:
         # Another intake stored the same Message-ID meanwhile: it is stored, once.
         return StoredMail(fetched.uid, "duplicate", None)
@@ -84,6 +87,34 @@ def _keep_acknowledgement(session: Session, rt: Runtime, taken: Taken) -> None:
     )
     if plan is not None:
         keep_for_delivery(session, [plan], due_at=clock.now())
+
+
+def _keep_reply_for_assignee(session: Session, rt: Runtime, taken: Taken, *, sender: str) -> None:
+    """Whoever works on the incident hears of a reply by mail at once (the comment alone would
+    wait for someone to open the incident); not the sender, when the assignee wrote it."""
+    assert taken.incident_id is not None
+    session.flush()
+    incident = incidents.load_incident(session, taken.incident_id)
+    emails = [a for a in audience_emails(session, incident, "assignee") if a.lower() != sender]
+    entry = latest_comment(session, incident.id or 0)
+    if not emails or entry is None:
+        return
+    assignee = get_engineer(session=session, username=incident.assignee)
+    plan = incident_plan(
+        session,
+        incident,
+        template="reply_received",
+        key=f"reply_received:{entry.id}",
+        actor=ACTOR,
+        emails=emails,
+        tags=[],
+        extra={"comment": entry.message, "sender": sender, "resumed": taken.resumed},
+        policies=rt.policies,
+        public_url=rt.settings.public_url or "",
+        mail_from=rt.mail.mail_from,
+        language=assignee.language if assignee is not None else None,
+    )
+    keep_for_delivery(session, [plan], due_at=clock.now())
 
 
 def _record_failure(

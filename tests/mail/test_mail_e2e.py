@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from itilflow.dispatch.runner import Runner
 from itilflow.flows.mail import read_mailbox
-from itilflow.models import Incident, MailMessage, get_timeline
+from itilflow.models import Incident, MailMessage, get_engineer, get_timeline
 from tests.support.mail import bounce_for, make_mail
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -25,6 +25,11 @@ async def run_runner(rt) -> Runner:
 
 def mails_to(smtp_server, address: str) -> list:
     return [m for m in smtp_server.mails if address in m.rcpt_tos]
+
+
+def replies_told(smtp_server, address: str) -> list:
+    """The "reporter replied" notices an engineer got."""
+    return [m for m in mails_to(smtp_server, address) if "replied" in m.message["Subject"]]
 
 
 def outcomes(rt) -> dict[str, str]:
@@ -68,6 +73,15 @@ async def test_a_mail_opens_an_incident_and_its_thread_comes_back_to_it(
     )
     dovecot.append(bytes(reply))
     assert read_mailbox()["threaded"] == 1
+    # Whoever works on it hears of the reply at once.
+    await run_runner(rt)
+    with Session(rt.engine) as session:
+        assignee = get_engineer(
+            session=session, username=session.get(Incident, incident.id).assignee
+        )
+    [told] = replies_told(smtp_server, assignee.email)
+    assert number in told.message["Subject"]
+    assert "burnt toner" in told.message.get_body(("plain",)).get_content()
 
     # On hold, then the reporter's reply (by the reference in the subject only) resumes it.
     held = client.post(
@@ -83,6 +97,11 @@ async def test_a_mail_opens_an_incident_and_its_thread_comes_back_to_it(
     comments = [e for e in entries if e.kind == "commented"]
     assert [c.data.get("via") for c in comments] == ["email", "email"]
     assert "resumed" in [e.kind for e in entries]
+    await run_runner(rt)
+    told = replies_told(smtp_server, assignee.email)
+    assert (
+        len(told) == 2 and "clock runs again" in told[1].message.get_body(("plain",)).get_content()
+    )
 
     # An auto-reply and a bounce are recorded and change nothing.
     auto = make_mail(subject="Out of office", headers={"Auto-Submitted": "auto-replied"})

@@ -22,6 +22,8 @@ _EXTRAS: dict[str, Any] = {
     "levels": 3,
     "previous": "level 1 (chen): not satisfied: wants a root cause",
     "author": "Chen Jie",
+    "sender": "ada@customer.example",
+    "resumed": True,
     "approver": "chen",
     "stage": "technical-lead",
     "approve_url": "https://itilflow.example/approvals/tok?decision=approve",

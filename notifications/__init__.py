@@ -44,6 +44,7 @@ resolution_due; strings already formatted, or None). The extra keys per template
     reporter_comment     comment (the agent's text), author
     reply_received       comment (the mailed reply), sender (its address), resumed (it took the
                          incident off hold)
+    reassigned           by (who gave it), note (why; may be empty)
 
 Senders
 -------

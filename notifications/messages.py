@@ -67,6 +67,8 @@ TEMPLATE_EXTRAS: Mapping[str, tuple[str, ...]] = {
     "reporter_comment": ("comment", "author"),
     # A reporter's mailed reply, to the incident's assignee (tasks/mail/store_mail.py).
     "reply_received": ("comment", "sender", "resumed"),
+    # An incident given to someone by hand (the console's reassign), to them.
+    "reassigned": ("by", "note"),
 }
 # Change templates are about `change`, a mapping with CHANGE_KEYS, instead of `incident`.
 CHANGE_KEYS: frozenset[str] = frozenset(

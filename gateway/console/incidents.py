@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
 from itilflow.gateway import browser
+from itilflow.gateway.assignee_mail import keep_reassignment_for_assignee
 from itilflow.gateway.console import incident_view as views
 from itilflow.gateway.console.base import (
     forbidden,
@@ -234,6 +235,10 @@ def _apply(
         edit, field = EDITS[action]
         value = form_value(form, field, 64)
         edit(session, incident, **{field: value}, actor=actor, note=note, policies=policies)
+        if action == "reassign":
+            keep_reassignment_for_assignee(
+                session, incident, actor=actor, note=note, gateway=gateway
+            )
         return
     else:
         assert incident.id is not None

@@ -8,9 +8,9 @@ import re
 from typing import Any
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from itilflow.models import get_timeline
+from itilflow.models import FlowTrigger, get_timeline
 from tests.console.conftest import incident, open_incident, set_fields, sign_in
 from tests.support.csrf import csrf_of
 
@@ -19,6 +19,19 @@ def timeline(rt: Any, number: str) -> list[tuple[str, str, str, dict[str, Any]]]
     with Session(rt.engine) as session:
         entries = get_timeline(session=session, incident_id=int(number.removeprefix("INC-")))
         return [(e.kind, e.actor, e.message, dict(e.data)) for e in entries]
+
+
+def kept_mails(rt: Any, number: str, template: str) -> list[dict[str, Any]]:
+    """The plans kept for the runner's delivery about the incident, of that template."""
+    with Session(rt.engine) as session:
+        triggers = session.exec(
+            select(FlowTrigger).where(
+                FlowTrigger.incident_id == int(number.removeprefix("INC-")),
+                FlowTrigger.kind == "notify",
+            )
+        ).all()
+        plans = [t.data["plan"] for t in triggers]
+    return [plan for plan in plans if plan["template"] == template]
 
 
 def act(browser: Any, number: str, action: str, **fields: str) -> Any:
@@ -79,6 +92,9 @@ def test_a_group_lead_reassigns_changes_priority_and_closes(browser, api, rt):
     assert act(browser, number, "reassign", assignee="liu", note="").status_code == 303
     row = incident(rt, number)
     assert (row.assignee, row.group_name, row.status) == ("liu", "applications", "assigned")
+    # Liu hears of it by mail, kept for delivery with the reassignment.
+    [told] = kept_mails(rt, number, "reassigned")
+    assert told["emails"] == ["liu@example.com"] and "Lin" in told["message"]["text"]
     act(browser, number, "priority", priority="P1", note="the whole shop is down")
     assert incident(rt, number).priority == "P1"
     act(browser, number, "resolve", note="fixed")

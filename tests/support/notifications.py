@@ -24,6 +24,8 @@ _EXTRAS: dict[str, Any] = {
     "author": "Chen Jie",
     "sender": "ada@customer.example",
     "resumed": True,
+    "by": "Lin Hua",
+    "note": "Liu knows this database best.",
     "approver": "chen",
     "stage": "technical-lead",
     "approve_url": "https://itilflow.example/approvals/tok?decision=approve",

@@ -1,0 +1,47 @@
+"""Someone given an incident by hand (the console's reassign) is told by mail at once, as
+dispatch tells whoever it assigns: the plan is kept for the runner's delivery in the
+transaction that reassigns (never lost, never sent twice: flows/notify.py)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from itilflow import clock
+from itilflow.gateway.deps import Gateway
+from itilflow.models import Incident, TimelineEntry, get_engineer
+from itilflow.notifications.incident_plan import incident_plan
+from itilflow.notifications.plans import keep_for_delivery
+
+
+def keep_reassignment_for_assignee(
+    session: Session, incident: Incident, *, actor: str, note: str, gateway: Gateway
+) -> bool:
+    """Keep the mail to the incident's new assignee; False when they have no address, or
+    gave it to themselves."""
+    assert incident.id is not None
+    session.flush()
+    assignee = get_engineer(session=session, username=incident.assignee)
+    if assignee is None or not assignee.email or assignee.username == actor:
+        return False
+    entry_id = session.exec(
+        select(TimelineEntry.id)
+        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == "reassigned")
+        .order_by(col(TimelineEntry.id).desc())
+    ).first()
+    by = get_engineer(session=session, username=actor)
+    plan = incident_plan(
+        session,
+        incident,
+        template="reassigned",
+        key=f"reassigned:{entry_id}",
+        actor=actor,
+        emails=[assignee.email],
+        tags=[],
+        extra={"by": by.name if by is not None else actor, "note": note},
+        policies=gateway.policies,
+        public_url=gateway.settings.public_url or "",
+        mail_from=gateway.settings.mail_from,
+        language=assignee.language,
+    )
+    keep_for_delivery(session, [plan], due_at=clock.now())
+    return True

@@ -4,11 +4,12 @@ transaction that reassigns (never lost, never sent twice: flows/notify.py)."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.gateway.deps import Gateway
-from itilflow.models import Incident, TimelineEntry, get_engineer
+from itilflow.gateway.reporter_mail import display_name
+from itilflow.models import Incident, get_engineer, get_latest_entry
 from itilflow.notifications.incident_plan import incident_plan
 from itilflow.notifications.plans import keep_for_delivery
 
@@ -23,21 +24,16 @@ def keep_reassignment_for_assignee(
     assignee = get_engineer(session=session, username=incident.assignee)
     if assignee is None or not assignee.email or assignee.username == actor:
         return False
-    entry_id = session.exec(
-        select(TimelineEntry.id)
-        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == "reassigned")
-        .order_by(col(TimelineEntry.id).desc())
-    ).first()
-    by = get_engineer(session=session, username=actor)
+    entry = get_latest_entry(session=session, incident_id=incident.id, kind="reassigned")
     plan = incident_plan(
         session,
         incident,
         template="reassigned",
-        key=f"reassigned:{entry_id}",
+        key=f"reassigned:{entry.id if entry else None}",
         actor=actor,
         emails=[assignee.email],
         tags=[],
-        extra={"by": by.name if by is not None else actor, "note": note},
+        extra={"by": display_name(session, actor), "note": note},
         policies=gateway.policies,
         public_url=gateway.settings.public_url or "",
         mail_from=gateway.settings.mail_from,

@@ -5,11 +5,11 @@ sent twice: flows/notify.py)."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.gateway.deps import Gateway
-from itilflow.models import Incident, TimelineEntry, get_engineer
+from itilflow.models import Incident, get_engineer, get_latest_entry
 from itilflow.notifications.incident_plan import reporter_plan
 from itilflow.notifications.plans import keep_for_delivery
 
@@ -21,19 +21,15 @@ def keep_comment_for_reporter(
     when the incident has no reporter address to write to."""
     assert incident.id is not None
     session.flush()
-    entry_id = session.exec(
-        select(TimelineEntry.id)
-        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == "commented")
-        .order_by(col(TimelineEntry.id).desc())
-    ).first()
+    entry = get_latest_entry(session=session, incident_id=incident.id, kind="commented")
     plan = reporter_plan(
         session,
         incident,
         template="reporter_comment",
-        key=f"reporter_comment:{entry_id}",
+        key=f"reporter_comment:{entry.id if entry else None}",
         actor=author,
         # The reporter reads the person's name, not their username.
-        extra={"comment": note, "author": _display_name(session, author)},
+        extra={"comment": note, "author": display_name(session, author)},
         policies=gateway.policies,
         public_url=gateway.settings.public_url or "",
         mail_from=gateway.settings.mail_from,
@@ -44,6 +40,7 @@ def keep_comment_for_reporter(
     return True
 
 
-def _display_name(session: Session, username: str) -> str:
+def display_name(session: Session, username: str) -> str:
+    """The person's name as a mail's reader sees it (their username when not in the directory)."""
     person = get_engineer(session=session, username=username)
     return person.name if person is not None else username

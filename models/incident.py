@@ -190,6 +190,15 @@ def get_timeline(*, session: Session, incident_id: int) -> list[TimelineEntry]:
     return list(session.exec(statement))
 
 
+def get_latest_entry(*, session: Session, incident_id: int, kind: str) -> TimelineEntry | None:
+    """The incident's newest entry of `kind` (one just added in this transaction included)."""
+    return session.exec(
+        select(TimelineEntry)
+        .where(TimelineEntry.incident_id == incident_id, TimelineEntry.kind == kind)
+        .order_by(col(TimelineEntry.id).desc())
+    ).first()
+
+
 def get_incident(*, session: Session, incident_id: int) -> Incident | None:
     return session.get(Incident, incident_id)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from itilflow import clock
 from itilflow.models import (
@@ -22,7 +22,6 @@ from itilflow.models import (
     IncidentStatus,
     MailAttachment,
     MailMessage,
-    TimelineEntry,
     add_timeline,
     count_incidents_reported_by,
     count_mails_from,
@@ -144,15 +143,6 @@ def _thread(session: Session, mail: InboundMail, incident: Incident, policies: P
         )
         return Taken("threaded", incident.id, "reply from the reporter", resumed=True)
     return Taken("threaded", incident.id, "reply")
-
-
-def latest_comment(session: Session, incident_id: int) -> TimelineEntry | None:
-    """The incident's newest comment: a reply just threaded onto it, in this transaction."""
-    return session.exec(
-        select(TimelineEntry)
-        .where(TimelineEntry.incident_id == incident_id, TimelineEntry.kind == "commented")
-        .order_by(col(TimelineEntry.id).desc())
-    ).first()
 
 
 def _open(

@@ -12,14 +12,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from itilflow import clock
-from itilflow.models import MailMessage, get_engineer, session_scope
+from itilflow.models import MailMessage, get_engineer, get_latest_entry, session_scope
 from itilflow.notifications.incident_audience import audience_emails
 from itilflow.notifications.incident_plan import incident_plan, reporter_plan
 from itilflow.notifications.mail_thread import mail_domain
 from itilflow.notifications.plans import keep_for_delivery
 from itilflow.runtime import Runtime, runtime
 from itilflow.services import incidents
-from itilflow.services.mail_intake import Mailbox, Taken, latest_comment, take_mail
+from itilflow.services.mail_intake import Mailbox, Taken, take_mail
 from itilflow.services.mail_parse import parse_mail
 from itilflow.tasks.mail.fetch_mail import FetchedMail
 
@@ -96,7 +96,7 @@ def _keep_reply_for_assignee(session: Session, rt: Runtime, taken: Taken, *, sen
     session.flush()
     incident = incidents.load_incident(session, taken.incident_id)
     emails = [a for a in audience_emails(session, incident, "assignee") if a.lower() != sender]
-    entry = latest_comment(session, incident.id or 0)
+    entry = get_latest_entry(session=session, incident_id=incident.id or 0, kind="commented")
     if not emails or entry is None:
         return
     assignee = get_engineer(session=session, username=incident.assignee)

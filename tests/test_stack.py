@@ -120,10 +120,21 @@ def post_until_not_busy(
 SQLITE_BUSY = "(sqlite3.OperationalError) database is locked"
 
 
+# What a busy spell of that file also causes, excused only in the same output as a busy line:
+# `up`'s scheduler check times out, and a client's event socket drops while the server stalls
+# (seen once in three CI runs with the suite on two cores, where the stack shares the CPU).
+SQLITE_BUSY_KNOCK_ON = (
+    "could not ask the Prefect server about scheduled runs: timed out",
+    "logged a traceback (starlette.websockets.WebSocketDisconnect)",
+)
+
+
 def not_sqlite_busy(lines: list[str], database_env: dict[str, str]) -> list[str]:
     if database_env:  # on PostgreSQL nothing is excused
         return lines
-    return [line for line in lines if SQLITE_BUSY not in line]
+    busy = any(SQLITE_BUSY in line for line in lines)
+    excused = (SQLITE_BUSY, *SQLITE_BUSY_KNOCK_ON) if busy else (SQLITE_BUSY,)
+    return [line for line in lines if not any(mark in line for mark in excused)]
 
 
 def fire_a_short_schedule(prefect_api: str, deployment: dict, auth: httpx.Auth) -> None:
